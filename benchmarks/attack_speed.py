@@ -1,0 +1,58 @@
+"""Iterations per second of the attacks (one forward + backward + projection + 8-bit
+rounding each), batch 1, edge_small with random weights unless --checkpoint.
+
+    python benchmarks/attack_speed.py                            # CPU, 256x512 and 512x1024
+    python benchmarks/attack_speed.py --device cuda --arch drn_d_22 --sizes 1024x2048
+    python benchmarks/attack_speed.py --adaptive spatial --k-attack 10
+
+The attack never stops early here (threshold 1.0), so every image runs --iters steps.
+"""
+
+import argparse
+import time
+
+import torch
+
+from edge_guard.calibration.attacks import ATTACKS, make_views
+from edge_guard.calibration.models import build_segmenter
+from edge_guard.calibration.models.checkpoint import load_segmenter
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="edge_small")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--sizes", default="256x512,512x1024")
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--adaptive", default=None)
+    p.add_argument("--k-attack", type=int, default=10)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    model = (load_segmenter(args.checkpoint)[0] if args.checkpoint else build_segmenter(args.arch)).eval()
+    model = model.to(args.device)
+    for q in model.parameters():
+        q.requires_grad_(False)
+    views = make_views(args.adaptive, args.k_attack)
+    for size in args.sizes.split(","):
+        h, w = (int(v) for v in size.split("x"))
+        x = (torch.randint(0, 256, (1, 3, h, w)).float() / 255).to(args.device)
+        target = torch.full((1, h, w), 13, dtype=torch.long, device=args.device)
+        for name, attack in ATTACKS.items():
+            attack(model, x, target, max_iter=1, threshold=1.0, quantize=True, views=views)  # warm-up
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            res = attack(model, x, target, max_iter=args.iters, threshold=1.0, quantize=True,
+                         views=views, l2=0.06 if views else None)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            steps = int(res.iterations[0]) + 1  # + the final evaluation forward
+            print(f"{args.arch} {h}x{w} {name:8s} adaptive={args.adaptive} device={args.device} "
+                  f"threads={args.threads}: {args.iters / dt:.2f} it/s ({dt / steps:.3f} s per step)")
+
+
+if __name__ == "__main__":
+    main()

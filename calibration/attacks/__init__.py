@@ -1,0 +1,23 @@
+"""Targeted attacks on segmenters (DAG, Houdini) and their adaptive (EOT) variants.
+
+One signature for every attack (adv_lib style)::
+
+    fn(model, images, target, *, mask=None, **hyper) -> AttackResult
+
+images (N, 3, H, W) float in [0, 1]; target (N, H, W) int64 class ids, 255 = ignore;
+``model`` returns logits (N, C, H, W).
+"""
+
+from .blur import Blurred, gaussian_blur
+from .budget import project, quantize
+from .dag import dag, dag_loss
+from .houdini import houdini, houdini_loss
+from .result import AttackResult
+from .views import ADAPTIVE, BlurViews, PairViews, PatchViews, View, Views, make_views
+
+ATTACKS = {"dag": dag, "houdini": houdini}
+LOSSES = {"dag": dag_loss, "houdini": houdini_loss}
+
+__all__ = ["ATTACKS", "LOSSES", "ADAPTIVE", "AttackResult", "dag", "dag_loss", "houdini",
+           "houdini_loss", "project", "quantize", "gaussian_blur", "Blurred", "View", "Views",
+           "BlurViews", "PatchViews", "PairViews", "make_views"]

@@ -1,0 +1,170 @@
+"""The iterative loop shared by DAG and Houdini: gradient descent on a per-pixel criterion
+(normalised steps or Adam), with per-image early stopping, budgets, 8-bit output and EOT views.
+
+Each step: the current iterate is projected onto the budgets (and, with ``quantize``,
+rounded to the 8-bit image the camera pipeline would carry); the model sees that image, so
+success and the stopping test are measured on exactly what is returned. The gradient taken
+there updates a continuous iterate (straight-through), so steps smaller than 1/255 add up.
+Finished images leave the batch; graphs are freed after every forward/backward.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from .budget import check_budget, is_8bit, project, quantize as quantize_8bit
+from .result import AttackResult, distances, miou, success_rate, valid_pixels
+from .views import Views
+
+# (logits (N,C,H,W), target (N,H,W) int64 in [0,C), valid (N,H,W) bool) -> (N,) loss to minimise
+Criterion = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+NORMS = ("linf", "l2", "sign", "adam")
+
+
+def check_inputs(images: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
+    if images.dim() != 4 or images.shape[1] != 3 or not images.is_floating_point():
+        raise ValueError(f"images must be float (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+    n, _, h, w = images.shape
+    if tuple(target.shape) != (n, h, w):
+        raise ValueError(f"target must be (N, H, W) = {(n, h, w)}, got {tuple(target.shape)}")
+    if mask is not None and tuple(mask.shape) != (n, h, w):
+        raise ValueError(f"mask must be (N, H, W) = {(n, h, w)}, got {tuple(mask.shape)}")
+    if images.numel() and (images.min() < 0 or images.max() > 1):
+        raise ValueError("images must be in [0, 1]")
+
+
+def _normalise(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per image: grad / max|grad| ('linf') or grad / RMS(grad) ('l2'); per value: sign."""
+    if norm == "sign":
+        return grad.sign()
+    flat = grad.flatten(1)
+    scale = flat.abs().amax(1) if norm == "linf" else flat.pow(2).mean(1).sqrt()
+    return grad / scale.clamp_min(1e-30).view(-1, 1, 1, 1)
+
+
+def descend(model: Callable, images: torch.Tensor, target: torch.Tensor, *, criterion: Criterion,
+            norm: str, step: float, mask: Optional[torch.Tensor] = None, max_iter: int = 200,
+            threshold: float = 0.99, l2: Optional[float] = None, linf: Optional[float] = None,
+            quantize: bool = False, views: Optional[Views] = None,
+            seed: Optional[int] = None) -> AttackResult:
+    """Minimise ``criterion`` toward ``target`` by steps of size ``step`` along the gradient
+    normalised per image (``norm``: 'linf', 'l2' = RMS, 'sign' per value, or 'adam'); an
+    image stops when the fraction of its valid pixels on target reaches ``threshold`` on the
+    (quantised) image and on every view of that step, or after ``max_iter`` steps."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    check_inputs(images, target, mask)
+    check_budget(l2, linf)
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    if max_iter < 0 or not step > 0:
+        raise ValueError(f"need max_iter >= 0 and step > 0, got {max_iter}, {step}")
+    clean = images.detach()
+    if quantize and not is_8bit(clean):
+        raise ValueError("quantize=True needs 8-bit clean images (multiples of 1/255)")
+    target = target.to(clean.device).long()
+    valid = valid_pixels(target, None if mask is None else mask.to(clean.device))
+    if (valid.flatten(1).sum(1) == 0).any():
+        raise ValueError("an image has no valid target pixel (all ignored or masked out)")
+    safe_target = torch.where(valid, target, torch.zeros_like(target))
+    rng = np.random.default_rng(seed)
+
+    def evaluate(x, idx):
+        return quantize_8bit(clean[idx], x, l2, linf) if quantize else project(clean[idx], x, l2, linf)
+
+    n = len(clean)
+    x = clean.clone()
+    out = clean.clone()
+    pred_out = torch.zeros_like(target)
+    iterations = torch.zeros(n, dtype=torch.int64)
+    seconds = torch.zeros(n, dtype=torch.float64)
+    num_classes = None
+    adam = _Adam(clean) if norm == "adam" else None
+    active = torch.arange(n, device=clean.device)
+    start = time.perf_counter()
+    for it in range(max_iter + 1):
+        xq = evaluate(x[active], active).requires_grad_(True)
+        t, v = safe_target[active], valid[active]
+        with torch.enable_grad():
+            logits = model(xq)
+            if num_classes is None:
+                num_classes = logits.shape[1]
+                if int(target[valid].max()) >= num_classes:
+                    raise ValueError(f"target holds class {int(target[valid].max())} but the model "
+                                     f"predicts {num_classes} classes")
+            pred = logits.argmax(1)
+            done = success_rate(pred, t, v) >= threshold
+            if it < max_iter and not (views is None and bool(done.all())):
+                grad = torch.autograd.grad(criterion(logits, t, v).sum(), xq)[0]
+                del logits
+                if views is not None:
+                    view_grad, views_done = _view_grads(model, views, xq, t, v, rng, criterion, threshold)
+                    grad = grad + view_grad
+                    done = done & views_done
+            else:
+                del logits
+                done = torch.ones_like(done) if it == max_iter else done
+        finished = done.nonzero().flatten()
+        if len(finished):
+            ids = active[finished]
+            out[ids] = xq.detach()[finished]
+            pred_out[ids] = pred[finished]
+            iterations[ids.cpu()] = it
+            seconds[ids.cpu()] = time.perf_counter() - start
+        keep = (~done).nonzero().flatten()
+        if not len(keep):
+            break
+        ids = active[keep]
+        if norm == "adam":
+            direction = adam.step(ids, grad[keep], it + 1)
+        else:
+            direction = _normalise(grad[keep], norm)
+        x[ids] = project(clean[ids], x[ids] - step * direction, l2, linf)
+        active = ids
+    l2_d, linf_d = distances(clean, out)
+    return AttackResult(
+        images=out.cpu(), prediction=pred_out.cpu(),
+        success=success_rate(pred_out, target, valid).cpu(),
+        miou=miou(pred_out, target, valid, num_classes).cpu(),
+        l2=l2_d.cpu(), linf=linf_d.cpu(), iterations=iterations, seconds=seconds)
+
+
+class _Adam:
+    """Adam's direction m_hat / (sqrt(v_hat) + eps) per value; images keep their own moments
+    (every image still active has taken the same number of steps)."""
+
+    def __init__(self, like: torch.Tensor, betas=(0.9, 0.999), eps=1e-12):
+        self.m = torch.zeros_like(like)
+        self.v = torch.zeros_like(like)
+        self.b1, self.b2, self.eps = betas[0], betas[1], eps
+
+    def step(self, ids, grad, t: int) -> torch.Tensor:
+        m = self.m[ids].mul_(self.b1).add_(grad, alpha=1 - self.b1)
+        v = self.v[ids].mul_(self.b2).addcmul_(grad, grad, value=1 - self.b2)
+        self.m[ids], self.v[ids] = m, v
+        m_hat = m / (1 - self.b1 ** t)
+        v_hat = v / (1 - self.b2 ** t)
+        return m_hat / (v_hat.sqrt() + self.eps)
+
+
+def _view_grads(model, views: Views, xq, target, valid, rng, criterion, threshold):
+    """Gradient of the views' losses w.r.t. ``xq``, one group at a time, and (N,) whether
+    every view reached ``threshold``."""
+    grad = torch.zeros_like(xq)
+    ok = torch.ones(len(xq), dtype=torch.bool, device=xq.device)
+    for group in views.groups(xq, target, valid, rng):
+        logits = [model(view.images) for view in group]
+        loss = sum(criterion(lg, view.target, view.valid) for lg, view in zip(logits, group))
+        extra = views.coupling(logits, group)
+        if extra is not None:
+            loss = loss + extra
+        for lg, view in zip(logits, group):
+            empty = view.valid.flatten(1).sum(1) == 0  # a crop of ignored pixels asks nothing
+            ok &= (success_rate(lg.detach().argmax(1), view.target, view.valid) >= threshold) | empty
+        grad += torch.autograd.grad(loss.sum(), xq)[0]
+        del logits, loss, extra
+    return grad, ok

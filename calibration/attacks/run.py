@@ -1,0 +1,260 @@
+"""Attack every frame of a data split and write the adversarial set (``edge-guard attack``).
+
+Output folder::
+
+    OUT/<input path relative to the data root, as .png>   adversarial frame, 8-bit RGB
+        (a Cityscapes input gives OUT/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png, so
+        OUT opens with the same loaders: open_dataset(OUT, split, labeled=False))
+    OUT/targets/<same folders>/<name>_target.png         target train ids (255 = ignore)
+    OUT/targets/<same folders>/<name>_target_color.png   the target in the Cityscapes palette
+    OUT/manifest.json                                     settings + per-image metrics
+
+The manifest is rewritten after every frame, so an interrupted run resumes where it
+stopped; a run with other settings into the same folder is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+import torch
+
+from edge_guard.classes import NUM_CLASSES, colorize
+from edge_guard.errors import DataError, UserError
+
+from .. import targets as target_maps
+from . import ATTACKS
+from .views import ADAPTIVE, make_views
+
+FORMAT = "edge-guard-attack"
+VERSION = 1
+#: The paper's L2 bound (RMS on [0, 1] images) for adaptive attacks (§5.4).
+ADAPTIVE_L2 = 0.06
+DEFAULT_STEP = {"dag": 0.5 / 255, "houdini": 1.0 / 255}
+
+
+@dataclass
+class AttackSettings:
+    """Everything that decides what the attack writes (``limit`` and device do not)."""
+
+    method: str
+    target: str
+    adaptive: Optional[str] = None
+    k_attack: int = 10
+    patch_size: int = 512
+    b_low: int = 32
+    b_high: int = 64
+    blur_stds: tuple = (0.5, 3.0, 5.0)
+    pair_weight: float = 1.0
+    l2: Optional[float] = None  # None: ADAPTIVE_L2 for adaptive attacks, unbounded otherwise
+    linf: Optional[float] = None
+    max_iter: int = 200
+    step: Optional[float] = None  # None: DEFAULT_STEP[method] (DAG's gamma, Houdini's Adam rate)
+    threshold: float = 0.99
+    seed: int = 0
+    size: Optional[tuple] = None  # (H, W) frames are resized to before the attack
+    text: str = "ECCV 2018"
+
+    def resolved(self) -> "AttackSettings":
+        if self.method not in ATTACKS:
+            raise UserError(f"unknown attack method {self.method!r}: choose one of {', '.join(ATTACKS)}")
+        if self.target not in target_maps.TARGETS:
+            raise UserError(f"unknown target {self.target!r}: choose one of {', '.join(target_maps.TARGETS)}")
+        if self.adaptive not in (None, "none") + ADAPTIVE:
+            raise UserError(f"unknown adaptive attack {self.adaptive!r}: choose one of {', '.join(ADAPTIVE)}")
+        adaptive = None if self.adaptive in (None, "none") else self.adaptive
+        if self.k_attack < 0:
+            raise UserError(f"--k-attack must be >= 0, got {self.k_attack}")
+        l2 = self.l2 if self.l2 is not None else (ADAPTIVE_L2 if adaptive else None)
+        step = self.step if self.step is not None else DEFAULT_STEP[self.method]
+        size = tuple(int(v) for v in self.size) if self.size else None
+        return AttackSettings(**{**asdict(self), "adaptive": adaptive, "l2": l2, "step": step,
+                                 "size": size, "blur_stds": tuple(self.blur_stds)})
+
+
+def image_seed(seed: int, name: str) -> int:
+    """A per-frame seed: the same frame gets the same target in every run and order."""
+    return int(np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]).generate_state(1)[0])
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj))
+
+
+class Manifest:
+    """OUT/manifest.json: the settings and one record per finished frame."""
+
+    def __init__(self, out: Path, settings: dict):
+        self.path = out / "manifest.json"
+        self.settings = _jsonable(settings)
+        self.images = {}
+        if self.path.exists():
+            self._resume()
+
+    def _resume(self):
+        try:
+            old = json.loads(self.path.read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{self.path} is not a readable manifest ({type(exc).__name__}): "
+                            "remove it or choose another --out") from exc
+        if not isinstance(old, dict) or old.get("format") != FORMAT:
+            raise UserError(f"{self.path} is not an edge-guard attack manifest: choose another --out")
+        if old.get("settings") != self.settings:
+            prev = old.get("settings") or {}
+            diff = [f"{k}: {prev.get(k)!r} -> {v!r}" for k, v in self.settings.items() if prev.get(k) != v]
+            raise UserError(f"{self.path.parent} holds attacks made with other settings "
+                            f"({'; '.join(diff[:3])}): use another --out, or the same settings to resume")
+        self.images = dict(old.get("images") or {})
+
+    def done(self, name: str) -> bool:
+        rec = self.images.get(name)
+        return bool(rec) and all((self.path.parent / rec[k]).is_file()
+                                 for k in ("adversarial", "target", "target_color"))
+
+    def add(self, name: str, record: dict) -> None:
+        self.images[name] = record
+        self.write()
+
+    def summary(self) -> dict:
+        recs = list(self.images.values())
+        if not recs:
+            return {"images": 0}
+        mean = {k: float(np.mean([r[k] for r in recs]))
+                for k in ("success", "miou", "l2", "linf", "iterations", "seconds", "clean_success")}
+        return {"images": len(recs), "mean": mean,
+                "reached_threshold": int(sum(r["success"] >= self.settings["threshold"] for r in recs))}
+
+    def write(self) -> None:
+        payload = {"format": FORMAT, "version": VERSION, "settings": self.settings,
+                   "summary": self.summary(), "images": self.images}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(payload, indent=1))
+        tmp.replace(self.path)
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), array):
+        raise UserError(f"cannot write {path}")
+
+
+def _resize(image, labels, size):
+    if size is None or image.shape[:2] == tuple(size):
+        return image, labels
+    h, w = size
+    image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    if labels is not None:
+        labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+    return image, labels
+
+
+def _to_tensor(image: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(255).to(device)
+
+
+def _scene_source(frames, index: int, seed: int, size):
+    """Labels of another frame of the split (picked by seed), or None (a generated frame)."""
+    if not getattr(frames, "labeled", False) or len(frames) < 2:
+        return None, None
+    rng = np.random.default_rng(seed)
+    j = int(rng.integers(len(frames) - 1))
+    j += j >= index  # never the attacked frame itself
+    _, labels, name = frames[j]
+    if size is not None:
+        labels = cv2.resize(labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    return labels, name
+
+
+def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, arch: Optional[str] = None,
+                limit: Optional[int] = None, device: str = "cpu", progress: bool = True) -> dict:
+    """Attack the first ``limit`` frames of ``data``/``split`` into ``out``; returns the
+    manifest's summary. See the module docstring for the layout."""
+    from edge_guard.calibration.data.folders import open_dataset
+    from edge_guard.calibration.models.checkpoint import load_segmenter
+
+    s = settings.resolved()
+    data = Path(data).expanduser()
+    if not data.exists():
+        raise DataError(f"data folder {data} does not exist")
+    frames = open_dataset(data, split, labeled=s.target == "scene")
+    if len(frames) == 0:
+        raise DataError(f"{data} has no frames in split {split!r}")
+    model_path = Path(model_path).expanduser()
+    segmenter, meta = load_segmenter(model_path, arch=arch)
+    if segmenter.num_classes != NUM_CLASSES:
+        raise UserError(f"{model_path} predicts {segmenter.num_classes} classes, but the targets "
+                        f"and data use the {NUM_CLASSES} Cityscapes train ids")
+    segmenter = segmenter.to(device).eval()
+    for p in segmenter.parameters():
+        p.requires_grad_(False)
+    out = Path(out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    record_settings = {
+        **asdict(s), "data": str(data.resolve()), "split": split, "model": str(model_path.resolve()),
+        "model_sha256": file_sha256(model_path), "arch": meta.get("model"), "quantize": True,
+    }
+    manifest = Manifest(out, record_settings)
+    views = make_views(s.adaptive, s.k_attack, s.patch_size, s.b_low, s.b_high, s.blur_stds, s.pair_weight)
+    attack = ATTACKS[s.method]
+    hyper = {"gamma": s.step} if s.method == "dag" else {"step": s.step}
+    root = data.resolve()
+    count = len(frames) if limit is None else min(int(limit), len(frames))
+    todo = [i for i in range(count) if not manifest.done(frames.names[i])]
+    bar = _progress(len(todo), f"{s.method} -> {s.target}", progress)
+    for i in todo:
+        image, labels, name = frames[i]
+        image, labels = _resize(image, labels, s.size)
+        seed = image_seed(s.seed, name)
+        x = _to_tensor(image, device)
+        with torch.no_grad():
+            clean_pred = segmenter(x).argmax(1)[0].cpu().numpy().astype(np.uint8)
+        source_labels, source_name = (None, None)
+        if s.target == "scene":
+            source_labels, source_name = _scene_source(frames, i, seed, image.shape[:2])
+        target = target_maps.make_target(s.target, image.shape[:2], seed, clean_pred=clean_pred,
+                                         source_labels=source_labels, text=s.text)
+        t = torch.from_numpy(target.astype(np.int64))[None].to(device)
+        valid = target != 255
+        clean_success = float((clean_pred[valid] == target[valid]).mean()) if valid.any() else math.nan
+        result = attack(segmenter, x, t, quantize=True, l2=s.l2, linf=s.linf, max_iter=s.max_iter,
+                        threshold=s.threshold, views=views, seed=seed, **hyper)
+        adv = (result.images[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        rel = frames.image_paths[i].resolve().relative_to(root).with_suffix(".png")
+        tdir = Path("targets") / rel.parent
+        paths = {"adversarial": str(rel), "target": str(tdir / f"{name}_target.png"),
+                 "target_color": str(tdir / f"{name}_target_color.png")}
+        _write_png(out / paths["adversarial"], cv2.cvtColor(adv, cv2.COLOR_RGB2BGR))
+        _write_png(out / paths["target"], target)
+        _write_png(out / paths["target_color"], cv2.cvtColor(colorize(target), cv2.COLOR_RGB2BGR))
+        record = {"source": str(frames.image_paths[i].resolve()), **paths, "seed": seed,
+                  "clean_success": clean_success, **result.records()[0]}
+        if source_name is not None:
+            record["scene_source"] = source_name
+        manifest.add(name, record)
+        bar.set_postfix(success=f"{record['success']:.3f}", iters=record["iterations"])
+        bar.update(1)
+    bar.close()
+    manifest.write()
+    return manifest.summary()
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, dynamic_ncols=True)

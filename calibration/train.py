@@ -1,0 +1,187 @@
+"""Training of a registered segmentation model on a Cityscapes-layout folder.
+
+Scale-resilient training as in the paper (§5.1): random rescaling by 0.5x..2x and random
+square crops, cross-entropy ignoring 255. Checkpoints are resumable and carry the model name,
+classes, normalisation and how much data the model has seen.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from edge_guard.classes import IGNORE, NUM_CLASSES
+from edge_guard.errors import UserError
+from edge_guard.calibration.data.folders import open_dataset
+from edge_guard.calibration.models import create_model
+from edge_guard.calibration.models.checkpoint import load_segmenter, save_checkpoint
+from edge_guard.calibration.models.segmenter import Segmenter
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    arch: str = "edge_small"
+    split: str = "train"
+    steps: int = 3000
+    batch_size: int = 8
+    crop: int = 512
+    scale_min: float = 0.5
+    scale_max: float = 2.0
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    workers: int = 2
+    save_every: int = 250
+    model_kwargs: dict = field(default_factory=dict)
+
+
+class ScaleCropDataset(Dataset):
+    """Random rescale (scale_min..scale_max), flip and crop of the frames of a labelled folder.
+
+    Items: image float32 (3, crop, crop) in [0, 1], labels int64 (crop, crop) with 255 padding.
+    """
+
+    def __init__(self, frames, crop: int, scale_min: float, scale_max: float, seed: int):
+        self.frames = frames
+        self.crop = crop
+        self.scale_min, self.scale_max = scale_min, scale_max
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self):
+        return len(self.frames)
+
+    def __getitem__(self, index):
+        # Per-item generator so that a resumed run and any worker count draw the same crops.
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        image, labels, _ = self.frames[index]
+        scale = math.exp(rng.uniform(math.log(self.scale_min), math.log(self.scale_max)))
+        h, w = labels.shape
+        nh, nw = max(8, round(h * scale)), max(8, round(w * scale))
+        image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
+        labels = cv2.resize(labels, (nw, nh), interpolation=cv2.INTER_NEAREST)
+        if rng.random() < 0.5:
+            image, labels = image[:, ::-1], labels[:, ::-1]
+        c = self.crop
+        ph, pw = max(0, c - nh), max(0, c - nw)
+        if ph or pw:
+            image = cv2.copyMakeBorder(np.ascontiguousarray(image), 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=0)
+            labels = cv2.copyMakeBorder(np.ascontiguousarray(labels), 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=IGNORE)
+        y = int(rng.integers(0, labels.shape[0] - c + 1))
+        x = int(rng.integers(0, labels.shape[1] - c + 1))
+        image = image[y:y + c, x:x + c].astype(np.float32) / 255.0
+        labels = labels[y:y + c, x:x + c].astype(np.int64)
+        return torch.from_numpy(image.transpose(2, 0, 1).copy()), torch.from_numpy(labels.copy())
+
+
+def channel_stats(frames, limit: int = 64) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (RGB, [0, 1] units) over up to `limit` frames."""
+    total = np.zeros(3)
+    sq = np.zeros(3)
+    count = 0
+    for i in np.linspace(0, len(frames) - 1, min(limit, len(frames))).astype(int):
+        image = frames[int(i)][0].reshape(-1, 3).astype(np.float64) / 255.0
+        total += image.sum(0)
+        sq += (image ** 2).sum(0)
+        count += image.shape[0]
+    mean = total / count
+    std = np.sqrt(np.maximum(sq / count - mean ** 2, 1e-8))
+    return tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std)
+
+
+def poly_lr(base: float, step: int, steps: int, warmup: int = 100) -> float:
+    """Linear warm-up then poly(0.9) decay, the usual schedule of DRN/DLA training."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * (1 - (step - warmup) / max(1, steps - warmup)) ** 0.9
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> dict:
+    """Train per `cfg`, writing a checkpoint to cfg.out every cfg.save_every steps and at the end.
+
+    Returns a summary dict (final loss, steps, seconds, samples seen).
+    """
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(cfg.seed)
+    frames = open_dataset(cfg.data, cfg.split)
+    if getattr(frames, "labeled", True) is False:
+        raise UserError(f"{cfg.data} has no labels for split {cfg.split!r}: training needs a labelled folder")
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    state = None
+    if resume and out.exists():
+        segmenter, meta = load_segmenter(out)
+        state = meta.get("train") or {}
+        if state.get("config", {}).get("arch", segmenter.name) != cfg.arch:
+            raise UserError(f"{out} holds a {segmenter.name} model, not {cfg.arch}: pick another --out")
+        log(f"resuming {out} at step {state.get('step', 0)}")
+    else:
+        mean, std = channel_stats(frames)
+        net = create_model(cfg.arch, num_classes=NUM_CLASSES, **cfg.model_kwargs)
+        segmenter = Segmenter(net, name=cfg.arch, num_classes=NUM_CLASSES, mean=mean, std=std,
+                              model_kwargs=cfg.model_kwargs)
+
+    params = [p for p in segmenter.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step = 0
+    seen = 0
+    elapsed = 0.0
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        step, seen, elapsed = state["step"], state["samples_seen"], state.get("seconds", 0.0)
+
+    crop = min(cfg.crop, *frames[0][1].shape) if cfg.crop > 0 else min(frames[0][1].shape)
+    data = ScaleCropDataset(frames, crop, cfg.scale_min, cfg.scale_max, cfg.seed)
+
+    def checkpoint(final_loss):
+        save_checkpoint(out, segmenter, train_state={
+            "step": step, "samples_seen": seen, "seconds": round(elapsed + time.perf_counter() - start, 1),
+            "loss": final_loss, "optimizer": optimizer.state_dict(),
+            "config": {**asdict(cfg), "crop": crop},
+            "data": {"root": str(Path(cfg.data).resolve()), "split": cfg.split, "frames": len(frames)},
+        })
+
+    segmenter.train()
+    start = time.perf_counter()
+    ema = state.get("loss") if state else None
+    per_epoch = max(1, len(data) // cfg.batch_size)
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.arch}", unit="step")
+    while step < cfg.steps:
+        # The epoch seeds both the shuffle and the augmentation, so a resumed run continues
+        # the same stream of crops rather than repeating the first ones.
+        data.epoch = step // per_epoch
+        loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=len(data) >= cfg.batch_size,
+                            num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed * 100003 + data.epoch))
+        for images, labels in loader:
+            if step >= cfg.steps:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = poly_lr(cfg.lr, step, cfg.steps)
+            logits = segmenter(images)
+            loss = F.cross_entropy(logits, labels, ignore_index=IGNORE)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            seen += images.shape[0]
+            ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+            bar.update(1)
+            bar.set_postfix(loss=f"{ema:.3f}")
+            if step % cfg.save_every == 0:
+                checkpoint(ema)
+    bar.close()
+    checkpoint(ema)
+    elapsed += time.perf_counter() - start
+    return {"steps": step, "samples_seen": seen, "loss": ema, "seconds": round(elapsed, 1), "out": str(out)}

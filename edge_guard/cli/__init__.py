@@ -1,0 +1,66 @@
+"""The ``edge-guard`` command: one argparse parser, one module per subcommand.
+
+Every module in COMMANDS defines ``register(subparsers)``, which adds its parser and sets
+``func``. Offline subcommands import torch inside ``func``, never at module level, so
+``edge-guard --help`` and the runtime commands work without it.
+"""
+
+import argparse
+import importlib
+import sys
+
+from edge_guard import __version__
+from edge_guard.errors import UserError
+
+# Order is the order of `edge-guard --help`.
+COMMANDS = [
+    "generate",
+    "train",
+    "evaluate_seg",
+    "attack",
+    "export",
+    "build_engine",
+]
+
+DESCRIPTION = """\
+Detect adversarial camera frames for semantic segmentation at frame rate, with the
+spatial-consistency check of Xiao et al. (ECCV 2018): segment K random pairs of
+overlapping patches and flag the frame when their overlaps disagree.
+
+Offline (needs the `offline` extra, i.e. PyTorch): generate, train, evaluate-seg.
+Every --model option defaults to the small model shipped with the package.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-guard", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"edge-guard {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"edge_guard.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed usage and a one-line error
+        return int(exc.code or 0)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"edge-guard {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edge-guard {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

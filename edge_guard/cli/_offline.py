@@ -1,0 +1,20 @@
+"""Helpers for the offline subcommands: torch is imported here, lazily, with one clear message."""
+
+from edge_guard.errors import require
+
+
+def require_torch(purpose: str):
+    """Import torch or raise MissingDependency naming the `offline` extra."""
+    return require("torch", "offline", purpose)
+
+
+def pick_device(name: str | None) -> str:
+    """'auto'/None -> 'cuda' when available else 'cpu'; 'cuda' without a GPU is a user error."""
+    from edge_guard.errors import UserError
+
+    torch = require_torch("this command")
+    if name in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but PyTorch sees no CUDA GPU: use --device cpu")
+    return name

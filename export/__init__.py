@@ -1,0 +1,1 @@
+"""Export of the segmentation net to ONNX and TensorRT (offline)."""

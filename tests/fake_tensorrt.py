@@ -1,0 +1,270 @@
+"""A stand-in for the ``tensorrt`` module and cuda-python's runtime, for tests without a GPU.
+
+It implements only the calls edge-guard makes (the TensorRT 10/11 Python API), records
+them, and "builds" an engine that is the ONNX file behind a small header, executed with
+ONNX Runtime. Device pointers are addresses of host buffers, so the runner's copies are
+real memmoves: the buffer handling of TrtRunner is exercised, not mocked away.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import onnx
+
+MAGIC = b"FAKE-TRT-ENGINE\n"
+
+
+class _DType:
+    def __init__(self, name):
+        self.name = name
+
+
+UINT8, INT32, FLOAT = _DType("UINT8"), _DType("INT32"), _DType("FLOAT")
+_ONNX_TO_DTYPE = {onnx.TensorProto.UINT8: UINT8, onnx.TensorProto.INT32: INT32,
+                  onnx.TensorProto.FLOAT: FLOAT}
+
+
+def make_fake_trt(version="10.3.0", fail_parse=False, fail_build=False):
+    """A module-like namespace; ``.calls`` records what the builder was asked to do."""
+    calls = SimpleNamespace(builds=0, network_flags=[], workspace=[], profiles=[], cleared=[],
+                            timing_in=[], ignore_mismatch=[])
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, severity=None):
+            self.severity = severity
+
+    class Input:
+        def __init__(self, name):
+            self.name = name
+
+    class Network:
+        def __init__(self, flags):
+            self.flags = flags
+            self.model = None
+
+        @property
+        def num_inputs(self):
+            return len(self.model.graph.input)
+
+        def get_input(self, i):
+            return Input(self.model.graph.input[i].name)
+
+    class Error:
+        def __init__(self, text):
+            self.text = text
+
+        def __str__(self):
+            return self.text
+
+    class OnnxParser:
+        def __init__(self, network, logger):
+            self.network = network
+            self.errors = []
+
+        def parse_from_file(self, path):
+            if fail_parse:
+                self.errors.append(Error("In node 3 (Unique): UNSUPPORTED_NODE"))
+                return False
+            with open(path, "rb") as f:
+                self.network.raw = f.read()
+            self.network.model = onnx.load_from_string(self.network.raw)
+            return True
+
+        @property
+        def num_errors(self):
+            return len(self.errors)
+
+        def get_error(self, i):
+            return self.errors[i]
+
+    class Profile:
+        def __init__(self):
+            self.shapes = {}
+
+        def set_shape(self, name, lo, opt, hi):
+            self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
+
+    class TimingCache:
+        def __init__(self, data):
+            self.data = data
+
+        def serialize(self):
+            return b"timing-cache:" + bytes(self.data)
+
+    class Config:
+        def __init__(self):
+            self.profiles = []
+            self.cache = None
+
+        def set_memory_pool_limit(self, pool, size):
+            calls.workspace.append((pool, size))
+
+        def clear_flag(self, flag):
+            calls.cleared.append(flag)
+
+        def add_optimization_profile(self, profile):
+            self.profiles.append(profile)
+            return len(self.profiles) - 1
+
+        def create_timing_cache(self, data):
+            calls.timing_in.append(bytes(data))
+            return TimingCache(data)
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self.cache = cache
+            calls.ignore_mismatch.append(ignore_mismatch)
+            return True
+
+        def get_timing_cache(self):
+            return self.cache
+
+    class Builder:
+        def __init__(self, logger):
+            self.logger = logger
+
+        def create_network(self, flags=0):
+            calls.network_flags.append(flags)
+            return Network(flags)
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            calls.builds += 1
+            calls.profiles.append(config.profiles[0].shapes)
+            if fail_build:
+                return None
+            (name, shapes), = config.profiles[0].shapes.items()
+            header = json.dumps({"input": name, "profile": shapes}).encode()
+            return MAGIC + len(header).to_bytes(4, "little") + header + network.raw
+
+    class Runtime:
+        def __init__(self, logger):
+            self.logger = logger
+
+        def deserialize_cuda_engine(self, data):
+            if not data.startswith(MAGIC):
+                return None
+            n = int.from_bytes(data[len(MAGIC):len(MAGIC) + 4], "little")
+            header = json.loads(data[len(MAGIC) + 4:len(MAGIC) + 4 + n])
+            return Engine(header, data[len(MAGIC) + 4 + n:])
+
+    class Engine:
+        def __init__(self, header, model_bytes):
+            import onnxruntime as ort
+
+            self.session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+            model = onnx.load_from_string(model_bytes)
+            self.inp = model.graph.input[0]
+            self.out = model.graph.output[0]
+            assert header["input"] == self.inp.name
+            self.profile = header["profile"]
+            self.names = [self.inp.name, self.out.name]
+
+        @property
+        def num_io_tensors(self):
+            return 2
+
+        def get_tensor_name(self, i):
+            return self.names[i]
+
+        def get_tensor_mode(self, name):
+            return TensorIOMode.INPUT if name == self.inp.name else TensorIOMode.OUTPUT
+
+        def get_tensor_profile_shape(self, name, index):
+            assert name == self.inp.name and index == 0
+            return tuple(tuple(s) for s in self.profile)
+
+        def _vi(self, name):
+            return self.inp if name == self.inp.name else self.out
+
+        def get_tensor_dtype(self, name):
+            return _ONNX_TO_DTYPE[self._vi(name).type.tensor_type.elem_type]
+
+        def get_tensor_shape(self, name):
+            return tuple(d.dim_value if d.HasField("dim_value") else -1
+                         for d in self._vi(name).type.tensor_type.shape.dim)
+
+        def create_execution_context(self):
+            return Context(self)
+
+    class Context:
+        def __init__(self, engine):
+            self.engine = engine
+            self.addresses = {}
+            self.shape = None
+
+        def set_tensor_address(self, name, ptr):
+            self.addresses[name] = int(ptr)
+            return True
+
+        def set_input_shape(self, name, shape):
+            lo, _, hi = self.engine.profile
+            if not lo[0] <= shape[0] <= hi[0] or tuple(shape[1:]) != tuple(hi[1:]):
+                return False
+            self.shape = tuple(shape)
+            return True
+
+        def get_tensor_shape(self, name):
+            out = self.engine.get_tensor_shape(name)
+            return (self.shape[0],) + tuple(out[1:])
+
+        def execute_async_v3(self, stream):
+            n = int(np.prod(self.shape))
+            x = np.frombuffer((ctypes.c_uint8 * n).from_address(self.addresses[self.engine.inp.name]),
+                              np.uint8).reshape(self.shape).copy()
+            y = self.engine.session.run(None, {self.engine.inp.name: x})[0]
+            y = np.ascontiguousarray(y)
+            ctypes.memmove(self.addresses[self.engine.out.name], y.ctypes.data, y.nbytes)
+            return True
+
+    TensorIOMode = SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
+    return SimpleNamespace(
+        __version__=version, Logger=Logger, Builder=Builder, OnnxParser=OnnxParser, Runtime=Runtime,
+        NetworkDefinitionCreationFlag=SimpleNamespace(STRONGLY_TYPED=0),
+        MemoryPoolType=SimpleNamespace(WORKSPACE="WORKSPACE"),
+        BuilderFlag=SimpleNamespace(TF32="TF32"), TensorIOMode=TensorIOMode, calls=calls)
+
+
+class FakeCudart:
+    """cuda-python runtime calls on host memory: a 'device pointer' is a host address."""
+
+    class cudaMemcpyKind:  # noqa: N801 (mirrors cuda-python's name)
+        cudaMemcpyHostToDevice = 1
+        cudaMemcpyDeviceToHost = 2
+
+    def __init__(self):
+        self.buffers = {}
+        self.freed = []
+
+    def cudaStreamCreate(self):
+        return 0, 7
+
+    def cudaStreamDestroy(self, stream):
+        return (0,)
+
+    def cudaMalloc(self, nbytes):
+        buf = np.zeros(nbytes, np.uint8)
+        self.buffers[buf.ctypes.data] = buf
+        return 0, buf.ctypes.data
+
+    def cudaFree(self, ptr):
+        self.freed.append(ptr)
+        self.buffers.pop(ptr)
+        return (0,)
+
+    def cudaMemcpyAsync(self, dst, src, nbytes, kind, stream):
+        ctypes.memmove(int(dst), int(src), int(nbytes))
+        return (0,)
+
+    def cudaStreamSynchronize(self, stream):
+        return (0,)

@@ -1,0 +1,104 @@
+"""`edge-guard attack` end to end on a tiny generated folder with a tiny checkpoint."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from edge_guard.cli import main
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from edge_guard.calibration.data.layout import write_split
+    from edge_guard.calibration.models import build_segmenter
+    from edge_guard.calibration.models.checkpoint import save_checkpoint
+
+    root = tmp_path_factory.mktemp("attack_cli")
+    write_split(root / "data", split="val", frames=3, size=(48, 96), seed=5, progress=False)
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(root / "tiny.pt", build_segmenter("edge_small", width=16, dilations=(1,)))
+    wrong = save_checkpoint(root / "five.pt", build_segmenter("edge_small", num_classes=5, width=16, dilations=(1,)))
+    return root, ckpt, wrong
+
+
+def attack(root, ckpt, *extra, out="out"):
+    return main(["attack", "--model", str(ckpt), "--data", str(root / "data"), "--split", "val",
+                 "--max-iter", "3", "--device", "cpu", "--out", str(root / out), *extra])
+
+
+def test_writes_images_targets_and_a_complete_manifest(setup):
+    from edge_guard.calibration.models.checkpoint import load_segmenter
+
+    root, ckpt, _ = setup
+    assert attack(root, ckpt, "--method", "dag", "--target", "scene", "--limit", "2") == 0
+    manifest = json.loads((root / "out" / "manifest.json").read_text())
+    s = manifest["settings"]
+    for key in ("method", "target", "adaptive", "l2", "linf", "max_iter", "step", "seed",
+                "threshold", "model_sha256", "data", "split", "quantize"):
+        assert key in s
+    assert s["method"] == "dag" and s["target"] == "scene" and s["quantize"] is True
+    images = manifest["images"]
+    assert len(images) == 2 and manifest["summary"]["images"] == 2
+    model, _ = load_segmenter(ckpt)
+    for name, rec in images.items():
+        for key in ("success", "miou", "l2", "linf", "iterations", "seconds", "clean_success"):
+            assert isinstance(rec[key], (int, float)) and np.isfinite(rec[key])
+        assert rec["iterations"] <= 3 and rec["scene_source"] != name
+        adv_path = root / "out" / rec["adversarial"]
+        assert adv_path.name == f"{name}_leftImg8bit.png"  # the input's file name
+        adv = cv2.cvtColor(cv2.imread(str(adv_path)), cv2.COLOR_BGR2RGB)
+        target = cv2.imread(str(root / "out" / rec["target"]), cv2.IMREAD_UNCHANGED)
+        assert target.shape == adv.shape[:2] == (48, 96)
+        assert cv2.imread(str(root / "out" / rec["target_color"])).shape == (48, 96, 3)
+        clean = cv2.cvtColor(cv2.imread(rec["source"]), cv2.COLOR_BGR2RGB)
+        delta = (adv.astype(np.float64) - clean) / 255
+        assert rec["l2"] == pytest.approx(np.sqrt((delta ** 2).mean()), abs=1e-6)
+        assert rec["linf"] == pytest.approx(np.abs(delta).max(), abs=1e-6)
+        # success is what the model gives on the saved 8-bit frame
+        with torch.no_grad():
+            pred = model(torch.from_numpy(adv).permute(2, 0, 1)[None].float() / 255).argmax(1)[0].numpy()
+        valid = target != 255
+        assert rec["success"] == pytest.approx((pred[valid] == target[valid]).mean(), abs=1e-9)
+
+
+def test_resumes_and_refuses_other_settings(setup, capsys):
+    root, ckpt, _ = setup
+    args = ("--method", "houdini", "--target", "pure", "--adaptive", "spatial", "--k-attack", "2")
+    assert attack(root, ckpt, *args, "--limit", "1", out="resume") == 0
+    first = json.loads((root / "resume" / "manifest.json").read_text())
+    assert first["settings"]["l2"] == 0.06  # the paper's bound for adaptive attacks
+    assert attack(root, ckpt, *args, "--limit", "2", out="resume") == 0
+    second = json.loads((root / "resume" / "manifest.json").read_text())
+    assert len(second["images"]) == 2
+    (name,) = first["images"]
+    assert second["images"][name] == first["images"][name]  # skipped, not redone
+    capsys.readouterr()
+    assert attack(root, ckpt, "--method", "dag", "--target", "pure", out="resume") == 2
+    err = capsys.readouterr().err.strip()
+    assert "other settings" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("extra,message", [
+    (("--method", "fgsm", "--target", "pure"), "unknown attack method"),
+    (("--method", "dag", "--target", "kitty"), "unknown target"),
+    (("--method", "dag", "--target", "pure", "--adaptive", "blur"), "unknown adaptive"),
+    (("--method", "dag", "--target", "pure", "--split", "test"), "does not exist"),
+])
+def test_bad_input_is_one_line(setup, capsys, extra, message):
+    root, ckpt, _ = setup
+    assert attack(root, ckpt, *extra, out="bad") == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and err.startswith("edge-guard attack: error:")
+
+
+def test_missing_data_and_class_mismatch(setup, capsys):
+    root, ckpt, wrong = setup
+    assert main(["attack", "--model", str(ckpt), "--data", str(root / "nowhere"), "--method", "dag",
+                 "--target", "pure", "--out", str(root / "bad")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert attack(root, wrong, "--method", "dag", "--target", "pure", out="bad") == 2
+    err = capsys.readouterr().err.strip()
+    assert "5 classes" in err and len(err.splitlines()) == 1

@@ -1,0 +1,247 @@
+"""Engine naming, sidecars, cache invalidation and the build-engine flow with a fake TensorRT."""
+
+import json
+
+import numpy as np
+import pytest
+from fake_tensorrt import FakeCudart, make_fake_trt
+from tiny_bundle import CLASSES, PATCH, make_bundle, tiny_patch_model, write_frames
+
+from edge_guard.engine_cache import (DeviceInfo, engine_filename, engine_path, profile_shapes,
+                                     sanitize_gpu_name, sidecar_path, timing_cache_path,
+                                     validate_engine, write_sidecar)
+from edge_guard.errors import UserError
+
+ORIN = DeviceInfo("Orin", (8, 7), "10.3.0")
+H100 = DeviceInfo("NVIDIA H100 80GB HBM3", (9, 0), "11.1.0")
+
+
+# ---------------------------------------------------------------- naming
+
+
+def test_engine_name_carries_precision_sm_trt_and_gpu():
+    assert engine_filename("fp16", ORIN) == "model.fp16.sm87.trt10.3.0.orin.engine"
+    assert engine_filename("int8", H100) == "model.int8.sm90.trt11.1.0.h100-80gb-hbm3.engine"
+    assert sanitize_gpu_name("Orin (nvgpu)") == "orin-nvgpu"
+    assert sanitize_gpu_name("NVIDIA GeForce RTX 4090") == "rtx-4090"
+    assert sanitize_gpu_name("../../etc/passwd") == "etc-passwd"
+    p = engine_path("/b", "fp32", ORIN)
+    assert str(p) == "/b/engines/model.fp32.sm87.trt10.3.0.orin.engine"
+    assert sidecar_path(p).name == p.name + ".json"
+    assert timing_cache_path("/b", ORIN).name == "timing.sm87.trt10.3.0.orin.cache"
+    with pytest.raises(UserError, match="precision"):
+        engine_filename("bf16", ORIN)
+
+
+def test_profile_shapes():
+    prof = profile_shapes(512, max_pairs=50, opt_pairs=10)
+    assert prof == {"min": [2, 512, 512, 3], "opt": [20, 512, 512, 3], "max": [100, 512, 512, 3]}
+    assert profile_shapes(64, 8, 50)["opt"][0] == 16  # opt clamped to max
+    with pytest.raises(UserError):
+        profile_shapes(64, 0, 1)
+
+
+# ---------------------------------------------------------------- sidecar / validation
+
+
+@pytest.fixture
+def built(tmp_path):
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(b"onnx-bytes")
+    eng = engine_path(tmp_path, "fp16", ORIN)
+    eng.parent.mkdir()
+    eng.write_bytes(b"E" * 1000)
+    write_sidecar(eng, onnx_path=onnx_path, precision="fp16", device=ORIN, input_name="image",
+                  profile=profile_shapes(PATCH, 50, 10), verification={"label_agreement": 1.0})
+    return eng, onnx_path
+
+
+def test_valid_engine_passes(built):
+    eng, onnx_path = built
+    check = validate_engine(eng, onnx_path, ORIN, "fp16", batch=100, patch=PATCH)
+    assert check.ok, check.reason
+    assert check.sidecar["verification"]["label_agreement"] == 1.0
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("truncate", "truncated"),
+    ("flip", "sha256"),
+    ("no_sidecar", "no sidecar"),
+    ("bad_sidecar", "unreadable"),
+    ("onnx_changed", "changed since"),
+    ("no_engine", "no engine file"),
+])
+def test_damaged_engine_is_refused(built, damage, reason):
+    eng, onnx_path = built
+    if damage == "truncate":
+        eng.write_bytes(eng.read_bytes()[:500])
+    elif damage == "flip":
+        eng.write_bytes(b"F" + eng.read_bytes()[1:])
+    elif damage == "no_sidecar":
+        sidecar_path(eng).unlink()
+    elif damage == "bad_sidecar":
+        sidecar_path(eng).write_text("{not json")
+    elif damage == "onnx_changed":
+        onnx_path.write_bytes(b"other onnx")
+    elif damage == "no_engine":
+        eng.unlink()
+    check = validate_engine(eng, onnx_path, ORIN, "fp16")
+    assert not check.ok and reason in check.reason
+
+
+def test_engine_for_other_device_precision_or_batch_is_refused(built):
+    eng, onnx_path = built
+    assert "built for" in validate_engine(eng, onnx_path, DeviceInfo("Orin", (8, 7), "10.4.0")).reason
+    assert "not int8" in validate_engine(eng, onnx_path, ORIN, "int8").reason
+    assert "larger --max-pairs" in validate_engine(eng, onnx_path, ORIN, batch=102).reason
+    assert "patches" in validate_engine(eng, onnx_path, ORIN, patch=2 * PATCH).reason
+    assert validate_engine(eng, onnx_path, ORIN, batch=2).ok
+
+
+# ---------------------------------------------------------------- build-engine with a fake TensorRT
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    root = make_bundle(tmp_path / "bundle", guard={"detector": {"k": 3, "b_low": 1, "b_high": 3,
+                                                                "threshold": 0.5},
+                                                   "frame": {"height": 24, "width": 40}})
+    frames = write_frames(tmp_path / "frames", count=3)
+    return root, frames
+
+
+def _build(root, frames, trt, precision="fp16", runner_factory=None, **kw):
+    from edge_guard.export.trt_build import build_engine
+    from edge_guard.export.trt_runner import TrtRunner
+
+    if runner_factory is None:
+        runner_factory = lambda p, t: TrtRunner(p, trt=t, cudart=FakeCudart())  # noqa: E731
+    kw.setdefault("max_pairs", 4)
+    return build_engine(root, precision, calib_frames=frames, calib_count=3, calib_pairs=2,
+                        trt=trt, device=ORIN, runner_factory=runner_factory, log=lambda *a: None, **kw)
+
+
+def test_build_engine_writes_checked_engine_sidecar_and_timing_cache(bundle):
+    root, frames = bundle
+    trt = make_fake_trt("10.3.0")
+    summary = _build(root, frames, trt, "fp16", workspace_mib=256)
+    eng = root / "engines" / "model.fp16.sm87.trt10.3.0.orin.engine"
+    assert summary["engine"] == str(eng) and eng.is_file()
+    assert (root / "model.fp16.onnx").is_file() and (root / "model.fp16.json").is_file()
+    side = json.loads(sidecar_path(eng).read_text())
+    assert side["onnx_file"] == "model.fp16.onnx" and side["precision"] == "fp16"
+    assert side["profile"] == {"min": [2, PATCH, PATCH, 3], "opt": [6, PATCH, PATCH, 3],
+                               "max": [8, PATCH, PATCH, 3]}
+    assert side["verification"]["passed"] and side["verification"]["label_agreement"] >= 0.99
+    # What the builder was asked: strongly typed network (TensorRT 10), workspace, profile.
+    assert trt.calls.network_flags == [1 << 0]
+    assert trt.calls.workspace == [("WORKSPACE", 256 << 20)]
+    assert trt.calls.profiles == [{"image": ((2, PATCH, PATCH, 3), (6, PATCH, PATCH, 3), (8, PATCH, PATCH, 3))}]
+    assert trt.calls.ignore_mismatch == [False]
+    assert timing_cache_path(root, ORIN).read_bytes().startswith(b"timing-cache:")
+    assert validate_engine(eng, root / "model.fp16.onnx", ORIN, "fp16", batch=8, patch=PATCH).ok
+
+    # Cached and valid: no rebuild.
+    again = _build(root, frames, trt, "fp16")
+    assert again["cached"] and trt.calls.builds == 1
+    # Truncated engine: detected and rebuilt, with the saved timing cache fed back in.
+    eng.write_bytes(eng.read_bytes()[:-10])
+    _build(root, frames, trt, "fp16")
+    assert trt.calls.builds == 2 and trt.calls.timing_in[-1].startswith(b"timing-cache:")
+    assert validate_engine(eng, root / "model.fp16.onnx", ORIN, "fp16").ok
+
+
+def test_tensorrt_11_network_has_no_typing_flag_and_fp32_clears_tf32(bundle):
+    root, frames = bundle
+    trt = make_fake_trt("11.1.0")
+    device = DeviceInfo("Orin", (8, 7), "11.1.0")
+    from edge_guard.export.trt_build import build_engine
+    from edge_guard.export.trt_runner import TrtRunner
+
+    build_engine(root, "fp32", calib_frames=frames, calib_count=3, calib_pairs=2, max_pairs=4,
+                 trt=trt, device=device, log=lambda *a: None,
+                 runner_factory=lambda p, t: TrtRunner(p, trt=t, cudart=FakeCudart()))
+    assert trt.calls.network_flags == [0] and trt.calls.cleared == ["TF32"]
+    assert (root / "engines" / "model.fp32.sm87.trt11.1.0.orin.engine").is_file()
+
+
+def test_engine_that_disagrees_with_fp32_is_refused_and_not_kept(bundle):
+    root, frames = bundle
+    from edge_guard.export.trt_build import EngineCheckError
+
+    def wrong(path, trt):
+        return lambda patches: np.full(patches.shape[:3], 1, np.int32)
+
+    with pytest.raises(EngineCheckError, match="refused") as err:
+        _build(root, frames, make_fake_trt(), "fp16", runner_factory=wrong)
+    assert "labels agree" in str(err.value) and "\n" not in str(err.value)
+    assert not list((root / "engines").glob("*.engine*"))
+
+
+@pytest.mark.parametrize("trt_kwargs, message", [
+    ({"version": "8.6.1"}, "too old"),
+    ({"fail_parse": True}, "parser rejects model.onnx: In node 3"),
+    ({"fail_build": True}, "could not build"),
+])
+def test_build_failures_are_one_line_user_errors(bundle, trt_kwargs, message):
+    root, frames = bundle
+    with pytest.raises(UserError, match=message):
+        _build(root, frames, make_fake_trt(**trt_kwargs), "fp32")
+    assert not list((root / "engines").glob("*.engine"))
+
+
+def test_max_pairs_below_bundle_k_is_refused(bundle):
+    root, frames = bundle
+    with pytest.raises(UserError, match="below the bundle's K"):
+        _build(root, frames, make_fake_trt(), "fp32", max_pairs=2)
+
+
+def test_runner_batches_pads_and_matches_onnxruntime(tmp_path):
+    """TrtRunner over the fake engine: chunks above the profile max, pads below its min."""
+    import onnxruntime as ort
+
+    from edge_guard.export.trt_runner import TrtRunner
+
+    model = tiny_patch_model()
+    trt = make_fake_trt()
+    engine = trt.Builder(None)
+    net = engine.create_network(0)
+    net.raw = model.SerializeToString()
+    config = engine.create_builder_config()
+    prof = engine.create_optimization_profile()
+    prof.set_shape("image", (2, PATCH, PATCH, 3), (4, PATCH, PATCH, 3), (4, PATCH, PATCH, 3))
+    config.add_optimization_profile(prof)
+    path = tmp_path / "e.engine"
+    path.write_bytes(engine.build_serialized_network(net, config))
+    cudart = FakeCudart()
+    patches = np.random.default_rng(0).integers(0, 256, (9, PATCH, PATCH, 3), dtype=np.uint8)
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"image": patches})[0]
+    with TrtRunner(path, trt=trt, cudart=cudart) as runner:
+        assert (runner.min_batch, runner.max_batch, runner.patch) == (2, 4, PATCH)
+        out = runner(patches)          # 4 + 4 + 1 (padded to 2)
+        assert out.dtype == np.int32 and np.array_equal(out, ref)
+        with pytest.raises(UserError, match="patches must be"):
+            runner(patches[:, :8])
+    assert len(cudart.freed) == 2 and not cudart.buffers
+    assert out.max() < CLASSES
+
+
+def test_build_engine_path_needs_no_torch():
+    """build-engine runs on the vehicle (JetPack), where PyTorch is usually absent."""
+    import subprocess
+    import sys
+
+    script = (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ImportError('torch is blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import edge_guard.export.trt_build, edge_guard.export.trt_runner, edge_guard.export.precision\n"
+        "import edge_guard.calibration.data.scenes\n"
+        "from edge_guard.cli import main\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'torch']\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
