@@ -42,6 +42,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2
     save_every: int = 250
+    class_weights: str = "enet"
     model_kwargs: dict = field(default_factory=dict)
 
 
@@ -99,6 +100,22 @@ def channel_stats(frames, limit: int = 64) -> tuple[tuple[float, ...], tuple[flo
     return tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std)
 
 
+def class_weights(frames, num_classes: int, limit: int = 100) -> list[float]:
+    """ENet's class weights 1 / ln(1.02 + p_c) from label frequencies p_c over up to `limit` frames.
+
+    Rare, thin classes (poles, lights, bicycles) barely move an unweighted loss but count as
+    much as road in mIoU. Scaled so that the average weight per pixel is 1 (same loss scale).
+    """
+    counts = np.zeros(num_classes, np.float64)
+    for i in np.linspace(0, len(frames) - 1, min(limit, len(frames))).astype(int):
+        labels = frames[int(i)][1]
+        counts += np.bincount(labels[labels < num_classes].ravel(), minlength=num_classes)[:num_classes]
+    p = counts / max(1.0, counts.sum())
+    w = 1.0 / np.log(1.02 + p)
+    w /= max(1e-12, float((p * w).sum()))
+    return [round(float(v), 4) for v in w]
+
+
 def poly_lr(base: float, step: int, steps: int, warmup: int = 100) -> float:
     """Linear warm-up then poly(0.9) decay, the usual schedule of DRN/DLA training."""
     if step < warmup:
@@ -142,6 +159,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         optimizer.load_state_dict(state["optimizer"])
         step, seen, elapsed = state["step"], state["samples_seen"], state.get("seconds", 0.0)
 
+    weights = None
+    if cfg.class_weights == "enet":
+        weights = torch.tensor(class_weights(frames, segmenter.num_classes), dtype=torch.float32)
+    elif cfg.class_weights != "none":
+        raise UserError(f"unknown class weighting {cfg.class_weights!r}: use enet or none")
+
     crop = min(cfg.crop, *frames[0][1].shape) if cfg.crop > 0 else min(frames[0][1].shape)
     data = ScaleCropDataset(frames, crop, cfg.scale_min, cfg.scale_max, cfg.seed)
 
@@ -149,7 +172,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         save_checkpoint(out, segmenter, train_state={
             "step": step, "samples_seen": seen, "seconds": round(elapsed + time.perf_counter() - start, 1),
             "loss": final_loss, "optimizer": optimizer.state_dict(),
-            "config": {**asdict(cfg), "crop": crop},
+            "config": {**asdict(cfg), "crop": crop,
+                       "weights": None if weights is None else weights.tolist()},
             "data": {"root": str(Path(cfg.data).resolve()), "split": cfg.split, "frames": len(frames)},
         })
 
@@ -170,7 +194,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
             for group in optimizer.param_groups:
                 group["lr"] = poly_lr(cfg.lr, step, cfg.steps)
             logits = segmenter(images)
-            loss = F.cross_entropy(logits, labels, ignore_index=IGNORE)
+            loss = F.cross_entropy(logits, labels, weight=weights, ignore_index=IGNORE)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -38,6 +38,7 @@ from .bundle_info import PAPER_K, BundleInfo, read_bundle
 from .frames import check_frames_fit, default_frame_size, folder_frames, generated_frames
 from .ort_predict import OrtPredictor
 from .parity import Parity, compare_labels, draw_patch_sets, predict_sets
+from .precision import DEFAULT_PERCENTILE, convert_fp16_auto, quantize_int8
 from .trt_compat import check_trt_compat
 
 # Acceptance of a lower-precision graph / an engine against the fp32 graph on the
@@ -133,17 +134,18 @@ def _provenance_path(onnx_path: Path) -> Path:
 
 
 def ensure_precision_onnx(info: BundleInfo, precision: str, calib: CalibrationSet,
-                          calibration_method: str = "minmax", log=print) -> Path:
+                          calibration_method: str = "percentile",
+                          percentile: float = DEFAULT_PERCENTILE, log=print) -> Path:
     """The ONNX file for ``precision``: made (and recorded) unless fresh for this model.onnx."""
-    from .precision import convert_fp16_auto, quantize_int8
-
     if precision == "fp32":
         return info.onnx_path
     path = info.root / ONNX_FILES[precision]
     prov_path = _provenance_path(path)
     source_sha = sha256_file(info.onnx_path)
     # int8 scales depend on the calibration data: other frames or method -> recalibrate.
-    calib_key = f"{calib.source}, {calibration_method}" if precision == "int8" else None
+    calib_key = (f"{calib.source}, {calibration_method}"
+                 + (f" {percentile}" if calibration_method == "percentile" else "")
+                 if precision == "int8" else None)
     if path.is_file() and prov_path.is_file():
         try:
             prov = json.loads(prov_path.read_text())
@@ -160,7 +162,8 @@ def ensure_precision_onnx(info: BundleInfo, precision: str, calib: CalibrationSe
         else:
             with _quiet_root_logger():
                 details = quantize_int8(info.onnx_path, partial, calib.quant_patches,
-                                        method=calibration_method, log=lambda *_: None)
+                                        method=calibration_method, percentile=percentile,
+                                        log=lambda *_: None)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
@@ -237,7 +240,8 @@ def build_serialized(trt, onnx_path: Path, input_name: str, profile: dict, preci
 def build_engine(bundle, precision: str = "fp16", calib_frames=None, calib_count: int = 16,
                  calib_pairs: int = 4, max_pairs: int = 50, workspace_mib: int | None = None,
                  onnx_only: bool = False, force: bool = False, seed: int = 0,
-                 calibration_method: str = "minmax", trt=None, runner_factory=None,
+                 calibration_method: str = "percentile", percentile: float = DEFAULT_PERCENTILE,
+                 trt=None, runner_factory=None,
                  device=None, log=print) -> dict:
     """See the module docstring. Returns a summary dict (paths and figures).
 
@@ -249,7 +253,7 @@ def build_engine(bundle, precision: str = "fp16", calib_frames=None, calib_count
     if info.k is not None and max_pairs < info.k:
         raise UserError(f"--max-pairs {max_pairs} is below the bundle's K = {info.k}")
     calib = calibration_set(info, calib_frames, calib_count, calib_pairs, seed, log)
-    onnx_path = ensure_precision_onnx(info, precision, calib, calibration_method, log)
+    onnx_path = ensure_precision_onnx(info, precision, calib, calibration_method, percentile, log)
     compat = check_trt_compat(onnx_path)
     log(f"{onnx_path.name}: {compat.verdict()}")
     if not compat.ok:

@@ -1,7 +1,6 @@
 """Attacks (DAG, Houdini, adaptive views): reach, budgets, 8-bit output, objectives."""
 
 import itertools
-import math
 
 import numpy as np
 import pytest

@@ -196,6 +196,9 @@ def test_int8_qdq_graph_runs_under_onnxruntime(exported, tmp_path):
                                 sets, 19)
     print(f"int8 (random weights) vs fp32 under ONNX Runtime: {parity.summary()}")
     assert 0.0 <= parity.label_agreement <= 1.0 and parity.pixels == 2 * 8 * PATCH * PATCH
+    minmax = quantize_int8(out / "model.onnx", tmp_path / "minmax.onnx", calib, method="minmax", log=print)
+    assert minmax["calibration"] == "minmax" and "percentile" not in minmax
+    assert info["calibration"] == "percentile" and info["percentile"] == 99.9
 
 
 def test_judge_tolerances():

@@ -72,3 +72,95 @@ def write_frames(folder, count: int = 3, size=(24, 40), seed: int = 0):
         rgb = cv2.resize(small, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
         cv2.imwrite(str(folder / f"frame{i:03d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return folder
+
+
+# ---------------------------------------------------------------- a calibrated bundle (guard.json)
+
+def contrast_patch_model(patch: int = PATCH, output: str = "labels") -> onnx.ModelProto:
+    """image uint8 [batch, s, s, 3] RGB -> labels int32 [batch, s, s], analytic per patch:
+
+    ``label = (R > mean R of the patch) + 2 * (G > mean G of the patch)`` (4 classes).
+
+    The label depends on the patch's content as a whole, so two overlapping patches can
+    disagree (a uniform frame: never; noise: on pixels between the two patch means).
+    Integer pixel sums are exact in float32 and s*s is a power of two for s = 16 or 32, so
+    :func:`contrast_labels` reproduces the graph bit for bit. ``output="logits"`` emits the
+    one-hot float32 [batch, 4, s, s] of the same labels instead.
+    """
+    inits = [
+        numpy_helper.from_array(np.array([0], np.int64), "c0"),
+        numpy_helper.from_array(np.array([1], np.int64), "c1"),
+        numpy_helper.from_array(np.array(2, np.int32), "two"),
+        numpy_helper.from_array(np.arange(4, dtype=np.int32).reshape(1, 4, 1, 1), "classes"),
+    ]
+    nodes = [
+        helper.make_node("Cast", ["image"], ["x"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["x"], ["m"], axes=[1, 2], keepdims=1),
+        helper.make_node("Greater", ["x", "m"], ["gt"]),
+        helper.make_node("Cast", ["gt"], ["gti"], to=TensorProto.INT32),
+        helper.make_node("Gather", ["gti", "c0"], ["r"], axis=3),
+        helper.make_node("Gather", ["gti", "c1"], ["g"], axis=3),
+        helper.make_node("Mul", ["g", "two"], ["g2"]),
+        helper.make_node("Add", ["r", "g2"], ["sum"]),   # [batch, s, s, 1]
+    ]
+    if output == "labels":
+        nodes.append(helper.make_node("Squeeze", ["sum", "c3"], ["labels"]))
+        inits.append(numpy_helper.from_array(np.array([3], np.int64), "c3"))
+        out = helper.make_tensor_value_info("labels", TensorProto.INT32, ["batch", patch, patch])
+    else:
+        nodes += [helper.make_node("Transpose", ["sum"], ["nchw"], perm=[0, 3, 1, 2]),
+                  helper.make_node("Equal", ["nchw", "classes"], ["hot"]),
+                  helper.make_node("Cast", ["hot"], ["logits"], to=TensorProto.FLOAT)]
+        out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4, patch, patch])
+    inp = helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", patch, patch, 3])
+    graph = helper.make_graph(nodes, "contrast", [inp], [out], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def contrast_labels(batch: np.ndarray) -> np.ndarray:
+    """NumPy oracle of :func:`contrast_patch_model`: (B, s, s, 3) uint8 RGB -> (B, s, s) int32."""
+    x = batch.astype(np.float32)
+    total = x.sum(axis=(1, 2), keepdims=True, dtype=np.float64)
+    mean = (total / (x.shape[1] * x.shape[2])).astype(np.float32)
+    gt = (x > mean).astype(np.int32)
+    return gt[..., 0] + 2 * gt[..., 1]
+
+
+def guard_doc(model_sha: str, patch: int = PATCH, frame=(48, 64), k: int = 8, low: int = 2,
+              high: int = 6, threshold: float = 0.99, output: str = "labels") -> dict:
+    """A complete schema-1 guard.json document for the contrast model."""
+    from edge_guard.bundle import new_guard_doc
+
+    out = ({"kind": "labels", "name": "labels", "dtype": "int32", "shape": ["batch", patch, patch]}
+           if output == "labels" else
+           {"kind": "logits", "name": "logits", "dtype": "float32", "shape": ["batch", 4, patch, patch]})
+    model = {"file": "model.onnx", "sha256": model_sha, "format": "onnx", "opset": 17,
+             "patch_size": patch,
+             "input": {"name": "image", "dtype": "uint8", "layout": "NHWC", "channels": "RGB",
+                       "shape": ["batch", patch, patch, 3]},
+             "normalization": {"where": "in-graph", "scale": 255.0, "mean": [0.0, 0.0, 0.0],
+                               "std": [1.0, 1.0, 1.0]},
+             "num_classes": 4, "class_names": ["dark", "red", "green", "yellow"], "output": out}
+    detector = {"method": "spatial", "patch_size": patch, "b_low": low, "b_high": high, "k": k,
+                "pairing": "independent", "threshold": threshold,
+                "threshold_rule": {"rule": "fpr", "target_fpr": 0.05, "achieved_fpr": 0.04,
+                                   "benign_frames": 100,
+                                   "quantiles": {"0.01": 0.9, "0.05": 0.95, "0.5": 0.99}}}
+    return new_guard_doc(model, detector, frame, evaluation={"auc": {"noise": 0.97}})
+
+
+def make_guard_bundle(root, patch: int = PATCH, frame=(48, 64), k: int = 8, threshold: float = 0.99,
+                      output: str = "labels", **detector):
+    """A bundle folder with the contrast model and a valid guard.json; returns the folder."""
+    from edge_guard.bundle import write_guard_json
+    from edge_guard.engine_cache import sha256_file
+
+    root.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(contrast_patch_model(patch, output), str(root / "model.onnx"))
+    doc = guard_doc(sha256_file(root / "model.onnx"), patch, frame, k, threshold=threshold,
+                    output=output, **detector)
+    write_guard_json(root, doc)
+    return root

@@ -16,7 +16,8 @@ class AttackResult:
     images: (N, 3, H, W) float in [0, 1], 8-bit values when the attack quantised;
     prediction: (N, H, W) int64, the model's labels on ``images``;
     success: (N,) fraction of valid pixels (target != 255, inside the mask) predicted as
-    the target; miou: (N,) mIoU of the prediction against the target on valid pixels;
+    the target; miou: (N,) mIoU of the prediction against the target on valid pixels, over the classes
+    present in either (as the paper's getmIOU);
     l2: (N,) RMS of the perturbation; linf: (N,) largest absolute change;
     iterations: (N,) gradient steps taken; seconds: (N,) wall time until the image was done
     (images of one batch share the clock).

@@ -15,6 +15,7 @@ from . import solids
 from .camera import NEAR
 
 _TYRE = np.array((28.0, 28.0, 30.0))
+_DETAIL_PX = 8.0  # objects shorter than this many pixels are drawn without their details
 
 
 def _key(cam, s, d0, d1):
@@ -56,6 +57,9 @@ class Vehicle:
         label = ID[self.kind]
         s0, s1 = self.s, self.s + self.length
         d0, d1 = self.d - self.width / 2, self.d + self.width / 2
+        if cam.pixels_per_metre(s0) * self.height < _DETAIL_PX:  # far away: a plain box
+            self._faces(cv, cam, label, s0, s1, d0, d1, 0.0, self.height, self.paint, 0.3)
+            return
         shadow = solids.top_face(cam, s0 - 0.3, s1 + 0.3, d0 - 0.15, d1 + 0.15, 0.01)
         cv.tint([shadow], (8, 8, 10), 0.55)
         wheel_r = {"car": 0.33, "truck": 0.5, "bus": 0.5, "train": 0.0}[self.kind]
@@ -211,6 +215,14 @@ class Person:
 
     def draw(self, cv, cam):
         if self.s - cam.s < NEAR:
+            return
+        if cam.pixels_per_metre(self.s) * self.height < _DETAIL_PX:  # far away: a silhouette
+            H, half = self.height, self.build * self.height / 2
+            body = np.array([(-0.7 * half, 0), (0.7 * half, 0), (half, 0.82 * H),
+                             (0.4 * half, 0.88 * H), (0, H), (-0.4 * half, 0.88 * H),
+                             (-half, 0.82 * H)])
+            cv.fill(solids.figure(cam, self.s, self.d, [body]), 0.5 * (self.top + self.legs),
+                    ID["person"])
             return
         parts = person_shapes(self.height, self.build, self.profile, self.phase,
                               self.skin, self.hair, self.top, self.legs)

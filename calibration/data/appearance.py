@@ -182,45 +182,45 @@ def finish(image: np.ndarray, labels: np.ndarray, rng, noise_rng) -> np.ndarray:
     """
     h, w = labels.shape
     coarse, medium, fine, grain, hue = (_noise(rng, g, (h, w)) for g in _GRIDS + _GRIDS[2:3])
+    # Draws are Python floats so that float32 arrays stay float32.
     amp = _TEXTURE * np.float32(rng.uniform(0.6, 1.4))
     tex = (1.0 + cv2.LUT(labels, amp[:, 0]) * coarse + cv2.LUT(labels, amp[:, 1]) * medium
            + cv2.LUT(labels, amp[:, 2]) * (0.6 * fine + 0.4 * grain))
-    vignette = rng.uniform(0.0, 0.35)
+    vignette = float(rng.uniform(0.0, 0.35))
     if vignette > 0.02:
         yy = (np.arange(h, dtype=np.float32) / h - 0.5)[:, None] * 2
         xx = (np.arange(w, dtype=np.float32) / w - 0.5)[None, :] * 2
         tex *= 1.0 - vignette * 0.5 * (xx * xx + yy * yy)
-    img = image.astype(np.float32)
-    img *= tex[..., None]
     chroma = cv2.LUT(labels, _CHROMA) * hue
-    img[..., 0] *= 1.0 + chroma
-    img[..., 2] *= 1.0 - chroma
+    img = cv2.multiply(image.astype(np.float32),
+                       cv2.merge([tex * (1.0 + chroma), tex, tex * (1.0 - chroma)]))
 
     # Clouds: soft white blobs where the sky shows (only rows that hold sky).
-    cloud_amount, cloud_cut = rng.uniform(0.0, 0.8), rng.uniform(-0.2, 0.8)
-    white = rng.uniform(215, 250)
+    cloud_amount, cloud_cut = float(rng.uniform(0.0, 0.8)), float(rng.uniform(-0.2, 0.8))
+    white = float(rng.uniform(215, 250))
     sky = labels == ID["sky"]
     rows = np.flatnonzero(sky.any(1))
     if cloud_amount > 0.05 and len(rows):
         r = rows[-1] + 1
         cloud = np.clip(coarse[:r] * 0.7 + medium[:r] * 0.5 - cloud_cut, 0, 1)
         cloud *= sky[:r] * np.float32(cloud_amount)
-        img[:r] += cloud[..., None] * (np.float32(white) - img[:r])
+        img[:r] += cloud[..., None] * (white - img[:r])
 
     # Exposure and white balance, then haze towards a bright veil.
     gain = (rng.uniform(0.75, 1.2) * rng.uniform(0.94, 1.06, 3)).astype(np.float32)
-    haze, veil = rng.uniform(0.0, 0.18), rng.uniform(170, 225)
+    haze, veil = float(rng.uniform(0.0, 0.18)), float(rng.uniform(170, 225))
     gain *= np.float32(1 - haze)
     img *= gain
     img += np.float32(haze * veil)
 
     # Optics blur, tone curve, sensor noise (the only size-dependent randomness).
-    sigma = rng.uniform(0.25, 0.9) * w / 1024
+    out = np.clip(img + 0.5, 0, 255).astype(np.uint8)
+    sigma = float(rng.uniform(0.25, 0.9)) * w / 1024
     if sigma > 0.3:
-        img = cv2.GaussianBlur(img, (0, 0), sigma)
+        out = cv2.GaussianBlur(out, (0, 0), sigma)
     gamma = rng.uniform(0.85, 1.15)
     curve = np.clip(255.0 * (np.arange(256) / 255.0) ** gamma + 0.5, 0, 255).astype(np.uint8)
-    out = cv2.LUT(np.clip(img + 0.5, 0, 255).astype(np.uint8), curve)
+    out = cv2.LUT(out, curve)
     noise_sigma = rng.uniform(0.8, 4.5)
     # Sum of two uniform bytes: a cheap bell-shaped noise (std 104 before scaling), in
     # integers scaled by k/256, added with saturation.

@@ -172,7 +172,8 @@ class Tree:
         r = self.trunk_radius
         t = self.trunk + 0.5
         shapes = [np.array([(-r * 1.3, 0), (r * 1.3, 0), (r, t), (-r, t)])]
-        shapes += [solids.ellipse(cx, self.trunk + cy, rx, ry, 18)
+        n = 18 if cam.pixels_per_metre(self.s) > 4.0 else 8  # round enough at any size
+        shapes += [solids.ellipse(cx, self.trunk + cy, rx, ry, n)
                    for cx, cy, rx, ry, _ in self.crown]
         proj = solids.figure(cam, self.s, self.d, shapes)
         if proj is None:

@@ -377,7 +377,7 @@ def _sample_traffic(stream, road, ego_d, ego_speed, haze, reach):
     duration = (reach - Z_FAR - AHEAD) / ego_speed
     rng = stream(8)
     tram_lane = None
-    if rng.random() < 0.14:
+    if rng.random() < 0.22:
         # Trams run in the lane next to the centre line.
         centre = road.centre if road.centre is not None else 0.0
         inner = min(range(len(road.lanes)), key=lambda i: abs(road.lanes[i][0] - centre))

@@ -19,7 +19,10 @@ COMMANDS = [
     "evaluate_seg",
     "attack",
     "export",
+    "calibrate",
     "build_engine",
+    "check",
+    "run",
 ]
 
 DESCRIPTION = """\

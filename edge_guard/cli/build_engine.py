@@ -34,8 +34,10 @@ def register(sub) -> None:
                    help="calibration frames to use (default: 16)")
     p.add_argument("--calib-pairs", type=positive_int, default=4, metavar="K",
                    help="patch pairs per calibration frame for the checks (default: 4)")
-    p.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax",
-                   help="int8 range calibration (default: minmax)")
+    p.add_argument("--calib-method", choices=("percentile", "minmax"), default="percentile",
+                   help="int8 activation ranges: percentile of |x| (default) or full min/max")
+    p.add_argument("--calib-percentile", type=float, default=99.9, metavar="P",
+                   help="percentile for --calib-method percentile (default: 99.9)")
     p.add_argument("--max-pairs", type=positive_int, default=50, metavar="K",
                    help="largest K the engine must run: profile max = 2K patches (default: 50)")
     p.add_argument("--workspace", type=positive_int, default=None, metavar="MiB",
@@ -58,6 +60,6 @@ def run(args) -> int:
                            calib_count=args.calib_count, calib_pairs=args.calib_pairs,
                            max_pairs=args.max_pairs, workspace_mib=args.workspace,
                            onnx_only=args.onnx_only, force=args.force, seed=args.seed,
-                           calibration_method=args.calib_method)
+                           calibration_method=args.calib_method, percentile=args.calib_percentile)
     print(f"ok: {summary.get('engine') or summary['onnx']}")
     return 0

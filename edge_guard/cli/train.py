@@ -32,6 +32,10 @@ def register(sub) -> None:
     p.add_argument("--lr", type=positive_float, default=3e-3, help="peak AdamW learning rate (default: 3e-3)")
     p.add_argument("--width", type=positive_int, default=None,
                    help="base width of edge_small (default: the model's own)")
+    p.add_argument("--class-weights", choices=("enet", "none"), default="enet",
+                   help="per-class loss weights: enet = 1/ln(1.02+frequency), which lifts rare thin "
+                        "classes (poles, lights, bicycles) that mIoU counts as much as road "
+                        "(default: enet)")
     p.add_argument("--seed", type=int, default=0, help="default: 0")
     p.add_argument("--workers", type=int, default=2, help="data-loading processes (default: 2)")
     p.add_argument("--threads", type=positive_int, default=None,
@@ -53,7 +57,7 @@ def run(args) -> int:
     kwargs = {"width": args.width} if args.width else {}
     cfg = TrainConfig(data=str(args.data), out=args.out, arch=args.arch, split=args.split,
                       steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
-                      seed=args.seed, workers=args.workers, save_every=args.save_every,
+                      seed=args.seed, workers=args.workers, class_weights=args.class_weights, save_every=args.save_every,
                       model_kwargs=kwargs)
     summary = train(cfg, resume=args.resume)
     print(json.dumps(summary))

@@ -1,0 +1,287 @@
+"""``edge-guard calibrate``: checkpoint + benign frames -> a bundle with a calibrated threshold.
+
+1. export the model (labels output, patch size s) into the bundle folder through the exporter,
+   which verifies the graph against PyTorch and checks TensorRT compatibility;
+2. score the first N benign frames of the split through the runtime's code
+   (:mod:`edge_guard.calibration.scoring`) and choose the threshold (:mod:`.threshold`);
+3. measure it on the next M benign frames (held out) and on adversarial sets, if given
+   (detection rate at the threshold, ROC AUC);
+4. write guard.json with the whole record.
+
+Randomness: the patch pairs come from ``SeedSequence([seed, stream])`` generators, one stream
+per set (0 calibration, 1 held-out, 2 + i the i-th adversarial set), so a set's scores do not
+depend on which other sets were scored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_guard.bundle import new_guard_doc, write_guard_json
+from edge_guard.engine_cache import sha256_file
+from edge_guard.errors import DataError, UserError
+from edge_guard.guard import Guard
+from edge_guard.patches import check_geometry
+
+from . import threshold as thr
+from .scoring import scoring_bundle, score_frames, torch_segment
+
+ATTACK_FORMAT = "edge-guard-attack"
+STREAM_CALIBRATION, STREAM_HOLDOUT, STREAM_ADVERSARIAL = 0, 1, 2
+
+
+@dataclass
+class CalibrationSettings:
+    """What decides the threshold. Defaults: the paper's s = 512, b in [32, 64) at 1024x2048
+    Cityscapes frames, halved for 512x1024 frames; K = 5; 1% target false-positive rate."""
+
+    frame_size: tuple = (512, 1024)
+    patch: int = 256
+    b_low: int = 16
+    b_high: int = 32
+    k: int = 5
+    rule: str = "fpr"
+    fpr: float | None = 0.01
+    calib_frames: int = 200
+    holdout_frames: int = 100
+    split: str = "val"
+    seed: int = 0
+
+    def check(self) -> None:
+        """UserError (one line) for settings that cannot work, before anything is computed."""
+        h, w = (int(v) for v in self.frame_size)
+        check_geometry(h, w, self.patch, self.b_low, self.b_high)
+        need = self.patch + self.b_high - 1
+        if h < need or w < need:
+            raise UserError(f"frame {h}x{w} is too small for {self.patch}px patch pairs displaced by "
+                            f"up to {self.b_high - 1}px: each side needs at least {need} "
+                            "(patch + b_high - 1); use a larger --frame or smaller --patch/--b-high")
+        if self.k < 1:
+            raise UserError(f"--pairs must be at least 1, got {self.k}")
+        if self.holdout_frames < 0:
+            raise UserError(f"--holdout-frames must be >= 0, got {self.holdout_frames}")
+        thr.check_rule(self.rule, self.fpr, self.calib_frames)
+
+
+@dataclass
+class ImageSet:
+    """Frames to score: paths of RGB images and their names, plus where they came from."""
+
+    name: str
+    paths: list
+    names: list
+    info: dict = field(default_factory=dict)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def images(self):
+        from .data.folders import read_image
+
+        for path in self.paths:
+            yield read_image(path)
+
+
+def benign_sets(data, split: str, calib: int, holdout: int) -> tuple[ImageSet, ImageSet | None]:
+    """The first ``calib`` frames of the split, and the next ``holdout`` (None when 0)."""
+    from .data.folders import detect, open_dataset
+
+    data = Path(data).expanduser()
+    if not data.exists():
+        raise DataError(f"data folder {data} does not exist (make one with `edge-guard generate`)")
+    frames = open_dataset(data, split, labeled=False)
+    need = calib + holdout
+    if len(frames) < need:
+        raise DataError(f"{data} has {len(frames)} frames in split {split!r}, but calibration needs "
+                        f"{calib} + {holdout} held out = {need}: pass smaller --calib-frames/"
+                        "--holdout-frames or add frames")
+    info = {"data": str(data.resolve()), "split": split, "layout": detect(data)}
+    paths, names = list(frames.image_paths), list(frames.names)
+    cal = ImageSet("calibration", paths[:calib], names[:calib], dict(info, first=0))
+    held = (ImageSet("holdout", paths[calib:need], names[calib:need], dict(info, first=calib))
+            if holdout else None)
+    return cal, held
+
+
+def _attack_name(settings: dict, fallback: str) -> str:
+    if not settings.get("method") or not settings.get("target"):
+        return fallback
+    name = f"{settings['method']}_{settings['target']}"
+    if settings.get("adaptive"):
+        name += f"_adaptive-{settings['adaptive']}"
+        if settings.get("k_attack") is not None:
+            name += str(settings["k_attack"])
+    return name
+
+
+def adversarial_set(folder, split: str) -> ImageSet:
+    """An adversarial set: the frames listed in ``folder/manifest.json`` (``edge-guard attack``),
+    or, without a manifest, the images of the folder opened like a data folder."""
+    from .data.folders import open_dataset
+
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"adversarial folder {folder} does not exist (make one with `edge-guard attack`)")
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        frames = open_dataset(folder, split, labeled=False)
+        return ImageSet(folder.name, list(frames.image_paths), list(frames.names),
+                        {"folder": str(folder.resolve())})
+    try:
+        doc = json.loads(manifest.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{manifest} is not readable JSON ({type(exc).__name__}): "
+                        "re-run the attack") from None
+    if (not isinstance(doc, dict) or doc.get("format") != ATTACK_FORMAT
+            or not isinstance(doc.get("images"), dict)):
+        raise DataError(f"{manifest} is not an `edge-guard attack` manifest")
+    images = sorted(doc["images"].items())
+    if not images:
+        raise DataError(f"{manifest} lists no adversarial frames (has the attack run?)")
+    paths = []
+    for name, rec in images:
+        path = folder / str((rec or {}).get("adversarial", ""))
+        if not path.is_file():
+            raise DataError(f"{manifest} lists {name}, but {path} is missing: re-run the attack to resume")
+        paths.append(path)
+    settings = doc.get("settings") if isinstance(doc.get("settings"), dict) else {}
+    keep = ("method", "target", "adaptive", "k_attack", "l2", "linf", "max_iter", "model_sha256")
+    info = {"folder": str(folder.resolve()), "attack": {k: settings.get(k) for k in keep if k in settings}}
+    if isinstance(doc.get("summary"), dict) and isinstance(doc["summary"].get("mean"), dict):
+        info["attack_success"] = doc["summary"]["mean"].get("success")
+    return ImageSet(_attack_name(settings, folder.name), paths, [n for n, _ in images], info)
+
+
+def _unique(name: str, taken: set) -> str:
+    out, i = name, 2
+    while out in taken:
+        out, i = f"{name}#{i}", i + 1
+    taken.add(out)
+    return out
+
+
+def _generator(seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(stream)]))
+
+
+def _score_set(bundle, segment, images: ImageSet, seed: int, stream: int, progress: bool) -> np.ndarray:
+    from tqdm import tqdm
+
+    guard = Guard.from_function(bundle, segment, seed=_generator(seed, stream))
+    with guard, tqdm(total=len(images), desc=f"scoring {images.name}", unit="frame",
+                     disable=not progress, dynamic_ncols=True) as bar:
+        verdicts = score_frames(guard, images.images(), progress=bar)
+    return np.array([v.score for v in verdicts], np.float64)
+
+
+def _benign_record(scores: np.ndarray, threshold: float, images: ImageSet, stream: int) -> dict:
+    return {**thr.summary(scores), "achieved_fpr": thr.flag_rate(scores, threshold),
+            "quantiles": thr.quantiles(scores), "first_frame": images.names[0],
+            "last_frame": images.names[-1], "pair_stream": stream}
+
+
+@dataclass
+class CalibrationResult:
+    """What calibrate() wrote (``doc`` = guard.json) and the scores it measured."""
+
+    bundle: Path
+    doc: dict
+    choice: thr.ThresholdChoice
+    calibration_scores: np.ndarray
+    holdout_scores: np.ndarray | None
+    adversarial_scores: dict
+    warnings: list
+
+
+def calibrate(checkpoint, data, out, settings: CalibrationSettings | None = None, adversarial=(),
+              arch: str | None = None, device: str = "cpu", progress: bool = True,
+              log=print) -> CalibrationResult:
+    """Export ``checkpoint`` into ``out``, calibrate its threshold on ``data`` and write guard.json.
+
+    ``adversarial``: folders of adversarial frames (``edge-guard attack`` outputs) to check
+    the threshold against. Raises UserError (one line) for unusable inputs before exporting.
+    """
+    from edge_guard.export.exporter import export_bundle
+
+    from .models.checkpoint import load_segmenter
+
+    s = settings or CalibrationSettings()
+    s.check()
+    checkpoint = Path(checkpoint).expanduser()
+    if not checkpoint.is_file():
+        raise UserError(f"checkpoint {checkpoint} does not exist")
+    cal, held = benign_sets(data, s.split, s.calib_frames, s.holdout_frames)
+    taken: set = set()
+    adv_sets = []
+    for folder in adversarial:
+        adv = adversarial_set(folder, s.split)
+        adv.name = _unique(adv.name, taken)
+        adv_sets.append(adv)
+    segmenter, _ = load_segmenter(checkpoint, arch=arch)
+
+    out = Path(out).expanduser()
+    record = export_bundle(checkpoint, out, patch=s.patch, output="labels", arch=arch,
+                           seed=s.seed, frame_size=tuple(s.frame_size), log=log)
+    model = record["model"]
+    bundle = scoring_bundle(model, s.frame_size, s.b_low, s.b_high, s.k, root=out)
+    segment = torch_segment(segmenter, device)
+
+    warnings = []
+    cal_scores = _score_set(bundle, segment, cal, s.seed, STREAM_CALIBRATION, progress)
+    choice = thr.pick_threshold(cal_scores, s.rule, s.fpr)
+    if choice.warning:
+        warnings.append(choice.warning)
+    t = choice.threshold
+
+    held_scores = None
+    evaluation = {"scorer": "pytorch model through Guard.from_function (the runtime's resize, "
+                            "pairs, crop and mIoU)",
+                  "calibration": _benign_record(cal_scores, t, cal, STREAM_CALIBRATION)}
+    if held is not None:
+        held_scores = _score_set(bundle, segment, held, s.seed, STREAM_HOLDOUT, progress)
+        evaluation["holdout"] = _benign_record(held_scores, t, held, STREAM_HOLDOUT)
+    adv_scores = {}
+    if adv_sets:
+        benign = np.concatenate([cal_scores] + ([held_scores] if held_scores is not None else []))
+        evaluation["adversarial"] = {}
+        evaluation["auc"] = {}
+        for i, adv in enumerate(adv_sets):
+            stream = STREAM_ADVERSARIAL + i
+            scores = _score_set(bundle, segment, adv, s.seed, stream, progress)
+            adv_scores[adv.name] = scores
+            auc = thr.detection_auc(benign, scores)
+            evaluation["adversarial"][adv.name] = {
+                **thr.summary(scores), "detection_rate": thr.flag_rate(scores, t), "auc": auc,
+                "auc_benign_frames": int(benign.size), "pair_stream": stream, **adv.info}
+            evaluation["auc"][adv.name] = auc
+
+    rule = {"rule": choice.rule, "benign_frames": choice.frames,
+            "achieved_fpr": choice.achieved_fpr, "quantiles": thr.quantiles(cal_scores),
+            "convention": "adversarial when score < threshold; threshold = the (m+1)-th smallest "
+                          "benign calibration score, m = floor(target_fpr * benign_frames) "
+                          "(min-benign: m = 0)",
+            "allowed_false_positives": choice.allowed, "flagged_frames": choice.flagged}
+    if choice.target_fpr is not None:
+        rule["target_fpr"] = choice.target_fpr
+    if held_scores is not None:
+        rule["holdout_frames"] = int(held_scores.size)
+        rule["holdout_fpr"] = thr.flag_rate(held_scores, t)
+    detector = {"method": "spatial", "patch_size": int(model["patch_size"]), "b_low": s.b_low,
+                "b_high": s.b_high, "k": s.k, "pairing": "independent", "threshold": t,
+                "threshold_rule": rule}
+    doc = new_guard_doc(model, detector, s.frame_size, evaluation=evaluation)
+    doc["provenance"]["calibration"] = {
+        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(s).items()},
+        "data": cal.info, "seed": s.seed,
+        "pair_streams": "SeedSequence([seed, stream]): 0 calibration, 1 held-out, 2+i adversarial set i",
+        "device": str(device), "source_checkpoint": {"file": checkpoint.name,
+                                                     "sha256": sha256_file(checkpoint)},
+        "export_verification": record.get("verification"),
+        "trt_compatible": (record.get("trt_compat") or {}).get("ok"),
+        "warnings": warnings}
+    write_guard_json(out, doc)
+    return CalibrationResult(out, doc, choice, cal_scores, held_scores, adv_scores, warnings)

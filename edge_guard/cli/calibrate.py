@@ -1,0 +1,119 @@
+"""`edge-guard calibrate`: export the model and choose the detector's threshold on benign frames.
+
+Exports the checkpoint into BUNDLE_DIR (model.onnx, verified against PyTorch), scores the
+first --calib-frames frames of the split with the runtime's own spatial-consistency code,
+picks the threshold, checks it on the next --holdout-frames frames and on adversarial sets
+(--adversarial, repeatable), and writes BUNDLE_DIR/guard.json with the whole record.
+"""
+
+import argparse
+from pathlib import Path
+
+from edge_guard.cli._args import add_model_option, frame_size, non_negative_int, positive_int
+
+EXAMPLE = """\
+examples (the shipped bundle):
+  edge-guard generate --out scenes --split val --frames 300 --seed 11
+  edge-guard calibrate --data scenes --split val --out bundle
+  edge-guard calibrate --data scenes --out bundle --adversarial attacks/dag_pure \\
+      --adversarial attacks/houdini_emblem
+
+threshold rules (a frame is adversarial when its score < threshold):
+  fpr         the largest threshold whose false-positive rate on the N calibration frames
+              is <= --fpr: the (m+1)-th smallest benign score, m = floor(fpr * N). Needs
+              N >= 1/fpr frames; below 10/fpr it warns (too few frames in the tail).
+  min-benign  the smallest benign score (the paper's "lower bound"): no calibration frame
+              is flagged.
+
+defaults: the paper used s=512, b in [32,64) on 1024x2048 Cityscapes frames; at half that
+resolution (--frame 512x1024, the generated scenes' size) that is --patch 256, --b-low 16,
+--b-high 32. K (--pairs) = 5.
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("calibrate", help="export the model and calibrate the detector threshold (bundle)",
+                       description=__doc__, epilog=EXAMPLE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_option(p)
+    p.add_argument("--arch", default=None,
+                   help="architecture of an official checkpoint (drn_d_22, dla34); not needed for ours")
+    p.add_argument("--data", type=Path, required=True, metavar="DIR",
+                   help="benign frames: Cityscapes-layout, BDD100K or image folder")
+    p.add_argument("--split", default="val", help="split to calibrate on (default: val)")
+    p.add_argument("--out", type=Path, required=True, metavar="BUNDLE_DIR",
+                   help="bundle folder: model.onnx, export.json and guard.json are written here")
+    p.add_argument("--frame", type=frame_size, default=(512, 1024), metavar="HxW",
+                   help="frames are resized to this before patching, here and on the vehicle "
+                        "(default: 512x1024)")
+    p.add_argument("--patch", type=positive_int, default=256,
+                   help="patch side s in pixels (default: 256 = the paper's 512 at half resolution)")
+    p.add_argument("--b-low", type=non_negative_int, default=16,
+                   help="smallest displacement of a pair's second patch, per axis (default: 16)")
+    p.add_argument("--b-high", type=positive_int, default=32,
+                   help="displacements are drawn from [b_low, b_high) (default: 32)")
+    p.add_argument("--pairs", type=positive_int, default=5, metavar="K",
+                   help="overlapping patch pairs per frame (default: 5)")
+    p.add_argument("--rule", default="fpr", help="threshold rule: fpr (default) or min-benign")
+    p.add_argument("--fpr", type=float, default=0.01,
+                   help="target false-positive rate of the fpr rule, in (0, 1) (default: 0.01)")
+    p.add_argument("--calib-frames", type=positive_int, default=200, metavar="N",
+                   help="benign frames the threshold is chosen on: the first N of the split (default: 200)")
+    p.add_argument("--holdout-frames", type=non_negative_int, default=100, metavar="M",
+                   help="the next M frames check the threshold; 0 skips the check (default: 100)")
+    p.add_argument("--adversarial", type=Path, action="append", default=[], metavar="DIR",
+                   help="adversarial frames (an `edge-guard attack` folder) to measure detection "
+                        "rate and AUC on; repeatable")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the patch pairs (and the export's check frames) (default: 0)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default) for the PyTorch model")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _summary(result) -> list:
+    doc = result.doc
+    det, ev = doc["detector"], doc["provenance"]["evaluation"]
+    rule = det["threshold_rule"]
+    h, w = doc["frame"]["height"], doc["frame"]["width"]
+    target = f" (target FPR {rule['target_fpr']:g})" if rule.get("target_fpr") is not None else ""
+    lines = [f"wrote {result.bundle}/guard.json: frame {h}x{w}, s={det['patch_size']}, "
+             f"b=[{det['b_low']},{det['b_high']}), K={det['k']}",
+             f"threshold {det['threshold']:.4f} by rule {rule['rule']}{target}",
+             f"  calibration: {rule['benign_frames']} benign frames, FPR {rule['achieved_fpr']:.4f}, "
+             f"score min {ev['calibration']['min']:.4f} median {ev['calibration']['quantiles']['0.5']:.4f}"]
+    if "holdout" in ev:
+        hold = ev["holdout"]
+        lines.append(f"  held out:    {hold['frames']} benign frames, FPR {hold['achieved_fpr']:.4f}, "
+                     f"score min {hold['min']:.4f} median {hold['quantiles']['0.5']:.4f}")
+    for name, adv in (ev.get("adversarial") or {}).items():
+        lines.append(f"  {name}: {adv['frames']} adversarial frames, detection rate "
+                     f"{adv['detection_rate']:.4f}, AUC {adv['auc']:.4f}, mean score {adv['mean']:.4f}")
+    return lines
+
+
+def run(args) -> int:
+    import sys
+
+    from edge_guard.cli._offline import pick_device, require_torch
+    from edge_guard.errors import UserError, require
+
+    require_torch("calibrate")
+    require("onnx", "offline", "calibrate (export)")
+    require("onnxruntime", "cpu", "calibrate (verifying the export)")
+    require("sklearn", "offline", "calibrate (AUC)")
+    from edge_guard.calibration.calibrate import CalibrationSettings, calibrate
+
+    if args.rule not in ("fpr", "min-benign"):
+        raise UserError(f"unknown --rule {args.rule!r}: choose fpr or min-benign")
+    settings = CalibrationSettings(
+        frame_size=args.frame, patch=args.patch, b_low=args.b_low, b_high=args.b_high, k=args.pairs,
+        rule=args.rule, fpr=args.fpr if args.rule == "fpr" else None, calib_frames=args.calib_frames,
+        holdout_frames=args.holdout_frames, split=args.split, seed=args.seed)
+    settings.check()  # one-line errors before the device or the data are touched
+    result = calibrate(args.model, args.data, args.out, settings, adversarial=args.adversarial,
+                       arch=args.arch, device=pick_device(args.device), progress=not args.quiet)
+    for warning in result.warnings:
+        print(f"edge-guard calibrate: warning: {warning}", file=sys.stderr)
+    print("\n".join(_summary(result)))
+    return 0

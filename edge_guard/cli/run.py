@@ -1,0 +1,162 @@
+"""`edge-guard run`: check a camera or video stream frame by frame, with alarms and an event log."""
+
+import argparse
+import sys
+
+from edge_guard.cli._args import non_negative_int, positive_int
+
+EXAMPLE = """\
+examples:
+  edge-guard run --camera 0 --events events.jsonl            # first camera, headless
+  edge-guard run --source drive.mp4 --save checked.mp4       # every frame of a file, annotated
+  edge-guard run --source rtsp://10.0.0.5/stream --every 2 --alarm 4/6 --events -
+  edge-guard run --show --source "nvarguscamerasrc sensor-id=0 ! \\
+      video/x-raw(memory:NVMM),width=1280,height=720,framerate=30/1 ! nvvidconv ! \\
+      video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1"
+
+sources: --camera N (V4L2 on Linux), or --source with a video file, an image pattern
+(frames/%06d.png), a URL (rtsp://, http://) or a GStreamer pipeline: a source containing
+'!' is opened with OpenCV's GStreamer backend (needs an OpenCV built with GStreamer, e.g.
+JetPack's; the last example reads a Jetson CSI camera; end a pipeline in `appsink drop=1`
+so the camera, too, keeps only its newest frame).
+
+live sources vs files: a reader thread keeps only the newest frame of a live source
+(camera, URL, pipeline): frames that arrive while a check runs are skipped and counted
+(skipped_since_last in each frame event), so a slow check never builds a queue. A file is
+not real time: by default every frame is checked, in order (--every N checks one in N).
+--realtime reads a file at its own frame rate and skips like a camera; --no-realtime makes
+a live source wait for the checker instead (the driver may then drop or delay frames).
+
+alarms: an alarm is raised when M of the last N checked frames are flagged (--alarm M/N,
+default 3/5), once per episode; it clears, and re-arms, when fewer than M of the last N
+are flagged. A live source that stops delivering frames is reopened with back-off (0.5,
+1, 2, 4, 8 s with --reconnect 5); the outage is logged as a gap event.
+
+events (--events FILE, appended; '-' for standard output): JSON Lines, one object per
+line, flushed as written: a start record (source, bundle, backend and provider in use, K,
+threshold, sizes, version), one frame record per checked frame (frame, capture_time,
+score, threshold, adversarial, latency_ms, skipped_since_last, timings_ms, pairs, ...),
+alarm and gap records, and an end record with the summary (frames read, checked, skipped,
+flagged, alarms, achieved FPS, latency p50/p99).
+
+Ctrl-C (or SIGTERM) or the end of the source ends cleanly with the summary.
+exit status: 0 no alarm, 1 at least one alarm raised, 2 an error (a source that does not
+open, or a live source lost for good after the reconnect attempts).
+"""
+
+
+def _alarm(text: str):
+    from edge_guard.errors import UserError
+    from edge_guard.stream import parse_alarm
+
+    try:
+        return parse_alarm(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def register(sub) -> None:
+    from edge_guard.backends import BACKENDS
+
+    p = sub.add_parser("run", help="check a camera or video stream, with alarms and an event log",
+                       description=__doc__, epilog=EXAMPLE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--camera", type=non_negative_int, metavar="N", help="camera index (e.g. 0)")
+    src.add_argument("--source", metavar="PATH|URL|PIPELINE",
+                     help="video file, image pattern, URL or GStreamer pipeline")
+    p.add_argument("--bundle", default=None, metavar="DIR",
+                   help="bundle folder (guard.json + model.onnx); default: the shipped bundle")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="inference backend (default: auto, the fastest installed)")
+    p.add_argument("--pairs", type=positive_int, default=None, metavar="K",
+                   help="patch pairs per frame (default: the bundle's K)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads of the backend (default: the backend's choice)")
+    p.add_argument("--every", type=positive_int, default=1, metavar="N",
+                   help="check one frame in N (default: 1, every frame)")
+    p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
+                   help="skip frames that arrive while checking (default: for live sources only)")
+    p.add_argument("--alarm", type=_alarm, default=(3, 5), metavar="M/N",
+                   help="alarm when M of the last N checked frames are flagged (default: 3/5)")
+    p.add_argument("--events", default=None, metavar="FILE",
+                   help="append JSON Lines events to FILE ('-': standard output)")
+    p.add_argument("--save", default=None, metavar="VIDEO",
+                   help="write the checked frames, annotated, to VIDEO (.mp4)")
+    p.add_argument("--show", action="store_true",
+                   help="show the annotated frames in a window (q or Esc ends)")
+    p.add_argument("--max-frames", type=positive_int, default=None, metavar="N",
+                   help="stop after reading N frames from the source")
+    p.add_argument("--reconnect", type=non_negative_int, default=5, metavar="N",
+                   help="attempts to reopen a live source that stops, waiting 0.5, 1, 2, 4, 8 s "
+                        "(default: 5; 0: end at once)")
+    p.add_argument("--seed", type=non_negative_int, default=None,
+                   help="seed the patch draw (reproducible, but predictable: tests only)")
+    p.set_defaults(func=run)
+
+
+def reconnect_delays(attempts: int) -> tuple:
+    """Back-off before each attempt: 0.5, 1, 2, 4, then 8 s each."""
+    return tuple(min(0.5 * 2 ** i, 8.0) for i in range(attempts))
+
+
+def _fmt_ms(stats) -> str:
+    return "n/a" if not stats else f"p50 {stats['p50']:.1f} ms, p99 {stats['p99']:.1f} ms"
+
+
+def summary_lines(s: dict) -> list:
+    fps = s["fps_checked"] or 0.0
+    return [
+        f"# end ({s['reason']}): {s['frames_read']} frames read, {s['frames_checked']} checked, "
+        f"{s['frames_skipped']} skipped ({s['skipped_every']} by --every, {s['skipped_busy']} while "
+        f"busy, {s['skipped_at_stop']} at the stop), {s['frames_flagged']} flagged, "
+        f"{s['alarms']} alarm(s), {s['gaps']} gap(s)",
+        f"# {fps:.1f} checked frames/s over {s['duration_s']:.1f} s; latency (capture to verdict) "
+        f"{_fmt_ms(s['latency_ms'])}; check {_fmt_ms(s['check_ms'])}",
+    ]
+
+
+def run(args) -> int:
+    import signal
+    import threading
+
+    from edge_guard.events import EventWriter
+    from edge_guard.guard import Guard
+    from edge_guard.stream import Display, Stream, check_display, parse_source
+
+    source = parse_source(args.camera, args.source)
+    if args.show:
+        check_display()
+    out = sys.stderr if args.events == "-" else sys.stdout
+
+    def say(text):
+        print(text, file=out, flush=True)
+
+    guard = Guard.load(args.bundle, backend=args.backend, seed=args.seed, pairs=args.pairs,
+                       threads=args.threads)
+    with guard:
+        sinks = []
+        if args.show or args.save:
+            sinks.append(Display(guard.bundle.patch_size, show=args.show, save=args.save))
+        events = EventWriter(args.events) if args.events else None
+        stream = Stream(guard, source, events=events, every=args.every, realtime=args.realtime,
+                        max_frames=args.max_frames, alarm=args.alarm,
+                        reconnect=reconnect_delays(args.reconnect), sinks=sinks, log=say,
+                        extra={"seed": args.seed})
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, lambda *_: stream.stop("terminated"))
+        try:
+            summary = stream.run()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            if events is not None:
+                events.close()
+    for line in summary_lines(summary):
+        say(line)
+    if summary["reason"] == "source lost":
+        print(f"edge-guard run: error: lost {source} (no frame after {args.reconnect} reconnect "
+              "attempt(s))", file=sys.stderr)
+        return 2
+    return 1 if summary["alarms"] else 0

@@ -1,0 +1,107 @@
+"""Stream events as JSON Lines: one object per line, flushed as written.
+
+A record is a dict with a ``type`` ("start", "frame", "alarm", "gap", "end"; the fields of
+each are listed in :mod:`edge_guard.stream`). Every line is flushed to the operating system
+as soon as it is written, so a crash of the process loses at most the line being written
+(a power cut may lose what the OS had not yet put on disk: pass ``fsync=True`` for that, at
+the cost of one disk sync per line).
+
+Files are opened for appending: a service that restarts adds a new start ... end run to the
+same log instead of overwriting the previous one. Non-finite floats are written as null
+(strict JSON has no NaN).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import threading
+from pathlib import Path
+
+from .errors import UserError
+
+
+def _finite(value):
+    """``value`` with NaN/inf floats replaced by None, recursively (lists, tuples, dicts)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # NumPy scalars
+        return _finite(value.item())
+    return value
+
+
+def dumps(record: dict) -> str:
+    """One JSON line (no newline), strict JSON (NaN/inf -> null)."""
+    return json.dumps(_finite(record), allow_nan=False, separators=(",", ":"))
+
+
+class EventWriter:
+    """Append JSON Lines to ``target``: a path, "-" for standard output, or an open text file.
+
+    Thread-safe (one lock around each line). Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, target, fsync: bool = False):
+        self._lock = threading.Lock()
+        self._fsync = fsync
+        self._owned = False
+        self.lines = 0
+        if target == "-":
+            self._file, self.name = sys.stdout, "<stdout>"
+        elif isinstance(target, (str, os.PathLike)):
+            path = Path(target).expanduser()
+            if path.is_dir():
+                raise UserError(f"--events {path} is a folder: give a file name, "
+                                f"e.g. {path / 'events.jsonl'}")
+            if not path.parent.is_dir():
+                raise UserError(f"cannot write events to {path}: the folder {path.parent} does not exist")
+            try:
+                self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+            except OSError as exc:
+                raise UserError(f"cannot write events to {path}: {exc.strerror or exc}") from None
+            self._owned, self.name = True, str(path)
+        else:
+            self._file, self.name = target, getattr(target, "name", repr(target))
+
+    def write(self, record: dict) -> None:
+        line = dumps(record) + "\n"
+        with self._lock:
+            self._file.write(line)
+            self._file.flush()
+            if self._fsync and hasattr(self._file, "fileno"):
+                os.fsync(self._file.fileno())
+            self.lines += 1
+
+    def close(self) -> None:
+        with self._lock:
+            if self._owned and not self._file.closed:
+                self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_events(path) -> list[dict]:
+    """All records of a JSON Lines file (a torn last line, from a crash, is dropped)."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:  # no newline after it: the line being written when it stopped
+                break
+            raise
+    return records

@@ -1,0 +1,424 @@
+"""`edge-guard run` and edge_guard.stream: events, skipping, alarms, reconnects, errors."""
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_guard import stream as stream_mod
+from edge_guard.bundle import load_bundle
+from edge_guard.cli import main
+from edge_guard.errors import UserError
+from edge_guard.events import EventWriter, read_events
+from edge_guard.guard import STAGES, Guard
+from edge_guard.stream import (AlarmWindow, Durations, Mailbox, Source, SourceError, Stream, has_gstreamer,
+                               open_capture, parse_alarm, parse_source)
+from tiny_bundle import contrast_labels, make_guard_bundle
+
+FRAMES, H, W = 30, 128, 256
+NOISE = {10, 11, 12, 13, 20}
+FRAME_FIELDS = {"type", "frame", "capture_time", "score", "threshold", "adversarial", "latency_ms",
+                "skipped_since_last", "alarm_active", "k", "pair_mious", "pairs", "timings_ms",
+                "frame_size", "input_size", "backend", "provider"}
+START_FIELDS = {"type", "time", "version", "source", "source_kind", "live", "realtime", "every",
+                "max_frames", "bundle", "model_sha256", "backend", "provider", "k", "threshold",
+                "patch_size", "frame_size", "input_size", "source_fps", "alarm", "seed"}
+END_FIELDS = {"type", "time", "reason", "frames_read", "frames_checked", "frames_skipped",
+              "skipped_every", "skipped_busy", "skipped_at_stop", "frames_flagged", "alarms",
+              "alarm_active", "gaps", "duration_s", "fps_read", "fps_checked", "latency_ms", "check_ms"}
+
+
+def _frame(i: int) -> np.ndarray:
+    if i in NOISE:
+        return np.random.default_rng(i).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    return np.full((H, W, 3), (8 * i, 255 - 8 * i, 100), np.uint8)  # one colour: consistent
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    return make_guard_bundle(tmp_path_factory.mktemp("b") / "bundle", frame=(48, 64), k=8, threshold=0.99)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    """30 frames of solid colours with noise at NOISE; FFV1 is lossless, so noise stays noise."""
+    path = tmp_path_factory.mktemp("v") / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 30.0, (W, H))
+    assert writer.isOpened()
+    for i in range(FRAMES):
+        writer.write(_frame(i))
+    writer.release()
+    return path
+
+
+def _types(records):
+    return [r["type"] for r in records]
+
+
+def _frames(records):
+    return [r for r in records if r["type"] == "frame"]
+
+
+def _rank(values, q):
+    """The nearest-rank percentile."""
+    return sorted(values)[max(0, math.ceil(q / 100 * len(values)) - 1)]
+
+
+def _one_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def test_run_file_end_to_end(bundle_dir, video, tmp_path, capsys):
+    ev, out = tmp_path / "events.jsonl", tmp_path / "checked.mp4"
+    rc = main(["run", "--source", str(video), "--bundle", str(bundle_dir), "--events", str(ev),
+               "--save", str(out), "--seed", "0", "--threads", "1", "--backend", "onnxruntime-cpu"])
+    assert rc == 1  # frames 10-13 flagged: 3 of 5 -> an alarm
+    records = read_events(ev)
+    assert records[0]["type"] == "start" and records[-1]["type"] == "end"
+    assert _types(records).count("start") == 1 and _types(records).count("end") == 1
+    start, end, frames = records[0], records[-1], _frames(records)
+    assert set(start) == START_FIELDS
+    assert start["source_kind"] == "file" and not start["live"] and not start["realtime"]
+    assert start["provider"] == "CPUExecutionProvider" and start["k"] == 8
+    assert start["frame_size"] == [48, 64] and start["input_size"] == [H, W] and start["seed"] == 0
+    assert start["source_fps"] == pytest.approx(30.0)
+    for r in frames:
+        assert set(r) == FRAME_FIELDS
+        assert set(r["timings_ms"]) == set(STAGES)
+        assert len(r["pairs"]) == len(r["pair_mious"]) == r["k"] == 8
+        assert r["latency_ms"] >= r["timings_ms"]["total"] > 0
+    # A file: every frame, in order, nothing skipped.
+    assert [r["frame"] for r in frames] == list(range(FRAMES))
+    assert all(r["skipped_since_last"] == 0 for r in frames)
+    assert {r["frame"] for r in frames if r["adversarial"]} == NOISE
+    assert all(r["score"] == 1.0 for r in frames if r["frame"] not in NOISE)
+    alarms = [(r["state"], r["frame"]) for r in records if r["type"] == "alarm"]
+    assert alarms == [("raised", 12), ("cleared", 16)]
+    assert [r["alarm_active"] for r in frames] == [12 <= i < 16 for i in range(FRAMES)]
+    # The summary agrees with the records.
+    assert set(end) == END_FIELDS and end["reason"] == "end of source"
+    assert end["frames_read"] == end["frames_checked"] == len(frames) == FRAMES
+    assert end["frames_skipped"] == 0 and end["frames_flagged"] == len(NOISE) and end["alarms"] == 1
+    lat = [r["latency_ms"] for r in frames]
+    assert end["latency_ms"]["p50"] == pytest.approx(_rank(lat, 50), rel=0.007)
+    assert end["latency_ms"]["p99"] == pytest.approx(_rank(lat, 99), rel=0.007)
+    assert end["latency_ms"]["mean"] == pytest.approx(np.mean(lat))
+    assert end["latency_ms"]["p50"] <= end["latency_ms"]["p99"] <= end["latency_ms"]["max"] == max(lat)
+    assert end["fps_checked"] == pytest.approx(FRAMES / end["duration_s"])
+    text = capsys.readouterr().out
+    assert "30 frames read, 30 checked, 0 skipped" in text and "1 alarm(s)" in text
+    # The annotated video: one frame per check, at the source's size.
+    cap = cv2.VideoCapture(str(out))
+    assert cap.get(cv2.CAP_PROP_FRAME_WIDTH) == W and cap.get(cv2.CAP_PROP_FRAME_HEIGHT) == H
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    assert count == FRAMES
+
+
+def test_every_and_max_frames(bundle_dir, video, tmp_path, capsys):
+    ev = tmp_path / "ev.jsonl"
+    rc = main(["run", "--source", str(video), "--bundle", str(bundle_dir), "--events", str(ev),
+               "--every", "3", "--max-frames", "20", "--seed", "1", "--threads", "1"])
+    assert rc in (0, 1)
+    records = read_events(ev)
+    frames, end = _frames(records), records[-1]
+    assert [r["frame"] for r in frames] == list(range(0, 20, 3))
+    assert [r["skipped_since_last"] for r in frames] == [0] + [2] * 6
+    assert end["reason"] == "max frames" and end["frames_read"] == 20 and end["frames_checked"] == 7
+    assert end["frames_skipped"] == end["skipped_every"] == 13
+    # --max-frames alone; a second run appends a second start ... end to the same log.
+    assert main(["run", "--source", str(video), "--bundle", str(bundle_dir), "--events", str(ev),
+                 "--max-frames", "7", "--threads", "1"]) == 0
+    records = read_events(ev)
+    assert _types(records).count("start") == 2
+    second = records[_types(records).index("end") + 1:]
+    assert [r["frame"] for r in _frames(second)] == list(range(7))
+    assert second[-1]["frames_read"] == second[-1]["frames_checked"] == 7
+
+
+def test_events_to_stdout(bundle_dir, video, capsys):
+    assert main(["run", "--source", str(video), "--bundle", str(bundle_dir), "--events", "-",
+                 "--max-frames", "3", "--threads", "1"]) == 0
+    cap = capsys.readouterr()
+    lines = [json.loads(line) for line in cap.out.splitlines()]  # stdout: JSON only
+    assert _types(lines) == ["start", "frame", "frame", "frame", "end"]
+    assert "3 frames read" in cap.err
+
+
+def _slow_guard(bundle_dir, seconds: float):
+    def segment(batch):
+        time.sleep(seconds)
+        return contrast_labels(batch)
+    return Guard.from_function(load_bundle(bundle_dir), segment, seed=0)
+
+
+def test_realtime_skips_frames_that_arrive_while_checking(bundle_dir, video, tmp_path):
+    ev = tmp_path / "ev.jsonl"
+    with EventWriter(ev) as events:
+        summary = Stream(_slow_guard(bundle_dir, 0.05), parse_source(source=str(video)), events=events,
+                         realtime=True, pace_fps=100.0).run()
+    records = read_events(ev)
+    frames = _frames(records)
+    assert records[-1] == json.loads(json.dumps(summary))
+    assert summary["frames_read"] == FRAMES
+    assert summary["frames_read"] == summary["frames_checked"] + summary["frames_skipped"]
+    assert summary["frames_skipped"] == summary["skipped_busy"] > 0
+    assert summary["skipped_every"] == summary["skipped_at_stop"] == 0
+    assert len(frames) == summary["frames_checked"] < FRAMES
+    indices = [r["frame"] for r in frames]
+    assert indices == sorted(indices) and indices[-1] == FRAMES - 1  # the newest frame is still checked
+    assert sum(r["skipped_since_last"] for r in frames) == summary["frames_skipped"]
+    assert [r["skipped_since_last"] for r in frames] == list(np.diff([-1] + indices) - 1)
+    # One slot, not a queue: a FIFO would make the last frames wait ~1 s behind 50 ms checks.
+    assert max(r["latency_ms"] for r in frames) < 600
+
+
+def test_alarm_window_raises_once_per_episode():
+    flags = [1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 1, 0, 1, 1, 0, 0, 0]
+    alarm = AlarmWindow(3, 5)
+    changes = [(i, c) for i, f in enumerate(flags) if (c := alarm.update(bool(f)))]
+    assert changes == [(3, "raised"), (8, "cleared"), (13, "raised"), (15, "cleared")]
+    assert alarm.episodes == 2 and not alarm.active
+    # Against the definition, on random sequences.
+    rng = np.random.default_rng(0)
+    for m, n in [(1, 1), (2, 3), (3, 5), (5, 5)]:
+        flags = rng.random(300) < 0.4
+        alarm, active = AlarmWindow(m, n), False
+        for i, f in enumerate(flags):
+            now = flags[max(0, i - n + 1):i + 1].sum() >= m
+            expected = "raised" if now and not active else "cleared" if active and not now else None
+            assert alarm.update(bool(f)) == expected
+            active = now
+    assert parse_alarm("3/5") == (3, 5)
+    for bad in ("5/3", "0/4", "3", "a/b"):
+        with pytest.raises(UserError):
+            parse_alarm(bad)
+
+
+def test_bad_alarm_option_is_one_line(capsys, video):
+    assert main(["run", "--source", str(video), "--alarm", "5/3"]) == 2
+    assert "1 <= M <= N" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_source_that_does_not_open_is_one_line(bundle_dir, tmp_path, capfd):
+    assert main(["run", "--source", str(tmp_path / "missing.mp4"), "--bundle", str(bundle_dir)]) == 2
+    assert "does not exist" in _one_line(capfd.readouterr().err)
+    bogus = tmp_path / "not_a_video.mp4"
+    bogus.write_text("hello")
+    assert main(["run", "--source", str(bogus), "--bundle", str(bundle_dir)]) == 2
+    line = _one_line(capfd.readouterr().err)
+    assert line.startswith("edge-guard run: error:") and str(bogus) in line
+    # No camera 97 here; OpenCV's own warnings are silenced, leaving our line.
+    assert main(["run", "--camera", "97", "--bundle", str(bundle_dir)]) == 2
+    assert "cannot open camera 97" in _one_line(capfd.readouterr().err)
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="DISPLAY is X11/Wayland")
+def test_show_without_display_is_one_line(bundle_dir, video, monkeypatch, capfd):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["run", "--source", str(video), "--bundle", str(bundle_dir), "--show"]) == 2
+    assert "--show needs a display" in _one_line(capfd.readouterr().err)
+
+
+def test_parse_source():
+    assert parse_source(camera=0) == Source(0, "camera")
+    assert parse_source(source="/dev/video2") == Source("/dev/video2", "camera")
+    pipeline = "videotestsrc num-buffers=10 ! videoconvert ! appsink"
+    assert parse_source(source=pipeline).kind == "gstreamer"
+    url = parse_source(source="rtsp://10.0.0.5:554/stream")
+    assert url.kind == "url" and url.live
+    with pytest.raises(UserError, match="exactly one"):
+        parse_source()
+    if not has_gstreamer():
+        with pytest.raises(SourceError, match="without GStreamer"):
+            open_capture(parse_source(source=pipeline))
+
+
+def test_source_folder_and_pattern(tmp_path):
+    with pytest.raises(UserError, match="is a folder"):
+        parse_source(source=str(tmp_path))
+    pattern = parse_source(source=str(tmp_path / "%06d.png"))
+    assert pattern.kind == "file" and not pattern.live
+
+
+class FakeCapture:
+    """A capture that delivers ``frames`` frames, then fails (a camera unplugged)."""
+
+    def __init__(self, frames: int):
+        self.left, self.released = frames, False
+
+    def read(self):
+        if self.left <= 0 or self.released:
+            return False, None
+        self.left -= 1
+        return True, _frame(0)
+
+    def get(self, prop):
+        return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self):
+        self.released = True
+
+
+def _opener(script):
+    """Each call takes the next step: an int -> FakeCapture(int); an exception -> raised."""
+    made, steps = [], iter(script)
+
+    def opener():
+        step = next(steps, SourceError("cannot open camera 0"))
+        if isinstance(step, Exception):
+            raise step
+        made.append(FakeCapture(step))
+        return made[-1]
+    return opener, made
+
+
+def test_camera_dropping_mid_stream_is_reopened_with_back_off(bundle_dir, tmp_path):
+    # 5 frames; gap: a failed open, a camera with no frame, then 4 frames; gap: never back.
+    opener, made = _opener([5, SourceError("cannot open camera 0"), 0, 4])
+    delays = (0.01, 0.02, 0.04, 0.08)
+    ev = tmp_path / "ev.jsonl"
+    guard = Guard.from_function(load_bundle(bundle_dir), contrast_labels, seed=0)
+    with EventWriter(ev) as events:
+        summary = Stream(guard, Source(0, "camera"), opener=opener, events=events, realtime=False,
+                         reconnect=delays).run()
+    records = read_events(ev)
+    assert _types(records) == ["start"] + ["frame"] * 5 + ["gap"] + ["frame"] * 4 + ["gap", "end"]
+    first, second = (r for r in records if r["type"] == "gap")
+    assert first["after_frame"] == 4 and first["recovered"] and first["attempts"] == 3
+    assert first["error"] is None and first["duration_s"] >= sum(delays[:3])
+    assert first["end_time"] >= first["start_time"]
+    assert second["after_frame"] == 8 and not second["recovered"] and second["attempts"] == len(delays)
+    assert "cannot open camera 0" in second["error"]
+    assert summary["reason"] == "source lost" and summary["gaps"] == 2
+    assert summary["frames_read"] == summary["frames_checked"] == 9
+    assert [r["frame"] for r in _frames(records)] == list(range(9))
+    assert all(cap.released for cap in made)
+
+
+def test_lost_camera_exits_2_after_the_summary(bundle_dir, monkeypatch, capsys):
+    opener, _ = _opener([3])
+    monkeypatch.setattr(stream_mod, "open_capture", lambda source: opener())
+    monkeypatch.setattr("edge_guard.cli.run.reconnect_delays", lambda n: (0.01,) * n)
+    assert main(["run", "--camera", "0", "--bundle", str(bundle_dir), "--reconnect", "2"]) == 2
+    cap = capsys.readouterr()
+    assert "3 frames read" in cap.out and "1 gap(s)" in cap.out
+    assert _one_line(cap.err) == ("edge-guard run: error: lost camera 0 "
+                                  "(no frame after 2 reconnect attempt(s))")
+
+
+class StopAt:
+    """A sink that interrupts (like Ctrl-C) or asks to stop at the n-th checked frame."""
+
+    def __init__(self, n: int, interrupt: bool):
+        self.n, self.interrupt, self.seen, self.closed = n, interrupt, 0, False
+
+    def write(self, frame, verdict, info):
+        self.seen += 1
+        if self.seen == self.n:
+            if self.interrupt:
+                raise KeyboardInterrupt
+            return False
+        return True
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("interrupt", [True, False])
+def test_ctrl_c_or_stop_ends_cleanly(bundle_dir, video, tmp_path, interrupt):
+    ev = tmp_path / "ev.jsonl"
+    sink = StopAt(4, interrupt)
+    guard = Guard.from_function(load_bundle(bundle_dir), contrast_labels, seed=0)
+    with EventWriter(ev) as events:
+        summary = Stream(guard, parse_source(source=str(video)), events=events, sinks=[sink]).run()
+    assert sink.closed
+    assert summary["reason"] == ("interrupted" if interrupt else "window closed")
+    assert summary["frames_checked"] == 4
+    assert summary["frames_read"] == summary["frames_checked"] + summary["frames_skipped"]
+    assert summary["frames_skipped"] == summary["skipped_at_stop"]
+    records = read_events(ev)
+    assert records[-1]["type"] == "end" and len(_frames(records)) == 4
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signal_ends_the_command_cleanly(bundle_dir, tmp_path, sig):
+    """Ctrl-C (SIGINT) or SIGTERM: the summary, the end record, exit 0 (no alarm)."""
+    video = tmp_path / "long.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"FFV1"), 30.0, (32, 32))
+    for i in range(300):  # 10 s when read in real time
+        writer.write(np.full((32, 32, 3), i % 256, np.uint8))
+    writer.release()
+    ev = tmp_path / "ev.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "edge_guard", "run", "--source", str(video),
+                             "--bundle", str(bundle_dir), "--realtime", "--events", str(ev),
+                             "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not (ev.exists() and "frame" in ev.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, sig))
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    end = read_events(ev)[-1]
+    assert end["type"] == "end" and end["reason"] == ("interrupted" if sig == "SIGINT" else "terminated")
+    assert 0 < end["frames_read"] < 300
+    assert end["frames_read"] == end["frames_checked"] + end["frames_skipped"]
+    assert "frames read" in out and "Traceback" not in err
+
+
+def test_mailbox_keeps_the_newest():
+    box = Mailbox()
+    assert box.put(1) is None and box.put(2) == 1  # 1 replaced: the caller counts it
+    assert box.get(0) == 2 and box.get(0.01) is None
+    box.put(3)
+    box.close()
+    assert box.put(4) == 4  # not delivered after close
+    assert box.get(0) == 3 and box.get(0) is None
+
+
+def test_mailbox_wait_empty():
+    box = Mailbox()
+    box.put(1)
+    taker = threading.Timer(0.05, box.get)
+    taker.start()
+    assert box.wait_empty()  # returns once the checker took the frame
+    box.close()
+    assert not box.wait_empty()
+    taker.join()
+
+
+def test_durations_percentiles_in_constant_memory():
+    rng = np.random.default_rng(0)
+    values = rng.lognormal(1.5, 0.8, 5000)
+    d = Durations()
+    for v in values:
+        d.add(v)
+    s = d.summary()
+    assert s["p50"] == pytest.approx(_rank(values, 50), rel=0.007)
+    assert s["p99"] == pytest.approx(_rank(values, 99), rel=0.007)
+    assert s["mean"] == pytest.approx(values.mean()) and s["max"] == values.max()
+    assert Durations().summary() is None
+
+
+def test_event_writer(tmp_path):
+    path = tmp_path / "ev.jsonl"
+    with EventWriter(path) as events:
+        events.write({"type": "frame", "score": float("nan"), "v": np.float32(0.5), "l": [np.int64(3)]})
+        # Flushed per line: readable while the writer is still open.
+        assert json.loads(path.read_text()) == {"type": "frame", "score": None, "v": 0.5, "l": [3]}
+    with open(path, "a") as f:
+        f.write('{"type": "fra')  # a line torn by a crash
+    assert len(read_events(path)) == 1
+    with pytest.raises(UserError, match="does not exist"):
+        EventWriter(tmp_path / "nope" / "ev.jsonl")
