@@ -159,6 +159,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         optimizer.load_state_dict(state["optimizer"])
         step, seen, elapsed = state["step"], state["samples_seen"], state.get("seconds", 0.0)
 
+    # One entry per (re)start, so a checkpoint trained in stages says what each stage was.
+    history = list((state or {}).get("history") or []) + [{
+        "from_step": step, "to_step": cfg.steps, "data": str(Path(cfg.data).resolve()),
+        "split": cfg.split, "frames": len(frames), "class_weights": cfg.class_weights,
+        "batch_size": cfg.batch_size, "crop": cfg.crop, "lr": cfg.lr}]
     weights = None
     if cfg.class_weights == "enet":
         weights = torch.tensor(class_weights(frames, segmenter.num_classes), dtype=torch.float32)
@@ -175,6 +180,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
             "config": {**asdict(cfg), "crop": crop,
                        "weights": None if weights is None else weights.tolist()},
             "data": {"root": str(Path(cfg.data).resolve()), "split": cfg.split, "frames": len(frames)},
+            "history": history,
         })
 
     segmenter.train()

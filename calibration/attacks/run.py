@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -49,9 +49,11 @@ class AttackSettings:
     target: str
     adaptive: Optional[str] = None
     k_attack: int = 10
-    patch_size: int = 512
-    b_low: int = 32
-    b_high: int = 64
+    # None: the paper's geometry (s=512, b in [32, 64) on 1024-high Cityscapes frames) scaled
+    # to the attacked frames' height, which is what `edge-guard calibrate` uses by default.
+    patch_size: Optional[int] = None
+    b_low: Optional[int] = None
+    b_high: Optional[int] = None
     blur_stds: tuple = (0.5, 3.0, 5.0)
     pair_weight: float = 1.0
     l2: Optional[float] = None  # None: ADAPTIVE_L2 for adaptive attacks, unbounded otherwise
@@ -78,6 +80,14 @@ class AttackSettings:
         size = tuple(int(v) for v in self.size) if self.size else None
         return AttackSettings(**{**asdict(self), "adaptive": adaptive, "l2": l2, "step": step,
                                  "size": size, "blur_stds": tuple(self.blur_stds)})
+
+
+def detector_geometry(height: int, patch_size=None, b_low=None, b_high=None) -> tuple[int, int, int]:
+    """(s, b_low, b_high): given values, else the paper's 512/32/64 per 1024 rows of frame."""
+    s = patch_size or max(2, round(height / 2))
+    lo = b_low if b_low is not None else max(1, round(height / 32))
+    hi = b_high or max(lo + 1, round(height / 16))
+    return s, lo, hi
 
 
 def image_seed(seed: int, name: str) -> int:
@@ -203,6 +213,9 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
     segmenter = segmenter.to(device).eval()
     for p in segmenter.parameters():
         p.requires_grad_(False)
+    height = s.size[0] if s.size else frames[0][0].shape[0]
+    s = replace(s, **dict(zip(("patch_size", "b_low", "b_high"),
+                              detector_geometry(height, s.patch_size, s.b_low, s.b_high))))
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     record_settings = {

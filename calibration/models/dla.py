@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .init import he_fan_out_init
 from .registry import register_model
 from .upsampling import bilinear_up
 
@@ -190,15 +191,7 @@ class DLASeg(nn.Module):
     def _init(self):
         # The official initialisation: He-normal (fan-out) convs, identity BN; the
         # transposed convolutions keep their bilinear weights.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0, (2.0 / fan_out) ** 0.5)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_fan_out_init(self.modules())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

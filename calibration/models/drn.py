@@ -9,6 +9,7 @@ bilinear depthwise ConvTranspose2d, x8). Forward returns logits, not DRNSeg's lo
 import torch
 from torch import nn
 
+from .init import he_fan_out_init
 from .registry import register_model
 from .upsampling import bilinear_up
 
@@ -85,15 +86,7 @@ class DRNSeg(nn.Module):
 
     def _init(self):
         # drn.py's initialisation: He-normal with fan-out, BN to identity.
-        for m in list(self.base.modules()) + [self.seg]:
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0, (2.0 / fan_out) ** 0.5)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_fan_out_init(list(self.base.modules()) + [self.seg])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

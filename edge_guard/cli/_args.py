@@ -54,10 +54,27 @@ def existing_path(text: str) -> Path:
 
 
 def add_model_option(parser: argparse.ArgumentParser) -> None:
-    """--model CKPT, defaulting to the shipped small model."""
+    """--model CKPT (default: the shipped small model) and --arch for official checkpoints."""
     from edge_guard.paths import DEFAULT_MODEL
 
     parser.add_argument(
         "--model", type=existing_path, default=DEFAULT_MODEL, metavar="CKPT",
         help="model checkpoint (.pt from `edge-guard train`, or an official DRN/DLA "
              "checkpoint with --arch); default: the shipped small model")
+    parser.add_argument(
+        "--arch", default=None,
+        help="architecture of an official checkpoint (drn_d_22, dla34); not needed for ours")
+
+
+def add_runtime_options(parser: argparse.ArgumentParser, unit: str = "frame") -> None:
+    """--bundle, --backend, --pairs and --threads, shared by the commands that run a Guard."""
+    from edge_guard.backends import BACKENDS
+
+    parser.add_argument("--bundle", default=None, metavar="DIR",
+                        help="bundle folder (guard.json + model.onnx); default: the shipped bundle")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="inference backend (default: auto, the fastest installed)")
+    parser.add_argument("--pairs", type=positive_int, default=None, metavar="K",
+                        help=f"patch pairs per {unit} (default: the bundle's K)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="CPU threads of the backend (default: the backend's choice)")

@@ -37,8 +37,6 @@ def register(sub) -> None:
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_option(p)
-    p.add_argument("--arch", default=None,
-                   help="architecture of an official checkpoint (drn_d_22, dla34); not needed for ours")
     p.add_argument("--data", type=Path, required=True, metavar="DIR",
                    help="Cityscapes-layout, BDD100K or image folder")
     p.add_argument("--split", default="val", help="split to attack (default: val)")
@@ -49,10 +47,13 @@ def register(sub) -> None:
     p.add_argument("--k-attack", type=non_negative_int, default=10, metavar="K",
                    help="patches (spatial) or pairs (spatial-pairs) per step; 0 = the plain "
                         "attack under the adaptive budget (default: 10)")
-    p.add_argument("--patch-size", type=positive_int, default=512,
-                   help="the detector's patch size, capped to small frames (default: 512)")
-    p.add_argument("--b-low", type=non_negative_int, default=32, help="pair displacement low (default: 32)")
-    p.add_argument("--b-high", type=positive_int, default=64, help="pair displacement high (default: 64)")
+    p.add_argument("--patch-size", type=positive_int, default=None,
+                   help="the detector's patch size (default: frame height / 2, i.e. the paper's 512 "
+                        "on 1024-high frames and the shipped bundle's 256 on 512-high frames)")
+    p.add_argument("--b-low", type=non_negative_int, default=None,
+                   help="pair displacement low (default: frame height / 32)")
+    p.add_argument("--b-high", type=positive_int, default=None,
+                   help="pair displacement high (default: frame height / 16)")
     p.add_argument("--blur-stds", default="0.5,3,5", help="Gaussian stds of --adaptive scale (default: 0.5,3,5)")
     p.add_argument("--l2", type=positive_float, default=None,
                    help="L2 budget as RMS on [0,1] images (default: 0.06 adaptive, else none)")

@@ -36,8 +36,6 @@ def register(sub) -> None:
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_option(p)
-    p.add_argument("--arch", default=None,
-                   help="architecture of an official checkpoint (drn_d_22, dla34); not needed for ours")
     p.add_argument("--data", type=Path, required=True, metavar="DIR",
                    help="benign frames: Cityscapes-layout, BDD100K or image folder")
     p.add_argument("--split", default="val", help="split to calibrate on (default: val)")

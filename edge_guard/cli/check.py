@@ -4,7 +4,7 @@ import argparse
 import json
 import sys
 
-from edge_guard.cli._args import non_negative_int, positive_int
+from edge_guard.cli._args import add_runtime_options, non_negative_int
 
 EXAMPLE = """\
 examples:
@@ -22,22 +22,13 @@ image is reported on one line and the others are still checked).
 
 
 def register(sub) -> None:
-    from edge_guard.backends import BACKENDS
-
     p = sub.add_parser("check", help="check still images for adversarial perturbations",
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything OpenCV reads)")
-    p.add_argument("--bundle", default=None, metavar="DIR",
-                   help="bundle folder (guard.json + model.onnx); default: the shipped bundle")
-    p.add_argument("--backend", choices=BACKENDS, default="auto",
-                   help="inference backend (default: auto, the fastest installed)")
-    p.add_argument("--pairs", type=positive_int, default=None, metavar="K",
-                   help="patch pairs per image (default: the bundle's K)")
+    add_runtime_options(p, unit="image")
     p.add_argument("--seed", type=non_negative_int, default=None,
                    help="seed the patch draw (reproducible, but predictable: tests only)")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads of the backend (default: the backend's choice)")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     p.set_defaults(func=run)
 

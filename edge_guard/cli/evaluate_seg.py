@@ -19,8 +19,6 @@ def register(sub) -> None:
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_option(p)
-    p.add_argument("--arch", default=None,
-                   help="architecture of an official checkpoint (drn_d_22, dla34); not needed for ours")
     p.add_argument("--data", type=existing_path, required=True, metavar="DIR", help="labelled folder")
     p.add_argument("--split", default="val", help="split to evaluate (default: val)")
     p.add_argument("--limit", type=positive_int, default=None, help="first N frames only")

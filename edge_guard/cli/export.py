@@ -23,8 +23,6 @@ def register(sub) -> None:
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_option(p)
-    p.add_argument("--arch", default=None,
-                   help="architecture of an official checkpoint (drn_d_22, dla34); not needed for ours")
     p.add_argument("--out", required=True, metavar="BUNDLE_DIR",
                    help="bundle folder to write model.onnx and export.json into (created)")
     p.add_argument("--patch", type=positive_int, default=512,

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from edge_guard.cli._args import non_negative_int, positive_int
+from edge_guard.cli._args import add_runtime_options, non_negative_int, positive_int
 
 EXAMPLE = """\
 examples:
@@ -56,8 +56,6 @@ def _alarm(text: str):
 
 
 def register(sub) -> None:
-    from edge_guard.backends import BACKENDS
-
     p = sub.add_parser("run", help="check a camera or video stream, with alarms and an event log",
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,14 +63,7 @@ def register(sub) -> None:
     src.add_argument("--camera", type=non_negative_int, metavar="N", help="camera index (e.g. 0)")
     src.add_argument("--source", metavar="PATH|URL|PIPELINE",
                      help="video file, image pattern, URL or GStreamer pipeline")
-    p.add_argument("--bundle", default=None, metavar="DIR",
-                   help="bundle folder (guard.json + model.onnx); default: the shipped bundle")
-    p.add_argument("--backend", choices=BACKENDS, default="auto",
-                   help="inference backend (default: auto, the fastest installed)")
-    p.add_argument("--pairs", type=positive_int, default=None, metavar="K",
-                   help="patch pairs per frame (default: the bundle's K)")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads of the backend (default: the backend's choice)")
+    add_runtime_options(p, unit="frame")
     p.add_argument("--every", type=positive_int, default=1, metavar="N",
                    help="check one frame in N (default: 1, every frame)")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,

@@ -1,0 +1,509 @@
+"""``edge-guard evaluate``: the paper's experiments (§5, Table 1, Fig. 3, 7, 8) on any model and data.
+
+Output folder::
+
+    OUT/results.json        every number below, the settings, seeds and sample sizes
+    OUT/report.md           what a person reads first (tables, figures, an honest reading)
+    OUT/*.png               ROC curves, Fig. 7 heat maps, Fig. 3 entropy maps, Fig. 8 matrices
+    OUT/attacks/<key>/      one `edge-guard attack` folder per attack setting (resumable)
+    OUT/scores/<key>.json   detector scores per image set (reused when the settings match)
+    OUT/transfer/           Fig. 8: its models (when trained here) and attacks
+
+Sets: the first ``benign`` frames of the split are the benign set; the first ``adversarial``
+frames are attacked once per setting: the plain attack (method x target), the adaptive
+attack on the scale detector (all blur stds at once, the paper's L2 bound 0.06) and the
+adaptive attack on the spatial detector for every K_attack > 0 of the grid (§5.4). Every
+frame is resized to the evaluation frame before it is attacked or scored.
+
+Scores: the spatial detector runs through the runtime's own code
+(:func:`edge_guard.calibration.scoring`): K_max = max(ks) pairs per frame; the score at K is
+the mean of the first K pair mIoUs. The pairs are drawn independently, so the first K of
+K_max pairs are a draw of K pairs, and one inference serves every K. Each set draws its pairs
+from ``SeedSequence([seed, crc32(set name)])``: its scores do not depend on the other sets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from edge_guard.classes import NUM_CLASSES
+from edge_guard.errors import DataError, UserError
+from edge_guard.patches import check_geometry
+
+from . import threshold as thr
+
+FORMAT = "edge-guard-evaluate"
+VERSION = 1
+FIGURES = ("fig3", "fig7", "fig8")
+#: TPR read off the ROC at these false-positive rates.
+ROC_FPRS = (0.01, 0.05)
+#: Threshold rules whose detection rate is reported: (name, rule, target fpr).
+THRESHOLD_RULES = (("fpr-0.01", "fpr", 0.01), ("min-benign", "min-benign", None))
+
+
+@dataclass
+class EvalSettings:
+    """Everything that decides the numbers. Geometry defaults: the paper's s = 512, b in
+    [32, 64) on 1024x2048 frames, halved for 512x1024 frames."""
+
+    data: str
+    out: str
+    model: str
+    arch: Optional[str] = None
+    split: str = "val"
+    benign: int = 100
+    adversarial: int = 50
+    methods: tuple = ("dag", "houdini")
+    targets: tuple = ("pure", "emblem")
+    ks: tuple = (1, 5, 10, 50)
+    stds: tuple = (0.5, 3.0, 5.0)
+    k_attack: tuple = (0, 1, 5, 10, 50)
+    frame: tuple = (512, 1024)
+    patch: int = 256
+    b_low: int = 16
+    b_high: int = 32
+    max_iter: int = 200
+    seed: int = 0
+    entropy_patches: int = 50
+    skip: tuple = ()
+    transfer_models: tuple = ()
+    transfer_steps: int = 2000
+    transfer_split: str = "train"
+    transfer_crop: int = 512
+    quick: bool = False
+
+    def check(self) -> None:
+        """UserError (one line) for settings that cannot work, before anything is computed."""
+        from .attacks import ATTACKS
+        from .targets import TARGETS
+
+        h, w = (int(v) for v in self.frame)
+        check_geometry(h, w, self.patch, self.b_low, self.b_high)
+        need = self.patch + self.b_high - 1
+        if h < need or w < need:
+            raise UserError(f"frame {h}x{w} is too small for {self.patch}px patch pairs displaced by "
+                            f"up to {self.b_high - 1}px: each side needs at least {need}; use a larger "
+                            "--frame or smaller --patch/--b-high")
+        for name, values, known in (("--methods", self.methods, ATTACKS), ("--targets", self.targets, TARGETS)):
+            bad = [v for v in values if v not in known]
+            if not values or bad:
+                raise UserError(f"{name} {','.join(values) or '(empty)'}: choose from {', '.join(known)}")
+        if not self.ks or min(self.ks) < 1:
+            raise UserError(f"--ks needs positive pair counts, got {list(self.ks)}")
+        if not self.stds or min(self.stds) <= 0:
+            raise UserError(f"--stds needs positive blur stds, got {list(self.stds)}")
+        if not self.k_attack or min(self.k_attack) < 0:
+            raise UserError(f"--k-attack needs counts >= 0, got {list(self.k_attack)}")
+        if self.benign < 2 or self.adversarial < 1:
+            raise UserError("evaluation needs at least 2 benign and 1 adversarial frame")
+        bad = [s for s in self.skip if s not in FIGURES]
+        if bad:
+            raise UserError(f"--skip {','.join(bad)}: choose from {', '.join(FIGURES)}")
+        if "fig8" not in self.skip and self.transfer_models and len(self.transfer_models) < 2:
+            raise UserError("--transfer-models needs at least 2 checkpoints (the paper uses 3)")
+
+    def record(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
+@dataclass(frozen=True)
+class AttackSet:
+    """One attack setting: ``kind`` is plain, scale (adaptive) or spatial (adaptive, k_attack)."""
+
+    method: str
+    target: str
+    kind: str = "plain"
+    k_attack: int = 0
+
+    @property
+    def name(self) -> str:
+        tail = f"{self.kind}{self.k_attack}" if self.kind == "spatial" else self.kind
+        return f"{self.method}_{self.target}_{tail}"
+
+
+def plan_attacks(s: EvalSettings) -> list:
+    """Every attack setting the evaluation needs, plain ones first."""
+    plain = [AttackSet(m, t) for m in s.methods for t in s.targets]
+    scale = [AttackSet(m, t, "scale") for m in s.methods for t in s.targets]
+    ks = sorted({k for k in s.k_attack if k > 0})
+    if "fig7" in s.skip:  # Table 1 still needs the adaptive attack at the defender's K
+        ks = [k for k in ks if k in s.ks]
+    spatial = [AttackSet(m, t, "spatial", k) for m in s.methods for t in s.targets for k in ks]
+    return plain + scale + spatial
+
+
+def attack_settings(s: EvalSettings, a: AttackSet):
+    from .attacks.run import AttackSettings
+
+    return AttackSettings(method=a.method, target=a.target,
+                          adaptive=None if a.kind == "plain" else a.kind, k_attack=a.k_attack,
+                          patch_size=s.patch, b_low=s.b_low, b_high=s.b_high, blur_stds=tuple(s.stds),
+                          max_iter=s.max_iter, seed=s.seed, size=tuple(s.frame)).resolved()
+
+
+def _digest(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def setting_key(a: AttackSet, settings, model_sha: str) -> str:
+    """Folder name under OUT/attacks: readable, plus a digest of every setting (other
+    settings never collide with, nor are refused by, an existing folder)."""
+    return f"{a.name}_{_digest([asdict(settings), model_sha])}"
+
+
+# ---------------------------------------------------------------- metrics (pure)
+
+def spatial_at(pair_mious, k: int) -> np.ndarray:
+    """(frames,) scores at K: the runtime's mean of the first K pair mIoUs of each frame."""
+    from edge_guard.consistency import mean_score
+
+    return np.array([mean_score(np.asarray(p, np.float32)[:k]) for p in pair_mious], np.float64)
+
+
+def tpr_at_fpr(benign, adversarial, fpr: float) -> float:
+    """Largest detection rate on the ROC whose benign false-positive rate is <= ``fpr``."""
+    from sklearn.metrics import roc_curve
+
+    truth = np.r_[np.zeros(len(benign)), np.ones(len(adversarial))]
+    f, t, _ = roc_curve(truth, -np.r_[benign, adversarial])
+    return float(t[f <= fpr + 1e-12].max())
+
+
+def detection_cell(benign, adversarial) -> dict:
+    """AUC, TPR at ROC_FPRS, and the detection rate at thresholds picked on the benign
+    scores (THRESHOLD_RULES; a rule that cannot be resolved from too few frames says why)."""
+    benign = np.asarray(benign, np.float64)
+    adversarial = np.asarray(adversarial, np.float64)
+    cell = {"auc": thr.detection_auc(benign, adversarial),
+            "tpr_at_fpr": {f"{f:g}": tpr_at_fpr(benign, adversarial, f) for f in ROC_FPRS},
+            "benign_frames": int(benign.size), "adversarial_frames": int(adversarial.size),
+            "benign_mean": float(benign.mean()), "adversarial_mean": float(adversarial.mean()),
+            "detection": {}}
+    for name, rule, fpr in THRESHOLD_RULES:
+        try:
+            choice = thr.pick_threshold(benign, rule, fpr)
+        except UserError as exc:
+            cell["detection"][name] = {"error": str(exc)}
+            continue
+        cell["detection"][name] = {"threshold": choice.threshold, "benign_fpr": choice.achieved_fpr,
+                                   "detection_rate": thr.flag_rate(adversarial, choice.threshold)}
+    return cell
+
+
+# ---------------------------------------------------------------- scoring with a cache
+
+class Scorer:
+    """Spatial and scale scores of image sets, cached in OUT/scores/<set>.json."""
+
+    def __init__(self, s: EvalSettings, segmenter, model_sha: str, device: str, progress: bool):
+        from edge_guard.bundle import Bundle, new_guard_doc
+
+        from .scoring import torch_segment
+
+        self.s, self.progress = s, progress
+        self.segment = torch_segment(segmenter, device)
+        self.k_max = max(s.ks)
+        # The Guard needs a bundle for its geometry only: no model file, no threshold.
+        model = {"file": "model.onnx", "sha256": model_sha, "patch_size": s.patch,
+                 "num_classes": segmenter.num_classes, "class_names": list(segmenter.class_names),
+                 "input": {"name": "image", "dtype": "uint8", "layout": "NHWC", "channels": "RGB"},
+                 "normalization": {"where": "in-graph", "mean": list(segmenter.mean),
+                                   "std": list(segmenter.std)},
+                 "output": {"name": "labels", "kind": "labels", "dtype": "int32"}}
+        detector = {"method": "spatial", "patch_size": s.patch, "b_low": s.b_low, "b_high": s.b_high,
+                    "k": self.k_max, "pairing": "independent", "threshold": 0.0}
+        self.bundle = Bundle(root=Path(s.out), doc=new_guard_doc(model, detector, s.frame))
+        self.num_classes = segmenter.num_classes
+        self.base_key = {"model_sha256": model_sha, "frame": list(s.frame), "patch": s.patch,
+                         "b_low": s.b_low, "b_high": s.b_high, "k_max": self.k_max,
+                         "stds": [float(v) for v in s.stds], "seed": s.seed}
+        self.folder = Path(s.out) / "scores"
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def scores(self, name: str, frames: list, detectors=("spatial", "scale")) -> dict:
+        """``frames``: [(frame name, path)]. Returns {"names", "spatial": (n, K_max) pair
+        mIoUs, "scale": {std: (n,) scores}} for the detectors asked (cached)."""
+        from tqdm import tqdm
+
+        from edge_guard.calibration.data.folders import read_image
+        from edge_guard.frames import resize
+        from edge_guard.guard import Guard
+
+        from .scoring import scale_scores
+
+        key = {**self.base_key, "set": name, "frames": [[n, str(p)] for n, p in frames],
+               "detectors": sorted(detectors)}
+        path = self.folder / f"{name}.json"
+        if path.is_file():
+            try:
+                doc = json.loads(path.read_text())
+                if doc.get("key") == key:
+                    return doc["scores"]
+            except (OSError, ValueError):
+                pass  # unreadable cache: recompute
+        stream = zlib.crc32(name.encode())
+        rng = np.random.default_rng(np.random.SeedSequence([int(self.s.seed), stream]))
+        out = {"names": [n for n, _ in frames], "pair_stream": stream}
+        if "spatial" in detectors:
+            out["spatial"] = []
+        if "scale" in detectors:
+            out["scale"] = {f"{v:g}": [] for v in self.s.stds}
+        guard = Guard.from_function(self.bundle, self.segment, seed=rng)
+        with guard, tqdm(total=len(frames), desc=f"scoring {name}", unit="frame",
+                         disable=not self.progress, dynamic_ncols=True) as bar:
+            for _, p in frames:
+                image = resize(read_image(p), tuple(self.s.frame))
+                if "spatial" in detectors:
+                    out["spatial"].append([float(v) for v in guard.check(image, rgb=True).pair_mious])
+                if "scale" in detectors:
+                    for std, v in scale_scores(self.segment, image, self.s.stds, self.num_classes).items():
+                        out["scale"][f"{std:g}"].append(float(v))
+                bar.update(1)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"key": key, "scores": out}))
+        tmp.replace(path)
+        return out
+
+
+# ---------------------------------------------------------------- the run
+
+def _benign_frames(s: EvalSettings) -> tuple:
+    from .data.folders import open_dataset
+
+    data = Path(s.data).expanduser()
+    if not data.exists():
+        raise DataError(f"data folder {data} does not exist (make one with `edge-guard generate`)")
+    frames = open_dataset(data, s.split, labeled=False)
+    need = max(s.benign, s.adversarial)
+    if len(frames) < need:
+        raise DataError(f"{data} has {len(frames)} frames in split {s.split!r}, but the evaluation "
+                        f"needs {need}: pass smaller --benign/--adversarial or add frames")
+    return frames
+
+
+def _attack_frames(folder: Path, names: list) -> list:
+    doc = json.loads((folder / "manifest.json").read_text())
+    images = doc["images"]
+    missing = [n for n in names if n not in images]
+    if missing:
+        raise DataError(f"{folder}/manifest.json lacks {missing[0]}: re-run evaluate to resume the attack")
+    return [(n, folder / images[n]["adversarial"]) for n in names]
+
+
+def _attack_record(folder: Path, names: list) -> dict:
+    doc = json.loads((folder / "manifest.json").read_text())
+    recs = [doc["images"][n] for n in names]
+    keys = ("success", "miou", "l2", "linf", "iterations", "seconds", "clean_success")
+    mean = {k: float(np.mean([r[k] for r in recs])) for k in keys}
+    return {"frames": len(recs), "mean": mean, "settings": doc["settings"],
+            "reached_threshold": int(sum(r["success"] >= doc["settings"]["threshold"] for r in recs))}
+
+
+def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=print) -> dict:
+    """Run the evaluation per ``s`` into ``s.out``; returns results.json's document."""
+    import time
+
+    from .attacks.run import file_sha256, run_attacks
+    from .models.checkpoint import load_segmenter
+    from .models.complexity import count_parameters
+
+    started = time.perf_counter()
+    s.check()
+    out = Path(s.out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = Path(s.model).expanduser()
+    if not model_path.is_file():
+        raise UserError(f"checkpoint {model_path} does not exist")
+    frames = _benign_frames(s)
+    segmenter, meta = load_segmenter(model_path, arch=s.arch)
+    if segmenter.num_classes != NUM_CLASSES:
+        raise UserError(f"{model_path} predicts {segmenter.num_classes} classes; the attack targets "
+                        f"use the {NUM_CLASSES} Cityscapes train ids")
+    segmenter = segmenter.to(device).eval()
+    model_sha = file_sha256(model_path)
+    scorer = Scorer(s, segmenter, model_sha, device, progress)
+
+    benign_list = list(zip(frames.names[:s.benign], frames.image_paths[:s.benign]))
+    adv_names = list(frames.names[:s.adversarial])
+    benign = scorer.scores("benign", benign_list)
+
+    attacks, adv_scores = {}, {}
+    for a in plan_attacks(s):
+        settings = attack_settings(s, a)
+        key = setting_key(a, settings, model_sha)
+        folder = out / "attacks" / key
+        log(f"attack {a.name} -> {folder.relative_to(out)}")
+        run_attacks(model_path, s.data, s.split, settings, folder, arch=s.arch, limit=s.adversarial,
+                    device=device, progress=progress)
+        attacks[a.name] = {"folder": str(folder.relative_to(out)), "method": a.method,
+                           "target": a.target, "kind": a.kind, "k_attack": a.k_attack,
+                           **_attack_record(folder, adv_names)}
+        detectors = {"plain": ("spatial", "scale"), "scale": ("scale",), "spatial": ("spatial",)}[a.kind]
+        adv_scores[a.name] = scorer.scores(key, _attack_frames(folder, adv_names), detectors)
+
+    results = {"format": FORMAT, "version": VERSION, "settings": s.record(), "device": str(device),
+               "model": {"path": str(model_path.resolve()), "sha256": model_sha, "arch": meta.get("model"),
+                         "model_kwargs": meta.get("model_kwargs"),
+                         "parameters": count_parameters(segmenter)},
+               "sample_sizes": {"benign": s.benign, "adversarial": s.adversarial},
+               "attacks": attacks,
+               "benign": _benign_summary(benign, s),
+               "table1": table1(s, benign, adv_scores),
+               "roc": roc_points(s, benign, adv_scores),
+               "figures": {}}
+    if "fig7" not in s.skip:
+        results["fig7"] = fig7(s, benign, adv_scores)
+    if "fig3" not in s.skip:
+        results["fig3"] = entropy_maps(s, scorer, benign_list[0], attacks, out)
+    if "fig8" not in s.skip:
+        from .transfer import transferability
+
+        results["fig8"] = transferability(s, model_path, meta, device, progress, log)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    _write_outputs(results, out)
+    return results
+
+
+def _benign_summary(benign: dict, s: EvalSettings) -> dict:
+    out = {"frames": len(benign["names"]), "first": benign["names"][0], "last": benign["names"][-1],
+           "spatial": {}, "scale": {}}
+    for k in s.ks:
+        scores = spatial_at(benign["spatial"], k)
+        out["spatial"][str(k)] = {**thr.summary(scores), "quantiles": thr.quantiles(scores)}
+    for std, scores in benign["scale"].items():
+        out["scale"][std] = {**thr.summary(scores), "quantiles": thr.quantiles(scores)}
+    return out
+
+
+def _detector_scores(scores: dict, detector: str, param) -> np.ndarray:
+    if detector == "spatial":
+        return spatial_at(scores["spatial"], int(param))
+    return np.asarray(scores["scale"][f"{float(param):g}"], np.float64)
+
+
+def table1(s: EvalSettings, benign: dict, adv: dict) -> list:
+    """One row per detector x parameter x method x target x (non-adaptive, adaptive)."""
+    from .report import paper_auc
+
+    rows = []
+    for detector, params in (("scale", s.stds), ("spatial", s.ks)):
+        for p in params:
+            b = _detector_scores(benign, detector, p)
+            for m in s.methods:
+                for t in s.targets:
+                    for adaptive in (False, True):
+                        if not adaptive:
+                            name = AttackSet(m, t).name
+                        elif detector == "scale":
+                            name = AttackSet(m, t, "scale").name
+                        else:
+                            name = AttackSet(m, t, "spatial", int(p)).name
+                        row = {"detector": detector, "param": float(p) if detector == "scale" else int(p),
+                               "method": m, "target": t, "adaptive": adaptive, "attack": name,
+                               "paper_auc": paper_auc(detector, p, m, t, adaptive)}
+                        if name in adv:
+                            row.update(detection_cell(b, _detector_scores(adv[name], detector, p)))
+                        else:
+                            row["auc"] = None
+                            row["missing"] = (f"no adaptive attack with K_attack={p} "
+                                              "(not in --k-attack)")
+                        rows.append(row)
+    return rows
+
+
+def fig7(s: EvalSettings, benign: dict, adv: dict) -> dict:
+    """{method_target: {k_attack, k_defender, auc[i_defender][j_attack]}} (0 = plain attack)."""
+    out = {}
+    for m in s.methods:
+        for t in s.targets:
+            ka = sorted(set(s.k_attack))
+            grid = []
+            for kd in s.ks:
+                b = spatial_at(benign["spatial"], kd)
+                row = []
+                for k in ka:
+                    name = AttackSet(m, t).name if k == 0 else AttackSet(m, t, "spatial", k).name
+                    row.append(thr.detection_auc(b, spatial_at(adv[name]["spatial"], kd)))
+                grid.append(row)
+            out[f"{m}_{t}"] = {"k_attack": ka, "k_defender": list(s.ks), "auc": grid}
+    return out
+
+
+def roc_points(s: EvalSettings, benign: dict, adv: dict) -> dict:
+    """ROC curves (fpr, tpr lists) of every Table 1 cell that has scores, for the figures."""
+    from sklearn.metrics import roc_curve
+
+    out = {}
+    for row in table1(s, benign, adv):
+        if row.get("auc") is None:
+            continue
+        b = _detector_scores(benign, row["detector"], row["param"])
+        a = _detector_scores(adv[row["attack"]], row["detector"], row["param"])
+        truth = np.r_[np.zeros(len(b)), np.ones(len(a))]
+        f, t, _ = roc_curve(truth, -np.r_[b, a])
+        key = f"{row['detector']}:{row['param']:g}:{row['method']}_{row['target']}:" \
+              f"{'adaptive' if row['adaptive'] else 'plain'}"
+        out[key] = {"fpr": [float(v) for v in f], "tpr": [float(v) for v in t], "auc": row["auc"]}
+    return out
+
+
+def entropy_maps(s: EvalSettings, scorer: Scorer, benign_frame: tuple, attacks: dict, out: Path) -> dict:
+    """Fig. 3: per-pixel vote entropy over random patches of the first benign frame and of
+    its plain adversarial versions (the same patch boxes for every version)."""
+    from edge_guard.calibration.data.folders import read_image
+    from edge_guard.consistency import vote_entropy
+    from edge_guard.crop import crop_patches
+    from edge_guard.frames import resize
+    from edge_guard.patches import sample_pairs
+
+    name, path = benign_frame
+    h, w = s.frame
+    rng = np.random.default_rng(np.random.SeedSequence([int(s.seed), zlib.crc32(b"fig3")]))
+    pairs = sample_pairs(h, w, s.patch, s.b_low, s.b_high, max(1, math.ceil(s.entropy_patches / 2)), rng)
+    boxes = pairs.reshape(-1, 2)[:s.entropy_patches]
+    versions = [("benign", path)]
+    for aname, rec in attacks.items():
+        if rec["kind"] == "plain":
+            versions.append((aname.rsplit("_", 1)[0], out / rec["folder"] / _adv_path(out / rec["folder"], name)))
+    maps, images, summary = {}, {}, {}
+    for label, p in versions:
+        image = resize(read_image(p), (h, w))
+        labels = scorer.segment(crop_patches(image, pairs, s.patch))[:len(boxes)]
+        ent = vote_entropy(labels, boxes, (h, w), scorer.num_classes)
+        maps[label], images[label] = ent, image
+        summary[label] = {"mean_entropy": float(np.nanmean(ent)),
+                          "covered_fraction": float(np.isfinite(ent).mean())}
+    from .figures import entropy_figure
+
+    png = entropy_figure(images, maps, out / "fig3_entropy.png", name, len(boxes))
+    return {"frame": name, "patches": int(len(boxes)), "png": png.name, "maps": summary,
+            "units": "nats; max log(19) = 2.94"}
+
+
+def _adv_path(folder: Path, name: str) -> str:
+    return json.loads((folder / "manifest.json").read_text())["images"][name]["adversarial"]
+
+
+def _write_outputs(results: dict, out: Path) -> None:
+    from .figures import write_figures
+    from .report import write_report
+
+    results["figures"] = write_figures(results, out)
+    if "fig3" in results:
+        results["figures"]["fig3"] = results["fig3"]["png"]
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(out / "results.json")
+    write_report(results, out)
+
+
+__all__ = ["EvalSettings", "AttackSet", "plan_attacks", "evaluate", "detection_cell", "spatial_at",
+           "tpr_at_fpr", "table1", "fig7"]

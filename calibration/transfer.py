@@ -1,0 +1,132 @@
+"""Fig. 8: do adversarial frames made against one model fool another of the same architecture?
+
+Models: ``--transfer-models`` checkpoints, or three models of the evaluated model's
+architecture trained here with different seeds (``train``, on the data's train split). Each
+model j is attacked (plain attack, the emblem target when evaluated, else the first target);
+every model i then segments model j's adversarial frames. Cell (i, j), as in the paper:
+
+- success: fraction of pixels predicted as the target, over the target's valid pixels where
+  model i's prediction of the clean frame is not already the target;
+- normalised mIoU: the mIoU between model i's prediction and the target over those same
+  pixels (the paper's "normalized mIoU excluding pixels with the same label for the ground
+  truth adversarial target", with model i's clean prediction standing in for the ground truth,
+  which image folders lack).
+
+The diagonal is the white-box attack; off-diagonal cells measure transfer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edge_guard.errors import DataError, UserError
+
+LABELS = "ABCDEFGH"
+
+
+def _train_models(s, meta: dict, progress: bool, log) -> list:
+    from .data.folders import open_dataset
+    from .models.checkpoint import load_segmenter
+    from .train import TrainConfig, train
+
+    try:
+        frames = open_dataset(s.data, s.transfer_split)
+    except DataError as exc:
+        raise DataError(f"Fig. 8 trains its models on split {s.transfer_split!r}, which is not "
+                        f"usable ({exc}); pass --transfer-models CKPT,CKPT,CKPT or --skip fig8") from None
+    if not getattr(frames, "labeled", False):
+        raise DataError(f"Fig. 8 trains on labelled frames, but {s.data} split {s.transfer_split!r} has "
+                        "no labels: pass --transfer-models CKPT,CKPT,CKPT or --skip fig8")
+    folder = Path(s.out) / "transfer" / "models"
+    paths = []
+    for i in range(3):
+        path = folder / f"model_{LABELS[i]}.pt"
+        cfg = TrainConfig(data=str(s.data), out=str(path), arch=meta.get("model") or "edge_small",
+                          split=s.transfer_split, steps=s.transfer_steps, seed=s.seed + 1 + i,
+                          crop=s.transfer_crop, workers=0, batch_size=4 if s.quick else 8,
+                          save_every=max(1, s.transfer_steps), model_kwargs=dict(meta.get("model_kwargs") or {}))
+        done = False
+        if path.is_file():
+            _, m = load_segmenter(path)
+            done = ((m.get("train") or {}).get("step", 0) >= s.transfer_steps
+                    and (m.get("train") or {}).get("config", {}).get("seed") == cfg.seed)
+        if not done:
+            log(f"Fig. 8: training model {LABELS[i]} (seed {cfg.seed}, {cfg.steps} steps) -> {path}")
+            train(cfg, resume=False, progress=progress, log=log)
+        paths.append(path)
+    return paths
+
+
+def cross_metrics(pred: np.ndarray, target: np.ndarray, clean_pred: np.ndarray, num_classes: int) -> dict:
+    """Success and normalised mIoU of one prediction (see the module docstring)."""
+    from edge_guard.consistency import miou
+
+    valid = (target != 255) & (clean_pred != target)
+    if not valid.any():
+        return {"success": float("nan"), "miou": float("nan"), "pixels": 0}
+    p, t = pred[valid], target[valid]
+    return {"success": float((p == t).mean()), "miou": float(miou(p, t, num_classes)),
+            "pixels": int(valid.sum())}
+
+
+def transferability(s, model_path, meta: dict, device: str, progress: bool, log) -> dict:
+    """Fig. 8's matrices: {method: {success[i][j], miou[i][j]}}, models and settings."""
+    from edge_guard.frames import resize
+
+    from .attacks.run import file_sha256, run_attacks
+    from .data.folders import read_image, read_labels
+    from .evaluate import AttackSet, attack_settings, setting_key
+    from .models.checkpoint import load_segmenter
+    from .scoring import torch_segment
+
+    if s.transfer_models:
+        paths = [Path(p).expanduser() for p in s.transfer_models]
+        for p in paths:
+            if not p.is_file():
+                raise UserError(f"--transfer-models: {p} does not exist")
+        source = "given"
+    else:
+        paths = _train_models(s, meta, progress, log)
+        source = f"trained here: {s.transfer_steps} steps each, seeds {s.seed + 1}..{s.seed + 3}"
+    labels = LABELS[:len(paths)]
+    target = "emblem" if "emblem" in s.targets else s.targets[0]
+    models = [load_segmenter(p, arch=s.arch)[0].to(device).eval() for p in paths]
+    segments = [torch_segment(m, device) for m in models]
+    shas = [file_sha256(p) for p in paths]
+    out = Path(s.out)
+    result = {"models": [{"label": lab, "path": str(p.resolve()), "sha256": sha}
+                         for lab, p, sha in zip(labels, paths, shas)],
+              "source": source, "target": target, "frames": s.adversarial,
+              "convention": "cell [i][j]: adversarial frames made against model j, segmented by model i",
+              "methods": {}}
+    for method in s.methods:
+        a = AttackSet(method, target)
+        settings = attack_settings(s, a)
+        success = np.full((len(paths), len(paths)), np.nan)
+        mious = np.full_like(success, np.nan)
+        attack_success = []
+        for j, path in enumerate(paths):
+            folder = out / "transfer" / "attacks" / f"{labels[j]}_{setting_key(a, settings, shas[j])}"
+            log(f"Fig. 8: {method} against model {labels[j]} -> {folder.relative_to(out)}")
+            run_attacks(path, s.data, s.split, settings, folder, arch=s.arch, limit=s.adversarial,
+                        device=device, progress=progress)
+            doc = json.loads((folder / "manifest.json").read_text())
+            recs = sorted(doc["images"].items())[:s.adversarial]
+            attack_success.append(float(np.mean([r["success"] for _, r in recs])))
+            cells = [[] for _ in paths]
+            for name, rec in recs:
+                adv = read_image(folder / rec["adversarial"])
+                tgt = read_labels(folder / rec["target"])
+                clean = resize(read_image(rec["source"]), adv.shape[:2])
+                for i, seg in enumerate(segments):
+                    pred, clean_pred = seg(np.stack([adv, clean]))
+                    cells[i].append(cross_metrics(pred, tgt, clean_pred, models[i].num_classes))
+            for i in range(len(paths)):
+                success[i, j] = np.nanmean([c["success"] for c in cells[i]])
+                mious[i, j] = np.nanmean([c["miou"] for c in cells[i]])
+        result["methods"][method] = {"success": success.tolist(), "miou": mious.tolist(),
+                                     "white_box_success": attack_success}
+    return result
