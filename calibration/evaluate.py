@@ -28,7 +28,7 @@ import hashlib
 import json
 import math
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -200,6 +200,14 @@ def detection_cell(benign, adversarial) -> dict:
 
 # ---------------------------------------------------------------- scoring with a cache
 
+def to_frame(image: np.ndarray, size) -> np.ndarray:
+    """``image`` at the evaluation frame size, resized exactly as the attack resized the frames
+    it attacked: benign and adversarial frames must not differ by their resampling."""
+    from .attacks.run import _resize
+
+    return _resize(image, None, tuple(size))[0]
+
+
 class Scorer:
     """Spatial and scale scores of image sets, cached in OUT/scores/<set>.json."""
 
@@ -234,13 +242,12 @@ class Scorer:
         from tqdm import tqdm
 
         from edge_guard.calibration.data.folders import read_image
-        from edge_guard.frames import resize
         from edge_guard.guard import Guard
 
         from .scoring import scale_scores
 
-        key = {**self.base_key, "set": name, "frames": [[n, str(p)] for n, p in frames],
-               "detectors": sorted(detectors)}
+        key = {**self.base_key, "set": name, "detectors": sorted(detectors),
+               "frames": [[n, str(p), Path(p).stat().st_size, Path(p).stat().st_mtime_ns] for n, p in frames]}
         path = self.folder / f"{name}.json"
         if path.is_file():
             try:
@@ -260,7 +267,7 @@ class Scorer:
         with guard, tqdm(total=len(frames), desc=f"scoring {name}", unit="frame",
                          disable=not self.progress, dynamic_ncols=True) as bar:
             for _, p in frames:
-                image = resize(read_image(p), tuple(self.s.frame))
+                image = to_frame(read_image(p), self.s.frame)
                 if "spatial" in detectors:
                     out["spatial"].append([float(v) for v in guard.check(image, rgb=True).pair_mious])
                 if "scale" in detectors:
@@ -349,6 +356,7 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
         detectors = {"plain": ("spatial", "scale"), "scale": ("scale",), "spatial": ("spatial",)}[a.kind]
         adv_scores[a.name] = scorer.scores(key, _attack_frames(folder, adv_names), detectors)
 
+    rows = table1(s, benign, adv_scores)
     results = {"format": FORMAT, "version": VERSION, "settings": s.record(), "device": str(device),
                "model": {"path": str(model_path.resolve()), "sha256": model_sha, "arch": meta.get("model"),
                          "model_kwargs": meta.get("model_kwargs"),
@@ -356,8 +364,8 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
                "sample_sizes": {"benign": s.benign, "adversarial": s.adversarial},
                "attacks": attacks,
                "benign": _benign_summary(benign, s),
-               "table1": table1(s, benign, adv_scores),
-               "roc": roc_points(s, benign, adv_scores),
+               "table1": rows,
+               "roc": roc_points(rows, benign, adv_scores),
                "figures": {}}
     if "fig7" not in s.skip:
         results["fig7"] = fig7(s, benign, adv_scores)
@@ -366,7 +374,7 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
     if "fig8" not in s.skip:
         from .transfer import transferability
 
-        results["fig8"] = transferability(s, model_path, meta, device, progress, log)
+        results["fig8"] = transferability(s, adv_names, device, progress, log, meta)
     results["seconds"] = round(time.perf_counter() - started, 1)
     _write_outputs(results, out)
     return results
@@ -437,12 +445,12 @@ def fig7(s: EvalSettings, benign: dict, adv: dict) -> dict:
     return out
 
 
-def roc_points(s: EvalSettings, benign: dict, adv: dict) -> dict:
-    """ROC curves (fpr, tpr lists) of every Table 1 cell that has scores, for the figures."""
+def roc_points(rows: list, benign: dict, adv: dict) -> dict:
+    """ROC curves (fpr, tpr lists) of every Table 1 row that has scores, for the figures."""
     from sklearn.metrics import roc_curve
 
     out = {}
-    for row in table1(s, benign, adv):
+    for row in rows:
         if row.get("auc") is None:
             continue
         b = _detector_scores(benign, row["detector"], row["param"])
@@ -461,7 +469,6 @@ def entropy_maps(s: EvalSettings, scorer: Scorer, benign_frame: tuple, attacks: 
     from edge_guard.calibration.data.folders import read_image
     from edge_guard.consistency import vote_entropy
     from edge_guard.crop import crop_patches
-    from edge_guard.frames import resize
     from edge_guard.patches import sample_pairs
 
     name, path = benign_frame
@@ -475,7 +482,7 @@ def entropy_maps(s: EvalSettings, scorer: Scorer, benign_frame: tuple, attacks: 
             versions.append((aname.rsplit("_", 1)[0], out / rec["folder"] / _adv_path(out / rec["folder"], name)))
     maps, images, summary = {}, {}, {}
     for label, p in versions:
-        image = resize(read_image(p), (h, w))
+        image = to_frame(read_image(p), (h, w))
         labels = scorer.segment(crop_patches(image, pairs, s.patch))[:len(boxes)]
         ent = vote_entropy(labels, boxes, (h, w), scorer.num_classes)
         maps[label], images[label] = ent, image

@@ -64,7 +64,7 @@ def fig7_figure(fig7: dict, path: Path) -> Path:
     fig, axes = plt.subplots(1, n, figsize=(3.8 * n, 3.4), squeeze=False)
     for ax, (attack, d) in zip(axes[0], sorted(fig7.items())):
         grid = np.array(d["auc"], np.float64)
-        im = ax.imshow(grid, vmin=0.5, vmax=1.0, cmap="RdYlGn", origin="lower")
+        im = ax.imshow(grid, vmin=min(0.5, float(np.nanmin(grid))), vmax=1.0, cmap="RdYlGn", origin="lower")
         ax.set_xticks(range(len(d["k_attack"])), [str(k) for k in d["k_attack"]])
         ax.set_yticks(range(len(d["k_defender"])), [str(k) for k in d["k_defender"]])
         ax.set_xlabel("K_attack (0 = plain attack)")
@@ -82,10 +82,11 @@ def entropy_figure(images: dict, maps: dict, path: Path, frame: str, patches: in
     n = len(images)
     fig, axes = plt.subplots(2, n, figsize=(3.6 * n, 4.2), squeeze=False)
     vmax = np.log(19.0)
+    cmap = plt.get_cmap("inferno").with_extremes(bad="0.85")  # grey: pixels no patch covered
     for col, label in enumerate(images):
         axes[0, col].imshow(images[label])
         axes[0, col].set_title(label, fontsize=9)
-        im = axes[1, col].imshow(maps[label], cmap="inferno", vmin=0, vmax=vmax)
+        im = axes[1, col].imshow(maps[label], cmap=cmap, vmin=0, vmax=vmax)
         axes[1, col].set_title(f"mean entropy {np.nanmean(maps[label]):.3f}", fontsize=8)
         for ax in axes[:, col]:
             ax.axis("off")

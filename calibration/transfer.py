@@ -72,13 +72,13 @@ def cross_metrics(pred: np.ndarray, target: np.ndarray, clean_pred: np.ndarray, 
             "pixels": int(valid.sum())}
 
 
-def transferability(s, model_path, meta: dict, device: str, progress: bool, log) -> dict:
-    """Fig. 8's matrices: {method: {success[i][j], miou[i][j]}}, models and settings."""
-    from edge_guard.frames import resize
-
+def transferability(s, names: list, device: str, progress: bool, log, meta: dict) -> dict:
+    """Fig. 8's matrices on the frames ``names`` (the first ones of the split):
+    {method: {success[i][j], miou[i][j]}}, the models and the settings. ``meta``: the
+    evaluated checkpoint's, whose architecture the trained models share."""
     from .attacks.run import file_sha256, run_attacks
     from .data.folders import read_image, read_labels
-    from .evaluate import AttackSet, attack_settings, setting_key
+    from .evaluate import AttackSet, attack_settings, setting_key, to_frame
     from .models.checkpoint import load_segmenter
     from .scoring import torch_segment
 
@@ -99,7 +99,7 @@ def transferability(s, model_path, meta: dict, device: str, progress: bool, log)
     out = Path(s.out)
     result = {"models": [{"label": lab, "path": str(p.resolve()), "sha256": sha}
                          for lab, p, sha in zip(labels, paths, shas)],
-              "source": source, "target": target, "frames": s.adversarial,
+              "source": source, "target": target, "frames": len(names),
               "convention": "cell [i][j]: adversarial frames made against model j, segmented by model i",
               "methods": {}}
     for method in s.methods:
@@ -114,13 +114,13 @@ def transferability(s, model_path, meta: dict, device: str, progress: bool, log)
             run_attacks(path, s.data, s.split, settings, folder, arch=s.arch, limit=s.adversarial,
                         device=device, progress=progress)
             doc = json.loads((folder / "manifest.json").read_text())
-            recs = sorted(doc["images"].items())[:s.adversarial]
+            recs = [(n, doc["images"][n]) for n in names]
             attack_success.append(float(np.mean([r["success"] for _, r in recs])))
             cells = [[] for _ in paths]
             for name, rec in recs:
                 adv = read_image(folder / rec["adversarial"])
                 tgt = read_labels(folder / rec["target"])
-                clean = resize(read_image(rec["source"]), adv.shape[:2])
+                clean = to_frame(read_image(rec["source"]), adv.shape[:2])
                 for i, seg in enumerate(segments):
                     pred, clean_pred = seg(np.stack([adv, clean]))
                     cells[i].append(cross_metrics(pred, tgt, clean_pred, models[i].num_classes))

@@ -4,6 +4,10 @@ Per frame: resize to the bundle's frame size -> draw K overlapping patch pairs f
 Guard's generator -> crop the 2K patches into one reused batch -> one batched inference ->
 mIoU of every pair's overlap -> score = mean mIoU; adversarial when score < threshold.
 
+On a runner that scores on the GPU (``runner.supports_device_scoring``: the TensorRT
+backend with its kernels) steps 3-5 run there and only K + 1 floats come back; the NumPy
+path (crop.py, consistency.py) stays the reference the kernels are tested against.
+
 Threads: a Guard owns its generator and its buffers, so it is not thread-safe. Give each
 camera thread its own Guard (they may share nothing else), or serialise calls with a lock.
 The patches are unpredictable only while the generator is: pass ``seed`` for tests and
@@ -44,7 +48,9 @@ class Verdict:
     ``pairs``: K rows [y1, x1, y2, x2], top-lefts of each pair's patches in the resized frame;
     ``pair_mious``: their K overlap mIoUs; ``score``: their mean; ``timings_ms``: wall time
     per stage (STAGES; "resize" covers conversion to 3 channels, resizing and the channel
-    order the graph wants); ``frame_size``: (h, w) the pairs live in; ``input_size``: the
+    order the graph wants). On the GPU path crop, infer and consistency are one "gpu" entry
+    (one sync per frame) unless the Guard was made with ``stage_timing=True``;
+    ``frame_size``: (h, w) the pairs live in; ``input_size``: the
     frame's (h, w) as given.
     """
 
@@ -87,10 +93,19 @@ def _generator(seed) -> np.random.Generator:
 class Guard:
     """A bundle + an active runner + a generator. Use :meth:`load`; close it (or use ``with``)."""
 
-    def __init__(self, bundle: Bundle, runner: Runner, seed=None, pairs: int | None = None):
+    def __init__(self, bundle: Bundle, runner: Runner, seed=None, pairs: int | None = None,
+                 device_scoring: bool | None = None, stage_timing: bool = False):
+        """``device_scoring``: None uses the runner's GPU scoring when it has one, False never,
+        True requires it; ``stage_timing``: time the GPU stages apart (a sync after each)."""
         self.bundle = bundle
         self.runner = runner.activate()
         self.k = _pairs_count(pairs, bundle.k)
+        supported = bool(getattr(self.runner, "supports_device_scoring", False))
+        if device_scoring and not supported:
+            raise UserError(f"the {self.runner.name} backend cannot score on the GPU: "
+                            f"{getattr(self.runner, 'device_scoring_note', 'no kernels')}")
+        self.device_scoring = supported and device_scoring is not False
+        self.stage_timing = bool(stage_timing)
         self.threshold = bundle.threshold
         self.rng = _generator(seed)
         s = bundle.patch_size
@@ -104,10 +119,12 @@ class Guard:
 
     @classmethod
     def load(cls, bundle_dir=None, backend: str = "auto", seed=None, pairs: int | None = None,
-             threads: int | None = None) -> "Guard":
+             threads: int | None = None, precision: str | None = None,
+             device_scoring: bool | None = None, stage_timing: bool = False) -> "Guard":
         """Load a bundle (default: the one shipped in the package) and open a backend on it.
 
-        ``pairs`` overrides the bundle's K; ``threads`` caps the CPU threads of the backend.
+        ``pairs`` overrides the bundle's K; ``threads`` caps the CPU threads of the backend;
+        ``precision`` picks the TensorRT engine (default: the first valid of fp16, int8, fp32).
         """
         if bundle_dir is None:
             if not Path(DEFAULT_BUNDLE).is_dir():
@@ -116,9 +133,10 @@ class Guard:
             bundle_dir = DEFAULT_BUNDLE
         bundle = load_bundle(bundle_dir)
         k = _pairs_count(pairs, bundle.k)
-        runner = open_runner(bundle, backend, threads=threads, pairs=k)
+        runner = open_runner(bundle, backend, threads=threads, pairs=k, precision=precision)
         try:
-            return cls(bundle, runner, seed=seed, pairs=k)
+            return cls(bundle, runner, seed=seed, pairs=k, device_scoring=device_scoring,
+                       stage_timing=stage_timing)
         except BaseException:
             runner.close()
             raise
@@ -140,6 +158,11 @@ class Guard:
     def provider(self) -> str:
         return self.runner.provider
 
+    @property
+    def selection(self) -> str:
+        """How the backend was chosen (``auto``: why the better ones were passed over)."""
+        return getattr(self.runner, "selection", "") or f"{self.runner.name} (given)"
+
     def check(self, frame: np.ndarray, rgb: bool = False) -> Verdict:
         """Check one frame: uint8 (H, W, 3) BGR as OpenCV delivers it (``rgb=True`` for RGB).
 
@@ -149,23 +172,31 @@ class Guard:
         t0 = perf_counter()
         colour = as_colour(frame)
         image = resize(colour, self.bundle.frame_size, out=self._resized)
-        if self._swap[bool(rgb)]:
+        swap = self._swap[bool(rgb)]
+        if swap and not self.device_scoring:  # the GPU crop swaps for free
             image = swap_rb(image, out=self._swapped)
         t1 = perf_counter()
         height, width = image.shape[:2]
         pairs = sample_pairs(height, width, self.bundle.patch_size, self.bundle.b_low,
                              self.bundle.b_high, self.k, self.rng)
         t2 = perf_counter()
-        batch = crop_patches(image, pairs, self.bundle.patch_size, out=self._batch)
-        t3 = perf_counter()
-        labels = self.runner.infer(batch)
-        t4 = perf_counter()
-        mious = pair_mious(labels, pairs, self.bundle.num_classes)
-        score = mean_score(mious)
-        t5 = perf_counter()
         ms = lambda a, b: 1e3 * (b - a)  # noqa: E731
-        timings = {"resize": ms(t0, t1), "sample": ms(t1, t2), "crop": ms(t2, t3),
-                   "infer": ms(t3, t4), "consistency": ms(t4, t5), "total": ms(t0, t5)}
+        if self.device_scoring:
+            result = self.runner.check_device(image, pairs, swap_rb=swap, stage_timing=self.stage_timing)
+            mious, score = result.pair_mious, result.score
+            t5 = perf_counter()
+            timings = {"resize": ms(t0, t1), "sample": ms(t1, t2), **result.timings_ms,
+                       "total": ms(t0, t5)}
+        else:
+            batch = crop_patches(image, pairs, self.bundle.patch_size, out=self._batch)
+            t3 = perf_counter()
+            labels = self.runner.infer(batch)
+            t4 = perf_counter()
+            mious = pair_mious(labels, pairs, self.bundle.num_classes)
+            score = mean_score(mious)
+            t5 = perf_counter()
+            timings = {"resize": ms(t0, t1), "sample": ms(t1, t2), "crop": ms(t2, t3),
+                       "infer": ms(t3, t4), "consistency": ms(t4, t5), "total": ms(t0, t5)}
         return Verdict(score=score, threshold=self.threshold, adversarial=bool(score < self.threshold),
                        pair_mious=[float(v) for v in mious], pairs=pairs.tolist(), timings_ms=timings,
                        frame_size=(height, width), input_size=tuple(colour.shape[:2]),

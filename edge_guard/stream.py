@@ -36,7 +36,8 @@ last N are flagged.
 Events (JSON Lines, :mod:`edge_guard.events`), stable field names:
 
 - ``start``: time, version, source, source_kind, live, realtime, every, max_frames, bundle,
-  model_sha256, backend, provider (the one actually in use), k, threshold, patch_size,
+  model_sha256, backend, provider (the one actually in use), selection (how the backend was
+  chosen: ``auto`` says why faster ones were passed over), k, threshold, patch_size,
   frame_size (the bundle's [h, w]), input_size (the source's [h, w]), source_fps, alarm
   {m, n}, and any extra fields the caller passes (the CLI adds seed).
 - ``frame`` (one per checked frame): frame (index in the source, from 0), capture_time (unix
@@ -44,7 +45,8 @@ Events (JSON Lines, :mod:`edge_guard.events`), stable field names:
   getting the frame to its verdict, the wait in the mailbox included; not the time the frame
   spent in the driver's or the network's buffers before), skipped_since_last, alarm_active, then the Verdict's
   fields: k, pair_mious, pairs ([y1, x1, y2, x2] in the bundle's frame), timings_ms (resize,
-  sample, crop, infer, consistency, total), frame_size, input_size, backend, provider.
+  sample, crop, infer, consistency, total; on the TensorRT path with GPU scoring, one "gpu"
+  entry replaces crop, infer and consistency), frame_size, input_size, backend, provider.
 - ``alarm``: state ("raised" or "cleared"), frame, capture_time, flagged (of the window),
   m, n, episode (1, 2, ...).
 - ``gap``: after_frame (last frame read before it), start_time, end_time, duration_s,
@@ -567,7 +569,7 @@ class Stream:
                     "live": self.source.live, "realtime": self.realtime, "every": self.every,
                     "max_frames": self.max_frames, "bundle": str(g.bundle.root),
                     "model_sha256": g.bundle.model_sha256, "backend": g.backend,
-                    "provider": g.provider, "k": g.k, "threshold": g.threshold,
+                    "provider": g.provider, "selection": getattr(g, "selection", ""), "k": g.k, "threshold": g.threshold,
                     "patch_size": g.bundle.patch_size, "frame_size": list(g.bundle.frame_size),
                     "input_size": list(first[0].shape[:2]), "source_fps": fps,
                     "alarm": {"m": self.alarm.m, "n": self.alarm.n}, **self.extra})

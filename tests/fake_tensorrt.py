@@ -4,6 +4,8 @@ It implements only the calls edge-guard makes (the TensorRT 10/11 Python API), r
 them, and "builds" an engine that is the ONNX file behind a small header, executed with
 ONNX Runtime. Device pointers are addresses of host buffers, so the runner's copies are
 real memmoves: the buffer handling of TrtRunner is exercised, not mocked away.
+``fake_kernels`` stands in for the CUDA crop and scoring kernels the same way: they read and
+write those host addresses with the NumPy references (the GPU tests check the real ones).
 """
 
 from __future__ import annotations
@@ -202,12 +204,17 @@ def make_fake_trt(version="10.3.0", fail_parse=False, fail_build=False):
             self.engine = engine
             self.addresses = {}
             self.shape = None
+            self.shapes_set = []   # (name, shape) of every set_input_shape call
+            self.executed = []     # the stream handle of every execute_async_v3 call
 
         def set_tensor_address(self, name, ptr):
             self.addresses[name] = int(ptr)
             return True
 
         def set_input_shape(self, name, shape):
+            self.shapes_set.append((name, tuple(shape)))
+            if name != self.engine.inp.name:
+                return False
             lo, _, hi = self.engine.profile
             if not lo[0] <= shape[0] <= hi[0] or tuple(shape[1:]) != tuple(hi[1:]):
                 return False
@@ -219,6 +226,8 @@ def make_fake_trt(version="10.3.0", fail_parse=False, fail_build=False):
             return (self.shape[0],) + tuple(out[1:])
 
         def execute_async_v3(self, stream):
+            self.executed.append(stream)
+            assert isinstance(stream, int)
             n = int(np.prod(self.shape))
             x = np.frombuffer((ctypes.c_uint8 * n).from_address(self.addresses[self.engine.inp.name]),
                               np.uint8).reshape(self.shape).copy()
@@ -245,6 +254,7 @@ class FakeCudart:
     def __init__(self):
         self.buffers = {}
         self.freed = []
+        self.syncs = 0
 
     def cudaStreamCreate(self):
         return 0, 7
@@ -267,4 +277,58 @@ class FakeCudart:
         return (0,)
 
     def cudaStreamSynchronize(self, stream):
+        self.syncs += 1
         return (0,)
+
+
+def host_view(ptr, shape, dtype) -> np.ndarray:
+    """A writable NumPy view of the host memory a fake 'device pointer' addresses."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    return np.frombuffer((ctypes.c_uint8 * nbytes).from_address(int(ptr)), dtype).reshape(shape)
+
+
+class FakeCropKernel:
+    """PatchCropKernel('nhwc_u8') on host addresses, through edge_guard.crop.crop_patches."""
+
+    def __init__(self, swap_rb):
+        self.swap_rb = swap_rb
+        self.calls = []
+
+    def __call__(self, frame_ptr, height, width, pairs, size, out_ptr, stream=None, k=None, pitch=None):
+        from edge_guard.crop import crop_patches
+
+        self.calls.append({"frame": int(frame_ptr), "out": int(out_ptr), "stream": stream,
+                           "shape": (height, width)})
+        pairs = np.asarray(pairs).reshape(-1, 4)
+        frame = host_view(frame_ptr, (height, width, 3), np.uint8)
+        out = host_view(out_ptr, (2 * len(pairs), size, size, 3), np.uint8)
+        crop_patches(frame, pairs, size, out=out, swap_rb=self.swap_rb)
+
+
+class FakeScoreKernel:
+    """OverlapConfusionKernel on host addresses, through edge_guard.consistency."""
+
+    def __init__(self, num_classes, label_dtype):
+        self.num_classes, self.label_dtype = num_classes, label_dtype
+        self.calls = []
+
+    def __call__(self, labels_ptr, pairs, size, out_ptr, stream=None, k=None):
+        from edge_guard.consistency import mean_score, pair_mious
+
+        self.calls.append({"labels": int(labels_ptr), "out": int(out_ptr), "stream": stream})
+        pairs = np.asarray(pairs).reshape(-1, 4)
+        k = len(pairs)
+        labels = host_view(labels_ptr, (2 * k, size, size), self.label_dtype)
+        mious = pair_mious(labels, pairs, self.num_classes)
+        out = host_view(out_ptr, (k + 1,), np.float32)
+        out[:k] = mious
+        out[k] = mean_score(mious)
+
+
+def fake_kernels(num_classes, label_dtype):
+    """The ``kernels`` factory of TensorRTRunner, on host memory."""
+    from edge_guard.backends.tensorrt import DeviceKernels
+
+    return DeviceKernels(crop={False: FakeCropKernel(False), True: FakeCropKernel(True)},
+                         score=FakeScoreKernel(num_classes, label_dtype))

@@ -191,8 +191,8 @@ def test_provider_reported(bundle_dir, guard):
 
 def test_backend_choices(bundle_dir):
     bundle = load_bundle(bundle_dir)
-    with pytest.raises(UserError, match="TensorRT backend is not available yet"):
-        open_runner(bundle, "tensorrt")
+    with pytest.raises(UserError, match=r"TensorRT backend needs tensorrt.*edge-guard\[gpu\]"):
+        open_runner(bundle, "tensorrt")  # no TensorRT here; tests/test_tensorrt_backend.py has fakes
     with pytest.raises(UserError, match="unknown backend 'cuda'"):
         open_runner(bundle, "cuda")
 

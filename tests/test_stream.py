@@ -28,7 +28,7 @@ FRAME_FIELDS = {"type", "frame", "capture_time", "score", "threshold", "adversar
                 "skipped_since_last", "alarm_active", "k", "pair_mious", "pairs", "timings_ms",
                 "frame_size", "input_size", "backend", "provider"}
 START_FIELDS = {"type", "time", "version", "source", "source_kind", "live", "realtime", "every",
-                "max_frames", "bundle", "model_sha256", "backend", "provider", "k", "threshold",
+                "max_frames", "bundle", "model_sha256", "backend", "provider", "selection", "k", "threshold",
                 "patch_size", "frame_size", "input_size", "source_fps", "alarm", "seed"}
 END_FIELDS = {"type", "time", "reason", "frames_read", "frames_checked", "frames_skipped",
               "skipped_every", "skipped_busy", "skipped_at_stop", "frames_flagged", "alarms",

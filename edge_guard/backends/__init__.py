@@ -3,11 +3,14 @@
 ``open_runner(bundle, backend)`` picks and activates one, and checks the graph's inputs and
 outputs against guard.json before the first frame:
 
+- ``tensorrt``: the bundle's TensorRT engine for this GPU (built beforehand on the device by
+  ``edge-guard build-engine``), with crop and scoring on the GPU (backends/tensorrt.py);
 - ``onnxruntime``: ONNX Runtime with its CUDA provider when onnxruntime-gpu offers one, else
   the CPU (the provider actually in use is reported: ORT falls back to the CPU silently);
 - ``onnxruntime-cpu``: ONNX Runtime on the CPU only;
-- ``tensorrt``: not available yet;
-- ``auto``: the fastest of the above that is installed (today: ``onnxruntime``).
+- ``auto``: TensorRT when installed with a GPU and a valid cached engine, else ONNX Runtime
+  CUDA, else ONNX Runtime CPU (backends/select.py). ``runner.selection`` says which and why
+  the better ones were passed over.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import warnings
 from edge_guard.bundle import Bundle, check_graph
 from edge_guard.errors import UserError
 
+from . import select
 from .base import FunctionRunner, Runner
 
 BACKENDS = ("auto", "onnxruntime", "onnxruntime-cpu", "tensorrt")
@@ -24,27 +28,58 @@ BACKENDS = ("auto", "onnxruntime", "onnxruntime-cpu", "tensorrt")
 __all__ = ["BACKENDS", "FunctionRunner", "Runner", "open_runner", "make_runner"]
 
 
-def make_runner(bundle: Bundle, backend: str = "auto", threads: int | None = None) -> Runner:
-    """The (inactive) runner for ``backend``; UserError for an unknown or unavailable one."""
+def _runner(bundle: Bundle, choice: select.Selection, threads, pairs, precision) -> Runner:
+    if choice.backend == "tensorrt":
+        from .tensorrt import TensorRTRunner
+
+        runner = TensorRTRunner(bundle, pairs=pairs, precision=precision, engine=choice.engine)
+    else:
+        from .onnxruntime import OnnxRuntimeRunner, gpu_providers, import_onnxruntime
+
+        import_onnxruntime()  # MissingDependency naming the extra, before anything else
+        providers = None if choice.backend == "onnxruntime-cpu" else gpu_providers()
+        runner = OnnxRuntimeRunner(bundle.model_path, providers=providers, threads=threads,
+                                   output=bundle.output_name)
+    runner.selection = choice.note
+    return runner
+
+
+def make_runner(bundle: Bundle, backend: str = "auto", threads: int | None = None,
+                pairs: int | None = None, precision: str | None = None) -> Runner:
+    """The (inactive) runner for ``backend``; UserError for an unknown or unavailable one.
+
+    ``pairs``: the K it will run (TensorRT engines have a batch range); ``precision``: the
+    TensorRT engine to run (default: the first valid of fp16, int8, fp32).
+    """
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}: choose {', '.join(BACKENDS)}")
-    if backend == "tensorrt":
-        raise UserError("the TensorRT backend is not available yet: use --backend onnxruntime")
-    from .onnxruntime import OnnxRuntimeRunner, gpu_providers, import_onnxruntime
+    if backend == "auto":
+        choice = select.select_backend(bundle, pairs, precision)
+    else:
+        choice = select.Selection(backend, f"{backend} (asked for)")
+    return _runner(bundle, choice, threads, pairs, precision)
 
-    import_onnxruntime()  # MissingDependency naming the extra, before anything else
-    providers = None if backend == "onnxruntime-cpu" else gpu_providers()
-    return OnnxRuntimeRunner(bundle.model_path, providers=providers, threads=threads,
-                             output=bundle.output_name)
+
+def _activate(bundle: Bundle, backend: str, threads, pairs, precision) -> Runner:
+    runner = make_runner(bundle, backend, threads, pairs, precision)
+    try:
+        return runner.activate()
+    except UserError as exc:
+        if backend != "auto" or runner.name != "tensorrt":
+            raise
+        # A validated engine that still will not start (driver trouble, out of memory):
+        # auto goes on with the next backend and says why.
+        choice = select.select_backend(bundle, pairs, precision, tensorrt_failure=str(exc))
+        return _runner(bundle, choice, threads, pairs, precision).activate()
 
 
 def open_runner(bundle: Bundle, backend: str = "auto", threads: int | None = None,
-                pairs: int | None = None) -> Runner:
+                pairs: int | None = None, precision: str | None = None) -> Runner:
     """An active runner for ``bundle`` whose graph was checked against guard.json.
 
     ``pairs``: the K the runner will be fed (a graph with a fixed batch must take 2K).
     """
-    runner = make_runner(bundle, backend, threads).activate()
+    runner = _activate(bundle, backend, threads, pairs, precision)
     try:
         check_graph(bundle, runner.inputs, runner.outputs,
                     batch=2 * int(pairs if pairs is not None else bundle.k))
@@ -52,6 +87,7 @@ def open_runner(bundle: Bundle, backend: str = "auto", threads: int | None = Non
         runner.close()
         raise
     if getattr(runner, "fell_back", False):
+        runner.selection += f" (but {runner.requested[0]} did not start: running on {runner.provider})"
         warnings.warn(f"ONNX Runtime could not start {runner.requested[0]}: running on "
                       f"{runner.provider}", RuntimeWarning, stacklevel=2)
     return runner

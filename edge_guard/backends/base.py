@@ -22,6 +22,11 @@ class Runner:
     """Base class: subclasses implement ``_activate``, ``_infer`` and ``_close``."""
 
     name = "runner"
+    #: One line: how this backend was chosen (``auto`` says why better ones were passed over).
+    selection = ""
+    #: True when the runner also offers ``check_device(image, pairs, swap_rb, stage_timing)``:
+    #: crop, inference and scoring on the GPU (see backends/tensorrt.py).
+    supports_device_scoring = False
 
     def __init__(self):
         self.provider = "not active"

@@ -14,12 +14,14 @@ from edge_guard.errors import UserError
 
 # Order is the order of `edge-guard --help`.
 COMMANDS = [
+    "demo",
     "generate",
     "train",
     "evaluate_seg",
     "attack",
     "export",
     "calibrate",
+    "evaluate",
     "build_engine",
     "check",
     "run",

@@ -67,14 +67,18 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_runtime_options(parser: argparse.ArgumentParser, unit: str = "frame") -> None:
-    """--bundle, --backend, --pairs and --threads, shared by the commands that run a Guard."""
+    """--bundle, --backend, --pairs, --threads and --precision, shared by the commands that run a Guard."""
     from edge_guard.backends import BACKENDS
 
     parser.add_argument("--bundle", default=None, metavar="DIR",
                         help="bundle folder (guard.json + model.onnx); default: the shipped bundle")
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
-                        help="inference backend (default: auto, the fastest installed)")
+                        help="inference backend (default: auto: TensorRT with an engine built for this "
+                             "GPU, else ONNX Runtime CUDA, else ONNX Runtime CPU)")
     parser.add_argument("--pairs", type=positive_int, default=None, metavar="K",
                         help=f"patch pairs per {unit} (default: the bundle's K)")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads of the backend (default: the backend's choice)")
+    parser.add_argument("--precision", choices=("fp16", "int8", "fp32"), default=None,
+                        help="TensorRT engine to run (built by `edge-guard build-engine`; default: "
+                             "the first valid of fp16, int8, fp32)")

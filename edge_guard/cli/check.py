@@ -46,7 +46,7 @@ def run(args) -> int:
     from edge_guard.guard import Guard
 
     guard = Guard.load(args.bundle, backend=args.backend, seed=args.seed, pairs=args.pairs,
-                       threads=args.threads)
+                       threads=args.threads, precision=args.precision)
     status = 0
     errors = 0
     with guard:
@@ -54,6 +54,7 @@ def run(args) -> int:
             h, w = guard.bundle.frame_size
             print(f"# {guard.bundle.root} | backend {guard.backend} ({guard.provider}) | "
                   f"frame {h}x{w}, K={guard.k}, threshold {guard.threshold:.4f}")
+            print(f"# backend choice: {guard.selection}")
             print(f"{'verdict':<12} {'score':>7} {'min pair':>8} {'ms':>8}  image")
         for path in args.images:
             image = _read(path)

@@ -124,7 +124,7 @@ def run(args) -> int:
         print(text, file=out, flush=True)
 
     guard = Guard.load(args.bundle, backend=args.backend, seed=args.seed, pairs=args.pairs,
-                       threads=args.threads)
+                       threads=args.threads, precision=args.precision)
     with guard:
         sinks = []
         if args.show or args.save:

@@ -1,0 +1,138 @@
+"""`edge-guard evaluate`: the paper's experiments (Xiao et al., ECCV 2018, §5) on any model and data.
+
+Attacks the first --adversarial frames of the split with every method x target, plain and
+adaptive (on the scale detector's blurs; on K_attack random patches of the spatial detector),
+scores them and the first --benign frames with both detectors, and writes OUT/results.json
+(every number), OUT/report.md (read this first) and PNG figures: ROC curves, Table 1 with the
+paper's numbers beside ours, Fig. 7 (defender K x attacker K_attack), Fig. 3 (vote-entropy
+maps) and Fig. 8 (transferability between models of one architecture). Attacks and scores
+are cached under OUT: run the same command again to resume.
+"""
+
+import argparse
+from pathlib import Path
+
+from edge_guard.cli._args import add_model_option, frame_size, non_negative_int, positive_int
+
+EXAMPLE = """\
+examples:
+  edge-guard evaluate --data scenes --out eval --quick          # a smoke run, minutes on a CPU
+  edge-guard evaluate --data scenes --out eval --benign 100 --adversarial 50 --device cuda
+  edge-guard evaluate --model drn_d_22.pth --arch drn_d_22 --data cityscapes --out eval \\
+      --frame 1024x2048 --patch 512 --b-low 32 --b-high 64 --skip fig8
+
+--quick runs a reduced grid unless a flag says otherwise: 8 benign and 4 adversarial frames
+at 128x256, patch 96, b in [6, 12), DAG and Houdini on the pure target, K in {1,5},
+K_attack in {0,1,5}, 20 attack iterations, no Fig. 8 (add --fig8 for it).
+Fig. 8 trains three models of the evaluated architecture on the train split (--transfer-steps)
+unless --transfer-models names checkpoints.
+"""
+
+FULL = {"benign": 100, "adversarial": 50, "methods": "dag,houdini", "targets": "pure,emblem",
+        "ks": "1,5,10,50", "stds": "0.5,3,5", "k_attack": "0,1,5,10,50", "frame": (512, 1024),
+        "patch": 256, "b_low": 16, "b_high": 32, "max_iter": 200, "entropy_patches": 50,
+        "transfer_steps": 2000, "transfer_crop": 512}
+QUICK = {**FULL, "benign": 8, "adversarial": 4, "targets": "pure", "ks": "1,5", "k_attack": "0,1,5",
+         "frame": (128, 256), "patch": 96, "b_low": 6, "b_high": 12, "max_iter": 20,
+         "entropy_patches": 16, "transfer_steps": 30, "transfer_crop": 128}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="the paper's experiments: Table 1, Fig. 3, 7, 8 (report)",
+                       description=__doc__, epilog=EXAMPLE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_option(p)  # --model and --arch
+    p.add_argument("--data", type=Path, required=True, metavar="DIR",
+                   help="Cityscapes-layout, BDD100K or image folder")
+    p.add_argument("--split", default="val", help="split to evaluate on (default: val)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (resumable)")
+    p.add_argument("--quick", action="store_true", help="a reduced grid (see below)")
+    p.add_argument("--benign", type=positive_int, default=None, metavar="N",
+                   help="benign frames: the first N of the split (default: 100)")
+    p.add_argument("--adversarial", type=positive_int, default=None, metavar="N",
+                   help="frames attacked per setting: the first N of the split (default: 50)")
+    p.add_argument("--methods", default=None, help="attacks, comma-separated (default: dag,houdini)")
+    p.add_argument("--targets", default=None,
+                   help="targets, comma-separated: pure, emblem (the paper's Kitty), scene, remap, "
+                        "strip, text (default: pure,emblem)")
+    p.add_argument("--ks", default=None, help="defender's pair counts K (default: 1,5,10,50)")
+    p.add_argument("--stds", default=None, help="scale detector's blur stds (default: 0.5,3,5)")
+    p.add_argument("--k-attack", default=None,
+                   help="adaptive attacker's patch counts, 0 = the plain attack (default: 0,1,5,10,50)")
+    p.add_argument("--frame", type=frame_size, default=None, metavar="HxW",
+                   help="frames are resized to this before attack and scoring (default: 512x1024)")
+    p.add_argument("--patch", type=positive_int, default=None, help="patch side s (default: 256)")
+    p.add_argument("--b-low", type=non_negative_int, default=None, help="pair displacement low (default: 16)")
+    p.add_argument("--b-high", type=positive_int, default=None, help="pair displacement high (default: 32)")
+    p.add_argument("--max-iter", type=positive_int, default=None, help="attack iterations (default: 200)")
+    p.add_argument("--entropy-patches", type=positive_int, default=None,
+                   help="random patches of the Fig. 3 entropy maps (default: 50)")
+    p.add_argument("--skip", default="", help="figures to skip, comma-separated: fig3, fig7, fig8")
+    p.add_argument("--fig8", action="store_true", help="run Fig. 8 with --quick too")
+    p.add_argument("--transfer-models", default=None, metavar="CKPT,CKPT,...",
+                   help="Fig. 8's models (default: train three with different seeds)")
+    p.add_argument("--transfer-steps", type=positive_int, default=None,
+                   help="training steps of each Fig. 8 model (default: 2000; --quick 30)")
+    p.add_argument("--transfer-split", default="train", help="split Fig. 8's models train on (default: train)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _list(text: str, option: str, kind=str) -> tuple:
+    from edge_guard.errors import UserError
+
+    try:
+        values = tuple(kind(v.strip()) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise UserError(f"{option} {text!r} is not a comma-separated list of numbers") from None
+    if not values:
+        raise UserError(f"{option} is empty")
+    return values
+
+
+def settings_from_args(args):
+    """EvalSettings from the parsed arguments: an explicit flag wins over --quick's preset."""
+    from edge_guard.calibration.evaluate import EvalSettings
+
+    preset = QUICK if args.quick else FULL
+
+    def pick(name):
+        value = getattr(args, name)
+        return preset[name] if value is None else value
+
+    skip = set(_list(args.skip, "--skip")) if args.skip else set()
+    if args.quick and not args.fig8:
+        skip.add("fig8")
+    transfer = _list(args.transfer_models, "--transfer-models") if args.transfer_models else ()
+    return EvalSettings(
+        data=str(args.data), out=str(args.out), model=str(args.model), arch=args.arch, split=args.split,
+        benign=pick("benign"), adversarial=pick("adversarial"),
+        methods=_list(pick("methods"), "--methods"), targets=_list(pick("targets"), "--targets"),
+        ks=_list(pick("ks"), "--ks", int), stds=_list(pick("stds"), "--stds", float),
+        k_attack=_list(pick("k_attack"), "--k-attack", int), frame=tuple(pick("frame")),
+        patch=pick("patch"), b_low=pick("b_low"), b_high=pick("b_high"), max_iter=pick("max_iter"),
+        seed=args.seed, entropy_patches=pick("entropy_patches"), skip=tuple(sorted(skip)),
+        transfer_models=transfer, transfer_steps=pick("transfer_steps"),
+        transfer_split=args.transfer_split, transfer_crop=preset["transfer_crop"], quick=bool(args.quick))
+
+
+def run(args) -> int:
+    from edge_guard.cli._offline import pick_device, require_torch
+    from edge_guard.errors import require
+
+    require_torch("evaluate")
+    require("sklearn", "offline", "evaluate (ROC AUC)")
+    require("matplotlib", "offline", "evaluate (figures)")
+    from edge_guard.calibration.evaluate import evaluate
+
+    settings = settings_from_args(args)
+    settings.check()  # one-line errors before the device or the data are touched
+    results = evaluate(settings, device=pick_device(args.device), progress=not args.quiet,
+                       log=(lambda *a: None) if args.quiet else print)
+    print(f"wrote {Path(args.out) / 'report.md'} and results.json ({results['seconds']:.0f} s)")
+    from edge_guard.calibration.report import reading
+
+    print("\n".join(reading(results)))
+    return 0

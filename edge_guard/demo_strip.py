@@ -1,0 +1,115 @@
+"""The demo's PNG strip: thumbnails of chosen frames with their patch pairs and scores, over a
+plot of every frame's score against the threshold (the attacked stretch shaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import UserError
+from .overlay import AMBER, BLACK, GREEN, RED, WHITE, draw_pairs
+
+THUMB_W = 320
+COLUMNS = 4
+CAPTION_H = 44
+PLOT_H = 150
+SHADE = (70, 40, 110)  # BGR: the attacked stretch
+
+
+def pick_frames(n: int, attacked: tuple[int, int], most: int = 8) -> list[int]:
+    """Up to ``most`` frame indices: two before the attack, the attacked frames (evenly
+    thinned to fit), two after."""
+    a, b = attacked
+    before = [i for i in (a - 2, a - 1) if 0 <= i < n]
+    after = [i for i in (b + 1, b + 2) if 0 <= i < n]
+    room = max(1, most - len(before) - len(after))
+    inside = list(range(a, b + 1))
+    if len(inside) > room:
+        inside = sorted({inside[int(round(j))] for j in np.linspace(0, len(inside) - 1, room)})
+    return before + inside + after
+
+
+def _text(img, text, org, scale, colour, thickness=1):
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, BLACK, thickness + 2, cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
+
+
+def thumbnail(frame_bgr: np.ndarray, event: dict, attacked: bool, patch: int) -> np.ndarray:
+    """A THUMB_W-wide copy of the frame with its pairs drawn and a two-line caption below."""
+    h, w = frame_bgr.shape[:2]
+    th = max(1, int(round(h * THUMB_W / w)))
+    img = cv2.resize(frame_bgr, (THUMB_W, th), interpolation=cv2.INTER_AREA)
+    draw_pairs(img, event["pairs"], event["pair_mious"], patch, event["frame_size"], event["threshold"])
+    cap = np.zeros((CAPTION_H, THUMB_W, 3), np.uint8)
+    flagged = bool(event["adversarial"])
+    _text(cap, f"frame {event['frame']}  {'ATTACKED' if attacked else 'clean'}", (6, 17), 0.45,
+          RED if attacked else WHITE)
+    sign = "<" if flagged else ">="
+    _text(cap, f"score {event['score']:.3f} {sign} {event['threshold']:.3f}: "
+               f"{'FLAGGED' if flagged else 'passed'}", (6, 37), 0.45, RED if flagged else GREEN)
+    tile = np.vstack([img, cap])
+    cv2.rectangle(tile, (0, 0), (THUMB_W - 1, tile.shape[0] - 1), RED if flagged else GREEN, 2)
+    return tile
+
+
+def score_plot(events: list[dict], attacked: tuple[int, int], n: int, width: int) -> np.ndarray:
+    """(PLOT_H, width, 3) BGR: score per frame (dots red when flagged), threshold in amber."""
+    img = np.full((PLOT_H, width, 3), 24, np.uint8)
+    left, right, top, bottom = 48, 12, 22, 22
+    pw, ph = width - left - right, PLOT_H - top - bottom
+    scores = [e["score"] for e in events if e.get("score") is not None]
+    threshold = events[0]["threshold"] if events else 0.5
+    lo = max(0.0, min(scores + [threshold]) - 0.05) if scores else 0.0
+    lo = min(lo, 0.95)
+
+    def xy(i, s):
+        x = left + (pw * (i + 0.5) / max(n, 1))
+        y = top + ph * (1.0 - (min(max(s, lo), 1.0) - lo) / (1.0 - lo))
+        return int(round(x)), int(round(y))
+
+    a, b = attacked
+    cv2.rectangle(img, (xy(a - 0.5, 1)[0], top), (xy(b + 0.5, 1)[0], top + ph), SHADE, -1)
+    _text(img, "attacked", (xy(a - 0.5, 1)[0] + 3, top + 14), 0.4, WHITE)
+    cv2.rectangle(img, (left, top), (left + pw, top + ph), (90, 90, 90), 1)
+    ty = xy(0, threshold)[1]
+    cv2.line(img, (left, ty), (left + pw, ty), AMBER, 1)
+    _text(img, f"{threshold:.3f}", (2, ty + 4), 0.35, AMBER)
+    _text(img, "1.0", (14, top + 4), 0.35, WHITE)
+    _text(img, f"{lo:.2f}", (8, top + ph + 4), 0.35, WHITE)
+    _text(img, "score per checked frame (threshold in amber; red: flagged)", (left, 15), 0.42, WHITE)
+    _text(img, "frame 0", (left, PLOT_H - 6), 0.35, WHITE)
+    _text(img, f"frame {n - 1}", (left + pw - 60, PLOT_H - 6), 0.35, WHITE)
+    pts = [xy(e["frame"], e["score"]) for e in events if e.get("score") is not None]
+    if len(pts) >= 2:
+        cv2.polylines(img, [np.array(pts, np.int32).reshape(-1, 1, 2)], False, (200, 200, 200), 1,
+                      cv2.LINE_AA)
+    for e, p in zip([e for e in events if e.get("score") is not None], pts):
+        cv2.circle(img, p, 3, RED if e["adversarial"] else GREEN, -1, cv2.LINE_AA)
+    return img
+
+
+def write_strip(path, frames_bgr: dict, events: list[dict], attacked: tuple[int, int], n: int,
+                patch: int) -> Path:
+    """Write the strip to ``path`` (PNG): thumbnails of :func:`pick_frames` that were checked,
+    COLUMNS per row, above :func:`score_plot`. ``frames_bgr``: {index: (H, W, 3) BGR},
+    ``events``: the stream's frame records."""
+    by_frame = {e["frame"]: e for e in events}
+    chosen = [i for i in pick_frames(n, attacked) if i in by_frame and i in frames_bgr]
+    tiles = [thumbnail(frames_bgr[i], by_frame[i], attacked[0] <= i <= attacked[1], patch)
+             for i in chosen]
+    rows = []
+    if tiles:
+        blank = np.zeros_like(tiles[0])
+        for r in range(0, len(tiles), COLUMNS):
+            row = tiles[r:r + COLUMNS]
+            row += [blank] * (COLUMNS - len(row))
+            rows.append(np.hstack(row))
+    width = COLUMNS * THUMB_W
+    rows.append(score_plot(sorted(events, key=lambda e: e["frame"]), attacked, n, width))
+    strip = np.vstack(rows)
+    path = Path(path)
+    if not cv2.imwrite(str(path), strip):
+        raise UserError(f"cannot write {path}")
+    return path

@@ -1,0 +1,252 @@
+"""`edge-guard evaluate`: the metrics, the paper's table, and a tiny end-to-end run with resume.
+
+The AUC sanity check (one distribution against itself gives 0.5) lives in
+tests/test_calibrate.py::test_auc_is_chance_for_one_distribution_and_one_for_separated_sets.
+"""
+
+import contextlib
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+
+from edge_guard.calibration import evaluate as ev  # noqa: E402
+from edge_guard.calibration.report import paper_auc  # noqa: E402
+from edge_guard.calibration.transfer import cross_metrics  # noqa: E402
+from edge_guard.cli import build_parser, main  # noqa: E402
+from edge_guard.consistency import mean_score  # noqa: E402
+
+FRAME = (64, 128)
+KS, STDS, K_ATTACK = (1, 2), (0.5, 3.0), (0, 1)
+BENIGN, ADVERSARIAL = 3, 2
+
+
+def _run(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(argv)
+    return rc, out.getvalue(), err.getvalue()
+
+
+# ---------------------------------------------------------------- metrics
+
+def test_detection_cell_on_separated_and_overlapping_scores():
+    rng = np.random.default_rng(0)
+    cell = ev.detection_cell(rng.uniform(0.7, 1.0, 120), rng.uniform(0.0, 0.5, 30))
+    assert cell["auc"] == 1.0 and cell["tpr_at_fpr"] == {"0.01": 1.0, "0.05": 1.0}
+    for rule in ("min-benign", "fpr-0.01"):
+        assert cell["detection"][rule]["detection_rate"] == 1.0
+    assert cell["detection"]["min-benign"]["benign_fpr"] == 0.0
+    assert cell["detection"]["fpr-0.01"]["benign_fpr"] <= 0.01
+    # Too few benign frames for a 1% rule: said, not guessed.
+    small = ev.detection_cell([0.9, 0.8, 0.95], [0.1, 0.85])
+    assert "cannot resolve" in small["detection"]["fpr-0.01"]["error"]
+    assert small["auc"] == pytest.approx(5 / 6)
+    # min-benign threshold = 0.8: only 0.1 is below it.
+    assert small["detection"]["min-benign"]["detection_rate"] == 0.5
+
+
+def test_tpr_at_fpr_reads_the_roc():
+    benign = np.linspace(0.5, 1.0, 100)           # lowest benign 0.5, next 0.505...
+    adversarial = np.array([0.1, 0.2, 0.502, 0.9])
+    assert ev.tpr_at_fpr(benign, adversarial, 0.0) == 0.5        # below every benign score
+    assert ev.tpr_at_fpr(benign, adversarial, 0.01) == 0.75      # one benign frame may go
+    assert ev.tpr_at_fpr(benign, adversarial, 1.0) == 1.0
+
+
+def test_spatial_scores_at_k_are_the_runtime_mean_of_the_first_k_pairs():
+    pairs = [[1.0, 0.5, 0.25, 0.0], [0.2, 0.4, 0.6, 0.8]]
+    assert ev.spatial_at(pairs, 1).tolist() == [1.0, pytest.approx(0.2)]
+    assert ev.spatial_at(pairs, 3)[1] == mean_score([0.2, 0.4, 0.6])
+    assert ev.spatial_at(pairs, 4)[0] == 0.4375
+
+
+def test_paper_table1_lookup():
+    assert paper_auc("scale", 3, "dag", "emblem", True) == 0.0          # Kitty, adaptive
+    assert paper_auc("scale", 5.0, "houdini", "pure", True) == 0.71
+    assert paper_auc("spatial", 1, "houdini", "pure", False) == 0.94
+    assert paper_auc("spatial", 50, "dag", "emblem", True) == 1.0
+    assert paper_auc("spatial", 2, "dag", "pure", False) is None         # not a paper K
+    assert paper_auc("spatial", 1, "dag", "strip", False) is None        # not a paper target
+
+
+def test_cross_metrics_exclude_pixels_already_on_target():
+    target = np.array([[1, 1, 2, 255]], np.uint8)
+    clean = np.array([[1, 0, 0, 0]], np.uint8)      # pixel 0 is already the target: excluded
+    pred = np.array([[1, 1, 0, 2]], np.uint8)
+    m = cross_metrics(pred, target, clean, 19)
+    assert m["pixels"] == 2 and m["success"] == 0.5
+    # over pixels 1, 2: pred (1, 0) vs target (1, 2): IoU_1 = 1, IoU_0 = 0, IoU_2 = 0
+    assert m["miou"] == pytest.approx(1 / 3)
+
+
+def test_plan_covers_plain_scale_and_every_k_attack():
+    s = ev.EvalSettings(data="d", out="o", model="m", methods=("dag",), targets=("pure", "emblem"),
+                        ks=(1, 5), k_attack=(0, 1, 10))
+    names = [a.name for a in ev.plan_attacks(s)]
+    assert names == ["dag_pure_plain", "dag_emblem_plain", "dag_pure_scale", "dag_emblem_scale",
+                     "dag_pure_spatial1", "dag_pure_spatial10", "dag_emblem_spatial1", "dag_emblem_spatial10"]
+    s.skip = ("fig7",)     # Table 1 still needs K_attack = K where both grids have it
+    assert [a.name for a in ev.plan_attacks(s) if a.kind == "spatial"] == ["dag_pure_spatial1", "dag_emblem_spatial1"]
+
+
+def test_quick_preset_and_explicit_flags():
+    from edge_guard.cli.evaluate import settings_from_args
+
+    parser = build_parser()
+    s = settings_from_args(parser.parse_args(["evaluate", "--data", ".", "--out", "o", "--quick"]))
+    assert (s.benign, s.adversarial, s.frame, s.patch, s.max_iter) == (8, 4, (128, 256), 96, 20)
+    assert s.ks == (1, 5) and s.targets == ("pure",) and "fig8" in s.skip
+    s.check()
+    s = settings_from_args(parser.parse_args(["evaluate", "--data", ".", "--out", "o", "--quick",
+                                              "--benign", "12", "--fig8", "--ks", "1,5,10"]))
+    assert s.benign == 12 and s.ks == (1, 5, 10) and "fig8" not in s.skip
+    s = settings_from_args(parser.parse_args(["evaluate", "--data", ".", "--out", "o"]))
+    assert (s.benign, s.adversarial, s.frame, s.patch, s.b_low, s.b_high) == (100, 50, (512, 1024), 256, 16, 32)
+    assert s.ks == (1, 5, 10, 50) and s.stds == (0.5, 3.0, 5.0) and s.k_attack == (0, 1, 5, 10, 50)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--methods", "fgsm"], "--methods fgsm"),
+    (["--targets", "kitty"], "--targets kitty"),
+    (["--skip", "fig9"], "--skip fig9"),
+    (["--ks", "1,x"], "comma-separated"),
+    (["--frame", "64x64", "--patch", "60"], "too small"),
+    (["--fig8", "--transfer-models", "a.pt"], "at least 2"),
+])
+def test_user_mistakes_exit_2_in_one_line(tmp_path, extra, message):
+    rc, _, stderr = _run(["evaluate", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                          "--quick", "--quiet", *extra])
+    assert rc == 2, stderr
+    assert stderr.count("\n") == 1 and stderr.startswith("edge-guard evaluate: error:")
+    assert message in stderr
+
+
+# ---------------------------------------------------------------- end to end
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    from edge_guard.calibration.data.layout import write_split
+    from edge_guard.calibration.models import build_segmenter
+    from edge_guard.calibration.models.checkpoint import save_checkpoint
+
+    root = tmp_path_factory.mktemp("evaluate")
+    ckpts = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        ckpts.append(save_checkpoint(root / f"tiny{seed}.pt",
+                                     build_segmenter("edge_small", width=16, dilations=(1, 2))))
+    write_split(root / "data", split="val", frames=BENIGN, size=FRAME, seed=5, progress=False)
+    write_split(root / "data", split="train", frames=2, size=FRAME, seed=6, progress=False)
+    return {"root": root, "ckpts": ckpts, "data": root / "data"}
+
+
+def _args(ws, out):
+    return ["evaluate", "--model", str(ws["ckpts"][0]), "--data", str(ws["data"]), "--out", str(out),
+            "--frame", f"{FRAME[0]}x{FRAME[1]}", "--patch", "48", "--b-low", "4", "--b-high", "8",
+            "--ks", ",".join(map(str, KS)), "--stds", ",".join(map(str, STDS)),
+            "--k-attack", ",".join(map(str, K_ATTACK)), "--methods", "dag,houdini", "--targets", "pure",
+            "--max-iter", "3", "--benign", str(BENIGN), "--adversarial", str(ADVERSARIAL),
+            "--entropy-patches", "6", "--transfer-models", ",".join(map(str, ws["ckpts"])),
+            "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def evaluated(workspace):
+    out = workspace["root"] / "eval"
+    t0 = time.perf_counter()
+    rc, stdout, stderr = _run(_args(workspace, out))
+    first = time.perf_counter() - t0
+    assert rc == 0, stderr
+    return out, stdout, first
+
+
+def test_results_have_every_cell(evaluated):
+    out, stdout, _ = evaluated
+    assert "report.md" in stdout and "Table 1" in stdout
+    res = json.loads((out / "results.json").read_text())
+    assert res["format"] == "edge-guard-evaluate" and res["sample_sizes"] == {"benign": BENIGN, "adversarial": ADVERSARIAL}
+    rows = res["table1"]
+    assert len(rows) == (len(STDS) + len(KS)) * 2 * 1 * 2          # params x methods x targets x adaptive
+    for r in rows:
+        if r["detector"] == "spatial" and r["adaptive"] and r["param"] not in K_ATTACK:
+            assert r["auc"] is None and "K_attack=2" in r["missing"]
+            continue
+        assert 0.0 <= r["auc"] <= 1.0
+        assert set(r["tpr_at_fpr"]) == {"0.01", "0.05"}
+        assert r["benign_frames"] == BENIGN and r["adversarial_frames"] == ADVERSARIAL
+        assert "threshold" in r["detection"]["min-benign"] and "error" in r["detection"]["fpr-0.01"]
+    by = {(r["detector"], r["param"], r["method"], r["adaptive"]): r for r in rows}
+    assert by[("spatial", 1, "dag", False)]["paper_auc"] == 0.91
+    assert by[("scale", 3.0, "houdini", True)]["paper_auc"] == 0.97
+    assert set(res["attacks"]) == {f"{m}_pure_{k}" for m in ("dag", "houdini") for k in ("plain", "scale", "spatial1")}
+    for a in res["attacks"].values():
+        assert a["frames"] == ADVERSARIAL and 0 <= a["mean"]["success"] <= 1
+    for attack in ("dag_pure", "houdini_pure"):
+        f7 = res["fig7"][attack]
+        assert f7["k_attack"] == [0, 1] and f7["k_defender"] == [1, 2]
+        assert np.array(f7["auc"]).shape == (2, 2)
+    # Fig. 7's K_attack = 0 column is Table 1's plain attack at the same K.
+    assert res["fig7"]["dag_pure"]["auc"][0][0] == by[("spatial", 1, "dag", False)]["auc"]
+    f8 = res["fig8"]
+    assert [m["label"] for m in f8["models"]] == ["A", "B", "C"] and f8["target"] == "pure"
+    for m in ("dag", "houdini"):
+        assert np.array(f8["methods"][m]["success"]).shape == (3, 3)
+        assert np.array(f8["methods"][m]["miou"]).shape == (3, 3)
+    assert res["fig3"]["patches"] == 6 and set(res["fig3"]["maps"]) == {"benign", "dag_pure", "houdini_pure"}
+    assert len(res["roc"]) == sum(r["auc"] is not None for r in rows)
+    for name in ("roc_spatial.png", "roc_scale.png", "fig7_k_attack.png", "fig3_entropy.png", "fig8_transfer.png"):
+        assert (out / name).stat().st_size > 1000, name
+    assert set(res["figures"].values()) >= {"roc_spatial.png", "fig7_k_attack.png", "fig8_transfer.png"}
+
+
+def test_report_is_generated_from_the_numbers(evaluated):
+    out, _, _ = evaluated
+    report = (out / "report.md").read_text()
+    res = json.loads((out / "results.json").read_text())
+    assert "## Reading" in report and "below a report's minimum" in report
+    assert "## Table 1" in report and "## Fig. 7" in report and "## Fig. 3" in report and "## Fig. 8" in report
+    for png in ("roc_spatial.png", "fig7_k_attack.png", "fig3_entropy.png", "fig8_transfer.png"):
+        assert f"]({png})" in report
+    cell = next(r for r in res["table1"] if r["detector"] == "spatial" and r["param"] == 1 and not r["adaptive"])
+    assert f"{cell['auc']:.2f} (0.91)" in report
+    compared = [r for r in res["table1"] if r.get("auc") is not None and r["paper_auc"] is not None]
+    near = sum(abs(r["auc"] - r["paper_auc"]) <= 0.05 for r in compared)
+    assert f"{near} of {len(compared)} cells" in report
+
+
+def test_a_second_run_reuses_attacks_and_scores(evaluated, workspace):
+    out, _, first = evaluated
+    before = {p: p.stat().st_mtime_ns for p in (out / "attacks").rglob("*.png")}
+    before.update({p: p.stat().st_mtime_ns for p in (out / "scores").glob("*.json")})
+    auc_before = [r.get("auc") for r in json.loads((out / "results.json").read_text())["table1"]]
+    t0 = time.perf_counter()
+    rc, _, stderr = _run(_args(workspace, out))
+    second = time.perf_counter() - t0
+    assert rc == 0, stderr
+    after = {p: p.stat().st_mtime_ns for p in before}
+    assert after == before                                  # no frame re-attacked, no score recomputed
+    assert [r.get("auc") for r in json.loads((out / "results.json").read_text())["table1"]] == auc_before
+    assert second < first
+
+
+def test_fig8_trains_its_models_when_none_are_given(workspace, tmp_path):
+    from edge_guard.calibration.models.checkpoint import load_segmenter
+    from edge_guard.calibration.transfer import _train_models
+
+    s = ev.EvalSettings(data=str(workspace["data"]), out=str(tmp_path), model=str(workspace["ckpts"][0]),
+                        transfer_steps=2, transfer_crop=32, quick=True)
+    _, meta = load_segmenter(workspace["ckpts"][0])
+    paths = _train_models(s, meta, progress=False, log=lambda *a: None)
+    seeds = [load_segmenter(p)[1]["train"]["config"]["seed"] for p in paths]
+    assert [p.name for p in paths] == ["model_A.pt", "model_B.pt", "model_C.pt"] and seeds == [1, 2, 3]
+    assert load_segmenter(paths[0])[1]["model_kwargs"] == meta["model_kwargs"]
+    stamp = [p.stat().st_mtime_ns for p in paths]
+    _train_models(s, meta, progress=False, log=lambda *a: None)      # trained already: reused
+    assert [p.stat().st_mtime_ns for p in paths] == stamp
