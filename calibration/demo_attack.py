@@ -72,7 +72,7 @@ def _progress(total: int, enabled: bool):
 
 def attack_frames(model_path, frames: dict, *, iters: int, step: float, threshold: float = 0.99,
                   seed: int = 0, target: str = "scene", progress: bool = True,
-                  threads: Optional[int] = None,
+                  threads: Optional[int] = None, device: Optional[str] = None,
                   on_frame: Optional[Callable] = None) -> dict:
     """Attack each frame of ``frames`` {index: (image RGB uint8 (H, W, 3), labels (H, W))} of
     the drive ``seed`` toward ``target`` (see :data:`TARGETS`).
@@ -81,16 +81,19 @@ def attack_frames(model_path, frames: dict, *, iters: int, step: float, threshol
     that count on target: all, or for ``vanish`` the people and vehicles), counted (which),
     clean_success, miou, linf and l2 (RMS) in 0..255 levels, iterations, seconds,
     movable_seen_clean / movable_seen_adv (fraction of true person/vehicle pixels the model
-    calls a person or vehicle; None without any). ``on_frame(index, adv, record)`` is
-    called as each frame finishes (for a cache). The progress bar counts gradient steps.
+    calls a person or vehicle; None without any). ``on_frame(index, adv, record, maps)`` is
+    called as each frame finishes (for a cache); maps: {"clean", "attacked", "target"} label
+    maps (H, W) uint8, the model's predictions and the target. The progress bar counts gradient steps.
+    ``device``: default the GPU when PyTorch sees one, else the CPU.
     """
     if threads:
         torch.set_num_threads(int(threads))
-    segmenter, _ = load_segmenter(Path(model_path).expanduser())
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    segmenter, _ = load_segmenter(Path(model_path).expanduser(), map_location=device)
     if segmenter.num_classes != NUM_CLASSES:
         raise UserError(f"{model_path} predicts {segmenter.num_classes} classes; the demo's targets "
                         f"use the {NUM_CLASSES} Cityscapes train ids")
-    segmenter.eval()
+    segmenter = segmenter.to(device).eval()
     for p in segmenter.parameters():
         p.requires_grad_(False)
     per_frame = iters + 1  # DAG's forwards: one per step, one to judge the last
@@ -105,13 +108,14 @@ def attack_frames(model_path, frames: dict, *, iters: int, step: float, threshol
         for done, (index, (image, labels)) in enumerate(sorted(frames.items())):
             goal = demo_target(target, labels, seed)
             x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(255)
-            t = torch.from_numpy(goal.astype(np.int64))[None]
+            x = x.to(device)
+            t = torch.from_numpy(goal.astype(np.int64))[None].to(device)
             movable = np.isin(labels, MOVABLE)
             mask = None
             if target == "vanish" and movable.any():
-                mask = torch.from_numpy(movable)[None]
+                mask = torch.from_numpy(movable)[None].to(device)
             with torch.no_grad():
-                clean_pred = segmenter(x).argmax(1)[0].numpy()
+                clean_pred = segmenter(x).argmax(1)[0].cpu().numpy()
             res = dag(counted, x, t, mask=mask, gamma=step, max_iter=iters, threshold=threshold,
                       quantize=True)
             adv = (res.images[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
@@ -132,7 +136,9 @@ def attack_frames(model_path, frames: dict, *, iters: int, step: float, threshol
             bar.refresh()
             out[index] = (adv, record)
             if on_frame is not None:
-                on_frame(index, adv, record)
+                maps = {"clean": clean_pred.astype(np.uint8),
+                        "attacked": res.prediction[0].numpy().astype(np.uint8), "target": goal}
+                on_frame(index, adv, record, maps)
     finally:
         bar.close()
     return out
@@ -165,5 +171,5 @@ def write_demo_frames(model_path, bundle_dir, out, *, seed: int, frames: int, at
     clip = render(seed, frames, size)
     attack_frames(model_path, {i: clip[i] for i in range(first, last + 1)}, iters=iters, step=STEP,
                   threshold=THRESHOLD, seed=seed, target=target, progress=progress, threads=threads,
-                  on_frame=lambda i, adv, rec: store.save(i, clip[i][0], adv, rec))
+                  on_frame=lambda i, adv, rec, maps: store.save(i, clip[i][0], adv, rec, maps))
     return store.frames

@@ -33,7 +33,7 @@ from .paths import ASSETS, DEFAULT_MODEL
 
 DEFAULT_SEED = 7
 DEFAULT_FRAMES = 40
-DEFAULT_ITERS = 30
+DEFAULT_ITERS = 25
 DEFAULT_OUT = Path("edge-guard-demo")
 #: DAG's step: twice the paper's 0.5/255, so that the demo's few steps get far.
 STEP = 1.0 / 255
@@ -75,6 +75,8 @@ class DemoOptions:
 
 @dataclass
 class DemoResult:
+    """What :func:`run_demo` did and measured (:func:`report` prints it)."""
+
     mode: str                            # "live" or "shipped"
     reason: str                          # why that mode
     target: str
@@ -282,7 +284,8 @@ def run_demo(opts: DemoOptions, say=print) -> DemoResult:
                               threshold=THRESHOLD, seed=seed, target=settings["target"],
                               progress=opts.progress,
                               threads=opts.threads,
-                              on_frame=lambda i, adv, rec: store.save(i, clip[i][0], adv, rec))
+                              on_frame=lambda i, adv, rec, maps: store.save(i, clip[i][0], adv, rec,
+                                                                            maps))
                 attack_seconds = time.perf_counter() - t0
         else:
             say(f"replaying the adversarial frames shipped in {opts.shipped_dir} "
@@ -323,7 +326,10 @@ def run_demo(opts: DemoOptions, say=print) -> DemoResult:
     events = [e for e in read_events(events_path) if e.get("type") == "frame"]
     from .demo_strip import write_strip
 
-    write_strip(strip, dict(enumerate(frames_bgr)), events, attacked, n, bundle.patch_size)
+    middle = indices[len(indices) // 2]
+    views = store.label_maps(middle)
+    write_strip(strip, dict(enumerate(frames_bgr)), events, attacked, n, bundle.patch_size,
+                model_view=(middle, views) if views else None)
     return DemoResult(mode=mode, reason=reason, target=store.settings["target"], seed=seed, frames=n,
                       size=tuple(size),
                       attacked=tuple(attacked), attack=records, attack_seconds=attack_seconds,

@@ -7,6 +7,9 @@ A folder (the attack cache in ``--out``, or the frames shipped in ``assets/demo`
                                     model_sha256, ...},
                        "frames": {"16": {"file", "clean_sha256", "success", "linf", ...}, ...}}
     delta_0016.xz     adversarial - clean + 128: the (H, W, 3) uint8 RGB bytes, xz-compressed
+    clean_0016.png, attacked_0016.png, target_0016.png
+                      optional label maps (train ids, 8-bit PNG): the model's prediction on
+                      the clean and the attacked frame, and the attack's target
 
 Why perturbations: a generated 512x1024 frame carries sensor noise and is ~0.8 MB as PNG,
 but the clip re-renders byte for byte from its seed and a DAG perturbation is mostly 0 and
@@ -22,9 +25,12 @@ import json
 import lzma
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .errors import UserError
+
+LABEL_MAPS = ("clean", "attacked", "target")
 
 FORMAT = "edge-guard-demo-frames"
 VERSION = 1
@@ -113,9 +119,22 @@ class FrameStore:
         rec["clean_match"] = rec.get("clean_sha256") == frame_sha256(clean)
         return adv, rec
 
-    def save(self, index: int, clean: np.ndarray, adv: np.ndarray, record: dict) -> None:
-        """Store frame ``index``'s perturbation and record; the manifest is rewritten at once,
-        so an interrupted attack keeps the frames it finished."""
+    def label_maps(self, index: int) -> dict:
+        """{name: (H, W) uint8 train ids} of the label maps stored with frame ``index``
+        (LABEL_MAPS; those missing or unreadable are left out)."""
+        rec = self.frames.get(str(int(index))) or {}
+        out = {}
+        for name, file in (rec.get("label_maps") or {}).items():
+            labels = cv2.imread(str(self.folder / file), cv2.IMREAD_UNCHANGED)
+            if labels is not None and labels.ndim == 2:
+                out[name] = labels
+        return out
+
+    def save(self, index: int, clean: np.ndarray, adv: np.ndarray, record: dict,
+             label_maps: dict | None = None) -> None:
+        """Store frame ``index``'s perturbation, record and optional label maps ({name in
+        LABEL_MAPS: (H, W) uint8}); the manifest is rewritten at once, so an interrupted
+        attack keeps the frames it finished."""
         if not self.writable:
             raise RuntimeError("this FrameStore is read-only")
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -125,8 +144,16 @@ class FrameStore:
             (self.folder / name).write_bytes(lzma.compress(delta.tobytes(), preset=9))
         except OSError as exc:
             raise UserError(f"cannot write {self.folder / name}: {exc.strerror or exc}") from None
+        maps = {}
+        for key, labels in (label_maps or {}).items():
+            if key not in LABEL_MAPS:
+                raise ValueError(f"unknown label map {key!r}: one of {', '.join(LABEL_MAPS)}")
+            file = f"{key}_{int(index):04d}.png"
+            if not cv2.imwrite(str(self.folder / file), np.asarray(labels, np.uint8)):
+                raise UserError(f"cannot write {self.folder / file}")
+            maps[key] = file
         self.frames[str(int(index))] = {**record, "file": name, "shape": list(delta.shape),
-                                        "clean_sha256": frame_sha256(clean)}
+                                        "clean_sha256": frame_sha256(clean), "label_maps": maps}
         self.write()
 
     def write(self) -> None:

@@ -1,5 +1,7 @@
-"""The demo's PNG strip: thumbnails of chosen frames with their patch pairs and scores, over a
-plot of every frame's score against the threshold (the attacked stretch shaded)."""
+"""The demo's PNG strip: thumbnails of chosen frames with their patch pairs and scores; when
+the attack stored them, a row with what the model makes of one attacked frame (clean,
+attacked, the attacker's target); and a plot of every frame's score against the threshold
+(the attacked stretch shaded)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .classes import colorize
 from .errors import UserError
 from .overlay import AMBER, BLACK, GREEN, RED, WHITE, draw_pairs
 
@@ -54,6 +57,33 @@ def thumbnail(frame_bgr: np.ndarray, event: dict, attacked: bool, patch: int) ->
     return tile
 
 
+def _captioned(img_bgr: np.ndarray, lines: list, colour=WHITE, labels: bool = False) -> np.ndarray:
+    """A THUMB_W-wide copy with up to two caption lines below (``labels``: no blending)."""
+    h, w = img_bgr.shape[:2]
+    th = max(1, int(round(h * THUMB_W / w)))
+    img = cv2.resize(img_bgr, (THUMB_W, th),
+                     interpolation=cv2.INTER_NEAREST if labels else cv2.INTER_AREA)
+    cap = np.zeros((CAPTION_H, THUMB_W, 3), np.uint8)
+    for k, text in enumerate(lines[:2]):
+        _text(cap, text, (6, 17 + 20 * k), 0.45, colour if k == 0 else WHITE)
+    return np.vstack([img, cap])
+
+
+def model_view_row(index: int, frame_bgr: np.ndarray, maps: dict) -> list:
+    """Tiles: the attacked frame, then the model's labels on the clean and on the attacked
+    frame and the attacker's target (those present in ``maps``), in the Cityscapes palette."""
+    tiles = [_captioned(frame_bgr, [f"frame {index} as sent (attacked)",
+                                    "(the perturbation is too faint to see)"], RED)]
+    captions = {"clean": ["the model on the clean frame", "(what it sees without the attack)"],
+                "attacked": ["the model on the attacked frame", "(what the attack made it see)"],
+                "target": ["the attacker's target", "(no people, no vehicles)"]}
+    for name in ("clean", "attacked", "target"):
+        if name in maps:
+            tiles.append(_captioned(cv2.cvtColor(colorize(maps[name]), cv2.COLOR_RGB2BGR),
+                                    captions[name], RED if name == "attacked" else WHITE, labels=True))
+    return tiles
+
+
 def score_plot(events: list[dict], attacked: tuple[int, int], n: int, width: int) -> np.ndarray:
     """(PLOT_H, width, 3) BGR: score per frame (dots red when flagged), threshold in amber."""
     img = np.full((PLOT_H, width, 3), 24, np.uint8)
@@ -91,21 +121,24 @@ def score_plot(events: list[dict], attacked: tuple[int, int], n: int, width: int
 
 
 def write_strip(path, frames_bgr: dict, events: list[dict], attacked: tuple[int, int], n: int,
-                patch: int) -> Path:
+                patch: int, model_view: tuple | None = None) -> Path:
     """Write the strip to ``path`` (PNG): thumbnails of :func:`pick_frames` that were checked,
-    COLUMNS per row, above :func:`score_plot`. ``frames_bgr``: {index: (H, W, 3) BGR},
-    ``events``: the stream's frame records."""
+    COLUMNS per row, then :func:`model_view_row` when ``model_view`` = (index, label maps) is
+    given, then :func:`score_plot`. ``frames_bgr``: {index: (H, W, 3) BGR}, ``events``: the
+    stream's frame records."""
     by_frame = {e["frame"]: e for e in events}
     chosen = [i for i in pick_frames(n, attacked) if i in by_frame and i in frames_bgr]
     tiles = [thumbnail(frames_bgr[i], by_frame[i], attacked[0] <= i <= attacked[1], patch)
              for i in chosen]
+    groups = [tiles[r:r + COLUMNS] for r in range(0, len(tiles), COLUMNS)]
+    if model_view is not None and model_view[0] in frames_bgr:
+        groups.append(model_view_row(model_view[0], frames_bgr[model_view[0]], model_view[1]))
     rows = []
-    if tiles:
-        blank = np.zeros_like(tiles[0])
-        for r in range(0, len(tiles), COLUMNS):
-            row = tiles[r:r + COLUMNS]
-            row += [blank] * (COLUMNS - len(row))
-            rows.append(np.hstack(row))
+    for row in groups:
+        height = max(t.shape[0] for t in row)
+        row = [np.vstack([t, np.zeros((height - t.shape[0], THUMB_W, 3), np.uint8)]) for t in row]
+        row += [np.zeros((height, THUMB_W, 3), np.uint8)] * (COLUMNS - len(row))
+        rows.append(np.hstack(row))
     width = COLUMNS * THUMB_W
     rows.append(score_plot(sorted(events, key=lambda e: e["frame"]), attacked, n, width))
     strip = np.vstack(rows)

@@ -107,7 +107,9 @@ def test_demo_end_to_end(live):
     assert end["frames_checked"] == FRAMES and end["frames_flagged"] == sum(benign) + sum(attacked)
     assert len(_video_frames(out / "checked.mp4")) == FRAMES
     strip = cv2.imread(str(out / "strip.png"))
-    assert strip is not None and strip.shape[1] == 4 * 320
+    # 7 thumbnails (frames 1-7) in two rows, the model's view of frame 4, the score plot.
+    tile = round(SIZE[0] * 320 / SIZE[1]) + 44
+    assert strip is not None and strip.shape[:2] == (3 * tile + 150, 4 * 320)
     # The clip on disk is lossless: clean frames are the rendering, attacked ones its perturbation.
     clip = render_clip(SEED, FRAMES, SIZE)
     video = _video_frames(out / "clip.avi")
@@ -119,6 +121,10 @@ def test_demo_end_to_end(live):
         np.testing.assert_array_equal(video[i], cv2.cvtColor(want, cv2.COLOR_RGB2BGR))
     assert any((store.load(i, clip[i][0])[0] != clip[i][0]).any() for i in range(a, b + 1))
     for i in range(a, b + 1):
+        maps = store.label_maps(i)
+        assert sorted(maps) == ["attacked", "clean", "target"]
+        assert all(m.shape == SIZE and m.dtype == np.uint8 for m in maps.values())
+        assert (maps["target"] < 19).all()
         rec = store.frames[str(i)]
         assert 0 <= rec["success"] <= 1 and rec["iterations"] <= ITERS and rec["linf"] <= ITERS + 1
         assert f"{rec['success']:9.1%}" in stdout
@@ -272,6 +278,12 @@ def test_perturbations_round_trip_exactly(tmp_path):
     assert rec["clean_match"] and rec["success"] == 0.5 and rec["clean_sha256"] == frame_sha256(clean)
     assert not again.load(4, clean[::-1].copy())[1]["clean_match"]
     assert not FrameStore(tmp_path, {**settings, "seed": 2}).has(4)  # other settings: a cache miss
+    labels = rng.integers(0, 19, (16, 24), dtype=np.uint8)
+    store.save(5, clean, adv, {}, {"target": labels})
+    np.testing.assert_array_equal(FrameStore.open(tmp_path).label_maps(5)["target"], labels)
+    assert FrameStore.open(tmp_path).label_maps(4) == {}
+    with pytest.raises(ValueError):
+        store.save(6, clean, adv, {}, {"logits": labels})
 
 
 def test_ranges_and_strip_choice():

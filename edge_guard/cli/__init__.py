@@ -32,9 +32,10 @@ Detect adversarial camera frames for semantic segmentation at frame rate, with t
 spatial-consistency check of Xiao et al. (ECCV 2018): segment K random pairs of
 overlapping patches and flag the frame when their overlaps disagree.
 
+Start with `edge-guard demo`: the whole story on the shipped model in one command.
 On the vehicle (numpy, opencv, onnxruntime or TensorRT): check, run, build-engine.
 Offline (the `offline` extra, i.e. PyTorch): generate, train, evaluate-seg, attack,
-export, calibrate. Every --model option defaults to the small model shipped with the
+export, calibrate, evaluate. Every --model option defaults to the small model shipped with the
 package, every --bundle option to the calibrated bundle shipped beside it.
 `edge-guard COMMAND --help` explains each command with an example.
 """
