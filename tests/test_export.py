@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 from edge_guard.calibration.models import build_segmenter  # noqa: E402
 from edge_guard.calibration.models.checkpoint import save_checkpoint  # noqa: E402
 from edge_guard.cli import main  # noqa: E402
+from edge_guard.paths import DEFAULT_MODEL  # noqa: E402
 
 PATCH = 64
 
@@ -221,3 +222,15 @@ def test_judge_tolerances():
         judge(parity(0.999, 0.001, fpr_ref=0.01, fpr_test=0.05), "fp16", "x")
     # With 10 frames one extra false positive (0.1) is the resolution of the rate: allowed.
     assert judge(parity(0.999, 0.001, fpr_ref=0.0, fpr_test=0.1, frames=10), "fp16", "x")["passed"]
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="shipped model not trained yet")
+def test_export_of_the_shipped_model_verifies_itself(tmp_path):
+    """The default `edge-guard export` (no --model) on the shipped checkpoint: parity + TRT check."""
+    rc, stdout, stderr = _run(["export", "--out", str(tmp_path / "b"), "--patch", "128",
+                               "--verify-pairs", "4", "--verify-size", "256x512"])
+    assert rc == 0, stderr
+    record = json.loads((tmp_path / "b" / "export.json").read_text())
+    assert record["verification"]["label_agreement"] >= 0.999
+    assert record["verification"]["pair_miou_diff"] <= 1e-3
+    assert record["trt_compat"]["ok"] and record["model"]["architecture"] == "edge_small"
