@@ -20,11 +20,10 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from edge_guard.classes import NUM_CLASSES
 from edge_guard.errors import UserError
 
 from .attacks import dag
-from .models.checkpoint import load_segmenter
+from .attacks.run import load_attack_model
 from .targets import MOVABLE, make_target
 
 TARGETS = ("scene", "vanish")
@@ -89,13 +88,7 @@ def attack_frames(model_path, frames: dict, *, iters: int, step: float, threshol
     if threads:
         torch.set_num_threads(int(threads))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    segmenter, _ = load_segmenter(Path(model_path).expanduser(), map_location=device)
-    if segmenter.num_classes != NUM_CLASSES:
-        raise UserError(f"{model_path} predicts {segmenter.num_classes} classes; the demo's targets "
-                        f"use the {NUM_CLASSES} Cityscapes train ids")
-    segmenter = segmenter.to(device).eval()
-    for p in segmenter.parameters():
-        p.requires_grad_(False)
+    segmenter, _ = load_attack_model(model_path, device=device)
     per_frame = iters + 1  # DAG's forwards: one per step, one to judge the last
     bar = _progress(per_frame * len(frames), progress)
 

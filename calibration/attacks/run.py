@@ -90,6 +90,24 @@ def detector_geometry(height: int, patch_size=None, b_low=None, b_high=None) -> 
     return s, lo, hi
 
 
+def load_attack_model(model_path, arch=None, device="cpu"):
+    """(Segmenter in eval mode on `device` with frozen weights, meta) for attacking.
+
+    The targets are Cityscapes train ids, so a model with another class count is refused.
+    """
+    from edge_guard.calibration.models.checkpoint import load_segmenter
+
+    model_path = Path(model_path).expanduser()
+    segmenter, meta = load_segmenter(model_path, arch=arch, map_location=device)
+    if segmenter.num_classes != NUM_CLASSES:
+        raise UserError(f"{model_path} predicts {segmenter.num_classes} classes, but the targets "
+                        f"and data use the {NUM_CLASSES} Cityscapes train ids")
+    segmenter = segmenter.to(device).eval()
+    for p in segmenter.parameters():
+        p.requires_grad_(False)
+    return segmenter, meta
+
+
 def image_seed(seed: int, name: str) -> int:
     """A per-frame seed: the same frame gets the same target in every run and order."""
     return int(np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]).generate_state(1)[0])
@@ -196,7 +214,6 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
     """Attack the first ``limit`` frames of ``data``/``split`` into ``out``; returns the
     manifest's summary. See the module docstring for the layout."""
     from edge_guard.calibration.data.folders import open_dataset
-    from edge_guard.calibration.models.checkpoint import load_segmenter
 
     s = settings.resolved()
     data = Path(data).expanduser()
@@ -206,13 +223,7 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
     if len(frames) == 0:
         raise DataError(f"{data} has no frames in split {split!r}")
     model_path = Path(model_path).expanduser()
-    segmenter, meta = load_segmenter(model_path, arch=arch)
-    if segmenter.num_classes != NUM_CLASSES:
-        raise UserError(f"{model_path} predicts {segmenter.num_classes} classes, but the targets "
-                        f"and data use the {NUM_CLASSES} Cityscapes train ids")
-    segmenter = segmenter.to(device).eval()
-    for p in segmenter.parameters():
-        p.requires_grad_(False)
+    segmenter, meta = load_attack_model(model_path, arch=arch, device=device)
     height = s.size[0] if s.size else frames[0][0].shape[0]
     s = replace(s, **dict(zip(("patch_size", "b_low", "b_high"),
                               detector_geometry(height, s.patch_size, s.b_low, s.b_high))))
