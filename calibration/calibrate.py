@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_guard.bundle import new_guard_doc, write_guard_json
+from edge_guard.bundle import new_guard_doc, uncalibrated_bundle, write_guard_json
 from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import DataError, UserError
 from edge_guard.guard import Guard
 from edge_guard.patches import check_geometry
 
 from . import threshold as thr
-from .scoring import scoring_bundle, score_frames, torch_segment
+from .scoring import score_frames, torch_segment
 
 ATTACK_FORMAT = "edge-guard-attack"
 STREAM_CALIBRATION, STREAM_HOLDOUT, STREAM_ADVERSARIAL = 0, 1, 2
@@ -225,9 +225,10 @@ def calibrate(checkpoint, data, out, settings: CalibrationSettings | None = None
 
     out = Path(out).expanduser()
     record = export_bundle(checkpoint, out, patch=s.patch, output="labels", arch=arch,
-                           seed=s.seed, frame_size=tuple(s.frame_size), log=log)
+                           seed=s.seed, frame_size=tuple(s.frame_size),
+                           segment_frame=tuple(s.frame_size), log=log)
     model = record["model"]
-    bundle = scoring_bundle(model, s.frame_size, s.b_low, s.b_high, s.k, root=out)
+    bundle = uncalibrated_bundle(model, s.frame_size, s.b_low, s.b_high, s.k, root=out)
     segment = torch_segment(segmenter, device)
 
     warnings = []

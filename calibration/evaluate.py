@@ -212,7 +212,7 @@ class Scorer:
     """Spatial and scale scores of image sets, cached in OUT/scores/<set>.json."""
 
     def __init__(self, s: EvalSettings, segmenter, model_sha: str, device: str, progress: bool):
-        from edge_guard.bundle import Bundle, new_guard_doc
+        from edge_guard.bundle import uncalibrated_bundle
 
         from .scoring import torch_segment
 
@@ -226,9 +226,7 @@ class Scorer:
                  "normalization": {"where": "in-graph", "mean": list(segmenter.mean),
                                    "std": list(segmenter.std)},
                  "output": {"name": "labels", "kind": "labels", "dtype": "int32"}}
-        detector = {"method": "spatial", "patch_size": s.patch, "b_low": s.b_low, "b_high": s.b_high,
-                    "k": self.k_max, "pairing": "independent", "threshold": 0.0}
-        self.bundle = Bundle(root=Path(s.out), doc=new_guard_doc(model, detector, s.frame))
+        self.bundle = uncalibrated_bundle(model, s.frame, s.b_low, s.b_high, self.k_max, root=s.out)
         self.num_classes = segmenter.num_classes
         self.base_key = {"model_sha256": model_sha, "frame": list(s.frame), "patch": s.patch,
                          "b_low": s.b_low, "b_high": s.b_high, "k_max": self.k_max,

@@ -13,13 +13,11 @@ frame and that of its Gaussian-blurred copy.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from edge_guard.bundle import Bundle, new_guard_doc
 from edge_guard.consistency import miou
 from edge_guard.errors import UserError
 from edge_guard.guard import Guard, Verdict
@@ -50,17 +48,6 @@ def torch_segment(segmenter, device="cpu", max_batch: int = 16):
         return np.concatenate(out) if out else np.empty(batch.shape[:3], np.int32)
 
     return segment
-
-
-def scoring_bundle(model: dict, frame_size, b_low: int, b_high: int, k: int, root=".") -> Bundle:
-    """An in-memory bundle with the detector geometry, to score frames before a threshold exists.
-
-    ``model``: the guard.json model section written by the exporter. Its threshold is 0 (no
-    score is below it, so nothing is flagged) and it is never written to disk.
-    """
-    detector = {"method": "spatial", "patch_size": int(model["patch_size"]), "b_low": int(b_low),
-                "b_high": int(b_high), "k": int(k), "pairing": "independent", "threshold": 0.0}
-    return Bundle(root=Path(root), doc=new_guard_doc(model, detector, frame_size))
 
 
 def score_frames(guard: Guard, images, progress=None) -> list[Verdict]:

@@ -159,6 +159,13 @@ def _check_model(model: dict) -> None:
     _str(out, "dtype", "model.output", choices=LABEL_DTYPES if kind == "labels" else LOGIT_DTYPES)
 
 
+def check_model_section(model: dict) -> None:
+    """BundleError unless ``model`` is a valid guard.json/export.json model section."""
+    if not isinstance(model, dict):
+        raise BundleError(f"the model section must be an object, got {_kind(model)}")
+    _check_model(model)
+
+
 def _check_detector(det: dict, patch: int) -> None:
     p = "detector"
     _str(det, "method", p, choices=METHODS)
@@ -377,6 +384,18 @@ def new_guard_doc(model: dict, detector: dict, frame_size, evaluation: dict | No
         prov["evaluation"] = evaluation
     return {"schema_version": SCHEMA_VERSION, "model": model, "detector": detector,
             "frame": {"height": height, "width": width}, "provenance": prov}
+
+
+def uncalibrated_bundle(model: dict, frame_size, b_low: int, b_high: int, k: int, root=".") -> Bundle:
+    """An in-memory bundle with a detector geometry but no threshold yet (calibration scores
+    frames with it; ``edge-guard bench`` times an exported model with it).
+
+    ``model``: the guard.json model section written by the exporter. Its threshold is 0 (no
+    score is below it, so nothing is flagged) and it is never written to disk.
+    """
+    detector = {"method": "spatial", "patch_size": int(model["patch_size"]), "b_low": int(b_low),
+                "b_high": int(b_high), "k": int(k), "pairing": "independent", "threshold": 0.0}
+    return Bundle(root=Path(root), doc=new_guard_doc(model, detector, frame_size))
 
 
 def write_guard_json(root, doc: dict) -> Path:

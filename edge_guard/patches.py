@@ -32,6 +32,13 @@ DEFAULT_LOW = 32
 DEFAULT_HIGH = 64
 
 
+def scaled_bounds(patch: int) -> tuple[int, int]:
+    """The paper's (b_low, b_high) = (32, 64) at s = 512, scaled to the patch size s (pixels)."""
+    low = max(1, round(DEFAULT_LOW * patch / DEFAULT_SIZE))
+    high = max(low + 1, round(DEFAULT_HIGH * patch / DEFAULT_SIZE))
+    return low, high
+
+
 def _int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise UserError(f"{name} must be an integer, got {value!r}")

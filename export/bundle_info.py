@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_guard.errors import DataError, UserError
-
-from .parity import scaled_bounds
+from edge_guard.patches import scaled_bounds
 
 PAPER_K = 50  # §5: K = 50 pairs is enough against adaptive attacks
 

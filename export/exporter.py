@@ -10,7 +10,10 @@ Every export checks itself before the file gets its final name:
 3. the TensorRT-compatibility check (trt_compat).
 
 It then writes ``model.onnx`` and ``export.json`` ({"model": section for guard.json,
-"verification": figures, "trt_compat": verdict}). A failed check raises ExportCheckError
+"verification": figures, "trt_compat": verdict}). Given a frame size it also writes
+``segment.onnx``, the same net over the whole frame (plain segmentation, verified the same
+way on one generated frame): the baseline ``edge-guard bench`` measures the guard against;
+export.json's ``segment`` section describes it. A failed check raises ExportCheckError
 (one line with the figures) and leaves no ``model.onnx`` behind.
 """
 
@@ -21,17 +24,21 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from edge_guard import __version__
 from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import UserError
+from edge_guard.patches import scaled_bounds
 
 from .frames import check_frames_fit, default_frame_size, generated_frames
 from .onnx_export import BATCH_DIM, INPUT_NAME, export_onnx
 from .ort_predict import OrtPredictor, torch_predictor
-from .parity import compare_predictors, draw_patch_sets, scaled_bounds
+from .parity import compare_predictors, draw_patch_sets
 from .trt_compat import check_trt_compat
 
 MODEL_FILE = "model.onnx"
+SEGMENT_FILE = "segment.onnx"
 RECORD_FILE = "export.json"
 MIN_AGREEMENT = 0.999
 MAX_MIOU_DIFF = 1e-3
@@ -92,13 +99,50 @@ def verify_against_torch(onnx_path: Path, segmenter, patch: int, frames: int = 2
     return figures
 
 
+def export_segment(segmenter, out_dir: Path, frame: tuple, opset: int = 17, seed: int = 0,
+                   log=print) -> dict:
+    """Write ``segment.onnx`` (uint8 [batch, H, W, 3] RGB -> int32 labels [batch, H, W]) after
+    checking it against PyTorch on one generated frame; returns export.json's ``segment`` section."""
+    import onnx
+
+    h, w = (int(v) for v in frame)
+    final = out_dir / SEGMENT_FILE
+    partial = out_dir / f".{SEGMENT_FILE}.partial"
+    try:
+        export_onnx(segmenter, partial, (h, w), "labels", opset)
+        proto = onnx.load(str(partial))
+        onnx.checker.check_model(proto, full_check=True)
+        compat = check_trt_compat(proto)
+        image = np.stack(generated_frames(1, (h, w), seed))
+        ref = torch_predictor(segmenter)(image)
+        test = OrtPredictor(partial)(image)
+        agreement = float(np.mean(ref == test))
+        log(f"segment.onnx ({h}x{w} frames, plain segmentation for `edge-guard bench`): labels agree "
+            f"with PyTorch on {100 * agreement:.3f}% of {ref.size} pixels; {compat.verdict()}")
+        if agreement < MIN_AGREEMENT:
+            raise ExportCheckError(f"the full-frame graph does not match PyTorch: {100 * agreement:.3f}% "
+                                   f"labels equal (need {100 * MIN_AGREEMENT:.1f}%); nothing was written")
+        os.replace(partial, final)
+    finally:
+        if partial.exists():
+            partial.unlink()
+    return {"file": SEGMENT_FILE, "sha256": sha256_file(final), "frame_size": [h, w],
+            "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "NHWC", "channels": "RGB",
+                      "shape": [BATCH_DIM, h, w, 3]},
+            "output": {"name": "labels", "dtype": "int32", "shape": [BATCH_DIM, h, w]},
+            "verification": {"label_agreement": agreement, "pixels": int(ref.size), "seed": seed},
+            "trt_compat": compat.ok}
+
+
 def export_bundle(checkpoint, out_dir, patch: int = 512, output: str = "labels", opset: int = 17,
                   arch: str | None = None, frames: int = 2, pairs: int = 8, seed: int = 0,
-                  frame_size: tuple | None = None, require_trt: bool = True, log=print) -> dict:
+                  frame_size: tuple | None = None, require_trt: bool = True,
+                  segment_frame: tuple | None = None, log=print) -> dict:
     """Export, verify and write ``model.onnx`` + ``export.json`` into ``out_dir``.
 
     Returns the record written to export.json. ``require_trt=False`` writes a graph that
-    fails the TensorRT check anyway (ONNX Runtime can still run it).
+    fails the TensorRT check anyway (ONNX Runtime can still run it). ``segment_frame``
+    (H, W): also write the full-frame graph ``segment.onnx``.
     """
     import onnx
 
@@ -130,10 +174,14 @@ def export_bundle(checkpoint, out_dir, patch: int = 512, output: str = "labels",
     finally:
         if partial.exists():
             partial.unlink()
+    if not segment_frame and (out_dir / SEGMENT_FILE).exists():
+        (out_dir / SEGMENT_FILE).unlink()  # it holds the previous model's weights
     record = {
         "model": model_section(final, segmenter, patch, output, opset, Path(checkpoint)),
         "verification": figures,
         "trt_compat": compat.as_dict(),
+        "segment": (export_segment(segmenter, out_dir, segment_frame, opset, seed, log)
+                    if segment_frame else None),
         "exported": {"edge_guard": __version__, "torch": _torch_version(), "onnx": onnx.__version__,
                      "time": datetime.now(timezone.utc).isoformat(timespec="seconds")},
     }

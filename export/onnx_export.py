@@ -9,6 +9,9 @@ The graph takes what the crop step produces, uint8 NHWC RGB patches, and normali
 so the GPU crop kernel and the CPU path only gather bytes and agree exactly, and the
 runtime moves s*s int32 labels per patch instead of C*s*s floats. The batch is dynamic
 (named ``batch``), the patch size fixed.
+
+The same net over a whole frame (``size=(H, W)``) is the bundle's ``segment.onnx``: plain
+segmentation, the baseline that ``edge-guard bench`` measures the guard's overhead against.
 """
 
 from __future__ import annotations
@@ -50,30 +53,41 @@ class PatchNet(nn.Module):
         return logits.argmax(dim=1).to(torch.int32)
 
 
-def check_patch_size(segmenter, patch: int) -> None:
-    """Raise UserError unless the net maps an s x s patch to s x s logits."""
-    if patch < 16:
-        raise UserError(f"patch size {patch} is too small: at least 16")
+def _hw(size) -> tuple[int, int]:
+    """int s or (H, W) -> (H, W)."""
+    if isinstance(size, (tuple, list)):
+        return int(size[0]), int(size[1])
+    return int(size), int(size)
+
+
+def check_patch_size(segmenter, patch) -> None:
+    """Raise UserError unless the net maps an input of ``patch`` (s or (H, W)) to logits of that size."""
+    h, w = _hw(patch)
+    what = "patches" if h == w else "frames"
+    if min(h, w) < 16:
+        raise UserError(f"{what} of {h}x{w} are too small: at least 16")
     try:
         with torch.no_grad():
-            out = segmenter(torch.zeros(1, 3, patch, patch))
+            out = segmenter(torch.zeros(1, 3, h, w))
     except RuntimeError as exc:
-        raise UserError(f"model {segmenter.name} cannot segment {patch}x{patch} patches "
-                        f"({str(exc).splitlines()[0]}); try a multiple of 32") from exc
-    if tuple(out.shape) != (1, segmenter.num_classes, patch, patch):
-        raise UserError(f"model {segmenter.name} maps {patch}x{patch} patches to {tuple(out.shape[2:])}: "
-                        "try a patch size that is a multiple of 32")
+        raise UserError(f"model {segmenter.name} cannot segment {h}x{w} {what} "
+                        f"({str(exc).splitlines()[0]}); try multiples of 32") from exc
+    if tuple(out.shape) != (1, segmenter.num_classes, h, w):
+        raise UserError(f"model {segmenter.name} maps {h}x{w} {what} to {tuple(out.shape[2:])}: "
+                        "try sides that are multiples of 32")
 
 
-def export_onnx(segmenter, path, patch: int, output: str = "labels", opset: int = 17) -> Path:
-    """Write the patch graph of ``segmenter`` to ``path`` (one self-contained .onnx file)."""
+def export_onnx(segmenter, path, patch, output: str = "labels", opset: int = 17) -> Path:
+    """Write the graph of ``segmenter`` for inputs of ``patch`` (s, or (H, W) for a full
+    frame) to ``path`` (one self-contained .onnx file)."""
     if opset not in OPSETS:
         raise UserError(f"opset {opset} is not supported: choose {OPSETS.start}..{OPSETS.stop - 1}")
     path = Path(path)
     segmenter = segmenter.eval().cpu()
     check_patch_size(segmenter, patch)
+    h, w = _hw(patch)
     model = PatchNet(segmenter, output).eval()
-    example = torch.zeros(2, patch, patch, 3, dtype=torch.uint8)
+    example = torch.zeros(2, h, w, 3, dtype=torch.uint8)
     batch = torch.export.Dim(BATCH_DIM, min=1, max=4096)
     out_name = output
     # The exporter narrates every step and warns about things that do not concern us

@@ -39,13 +39,6 @@ def draw_patch_sets(frames, patch: int, low: int, high: int, pairs: int, seed: i
     return out
 
 
-def scaled_bounds(patch: int) -> tuple:
-    """The paper's (b_low, b_high) = (32, 64) at s = 512, scaled to the patch size."""
-    low = max(1, round(32 * patch / 512))
-    high = max(low + 1, round(64 * patch / 512))
-    return low, high
-
-
 @dataclass
 class Parity:
     """Figures of predictor B against reference A over the same patch sets."""

@@ -1,7 +1,5 @@
 """`edge-guard calibrate`: threshold rules, AUC, offline scoring = runtime scoring, the command."""
 
-import contextlib
-import io
 import json
 import math
 
@@ -18,9 +16,9 @@ from edge_guard.calibration.data.folders import open_dataset, read_image  # noqa
 from edge_guard.calibration.models import build_segmenter  # noqa: E402
 from edge_guard.calibration.models.checkpoint import load_segmenter, save_checkpoint  # noqa: E402
 from edge_guard.calibration.scoring import blur_ksize, scale_score, scale_scores, torch_segment  # noqa: E402
-from edge_guard.cli import main  # noqa: E402
 from edge_guard.errors import UserError  # noqa: E402
 from edge_guard.guard import Guard  # noqa: E402
+from cli_run import run_cli  # noqa: E402
 
 FRAME = (64, 128)
 PATCH, B_LOW, B_HIGH, K = 48, 4, 8, 5
@@ -136,12 +134,6 @@ def test_scale_score_by_hand():
 
 # ---------------------------------------------------------------- the command, end to end
 
-def _run(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(argv)
-    return rc, out.getvalue(), err.getvalue()
-
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
@@ -184,7 +176,7 @@ def _args(ws, out, *extra):
 @pytest.fixture(scope="module")
 def calibrated(workspace):
     out = workspace["root"] / "bundle"
-    rc, stdout, stderr = _run(_args(workspace, out, "--fpr", "0.1", "--adversarial", str(workspace["noisy"]),
+    rc, stdout, stderr = run_cli(_args(workspace, out, "--fpr", "0.1", "--adversarial", str(workspace["noisy"]),
                                     "--adversarial", str(workspace["plain"])))
     assert rc == 0, stderr
     return out, stdout, stderr
@@ -274,7 +266,7 @@ def test_scale_score_runs_the_torch_model(workspace):
 ])
 def test_user_mistakes_exit_2_in_one_line(workspace, tmp_path, extra, message):
     out = tmp_path / "bundle"
-    rc, stdout, stderr = _run(_args(workspace, out, *extra))
+    rc, stdout, stderr = run_cli(_args(workspace, out, *extra))
     assert rc == 2, stderr
     assert stderr.count("\n") == 1 and stderr.startswith("edge-guard calibrate: error:")
     assert message in stderr
@@ -285,7 +277,7 @@ def test_missing_data_and_adversarial_folders_exit_2(workspace, tmp_path):
     args = _args(workspace, tmp_path / "b", "--fpr", "0.1")
     missing = list(args)
     missing[missing.index("--data") + 1] = str(tmp_path / "nowhere")
-    rc, _, stderr = _run(missing)
+    rc, _, stderr = run_cli(missing)
     assert rc == 2 and "does not exist" in stderr and stderr.count("\n") == 1
-    rc, _, stderr = _run(args + ["--adversarial", str(tmp_path / "no_attack")])
+    rc, _, stderr = run_cli(args + ["--adversarial", str(tmp_path / "no_attack")])
     assert rc == 2 and "adversarial folder" in stderr and stderr.count("\n") == 1

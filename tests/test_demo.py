@@ -1,8 +1,6 @@
 """`edge-guard demo`: end to end at 64x128 (tiny checkpoint, tiny bundle), the attack cache,
 the replay of shipped frames without PyTorch, and the pieces (perturbation store, strip)."""
 
-import contextlib
-import io
 import re
 import subprocess
 import sys
@@ -17,7 +15,6 @@ torch = pytest.importorskip("torch")
 from edge_guard.calibration.data.scenes import render_clip  # noqa: E402
 from edge_guard.calibration.models import build_segmenter  # noqa: E402
 from edge_guard.calibration.models.checkpoint import save_checkpoint  # noqa: E402
-from edge_guard.cli import main  # noqa: E402
 from edge_guard.demo import default_attacked, parse_range  # noqa: E402
 from edge_guard.demo_frames import FrameStore, decode_delta, encode_delta, frame_sha256  # noqa: E402
 from edge_guard.demo_strip import pick_frames  # noqa: E402
@@ -26,16 +23,11 @@ from edge_guard.events import read_events  # noqa: E402
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from tiny_bundle import make_guard_bundle  # noqa: E402
+from cli_run import run_cli  # noqa: E402
 
 SIZE = (64, 128)
 FRAMES, ATTACKED, ITERS, SEED = 12, (3, 5), 3, 7
 
-
-def _run(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(argv)
-    return rc, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +72,7 @@ def _video_frames(path):
 @pytest.fixture(scope="module")
 def live(ws):
     out = ws["root"] / "live"
-    rc, stdout, stderr = _run(_args(ws, out))
+    rc, stdout, stderr = run_cli(_args(ws, out))
     assert rc == 0, stderr
     return out, stdout
 
@@ -137,13 +129,13 @@ def test_second_run_takes_the_attack_from_the_cache(ws, live, monkeypatch):
     calls = []
     real = demo_attack.attack_frames
     monkeypatch.setattr(demo_attack, "attack_frames", lambda *a, **k: calls.append(1) or real(*a, **k))
-    rc, stdout, stderr = _run(_args(ws, out))
+    rc, stdout, stderr = run_cli(_args(ws, out))
     assert rc == 0, stderr
     assert not calls and "taken from the cache" in stdout and "attack time: none, every frame came from the cache" in stdout
-    rc, stdout, stderr = _run(_args(ws, out, "--no-attack-cache"))
+    rc, stdout, stderr = run_cli(_args(ws, out, "--no-attack-cache"))
     assert rc == 0, stderr
     assert calls == [1] and "taken from the cache" not in stdout
-    rc, stdout, stderr = _run(_args(ws, out, "--target", "vanish"))  # other settings: a cache miss
+    rc, stdout, stderr = run_cli(_args(ws, out, "--target", "vanish"))  # other settings: a cache miss
     assert rc == 0, stderr
     assert calls == [1, 1] and "the same street, empty" in stdout
     assert FrameStore.open(out / "attack").settings["target"] == "vanish"
@@ -157,7 +149,7 @@ def test_a_missing_default_checkpoint_falls_back_to_the_shipped_frames(ws, shipp
     result = run_demo(opts, say=lambda text: None)
     assert result.mode == "shipped" and "no model checkpoint" in result.reason
     assert result.attacked == ATTACKED and result.counts["attacked"] == ATTACKED[1] - ATTACKED[0] + 1
-    rc, _, err = _run(_args(ws, tmp_path / "o2") + ["--model", str(tmp_path / "absent.pt")])
+    rc, _, err = run_cli(_args(ws, tmp_path / "o2") + ["--model", str(tmp_path / "absent.pt")])
     assert rc == 2 and "does not exist" in err  # an explicit --model must exist
 
 
@@ -234,13 +226,13 @@ def test_without_torch_the_shipped_frames_are_replayed(ws, shipped, tmp_path):
 def test_shipped_frames_are_of_one_clip(ws, shipped, tmp_path):
     base = ["demo", "--out", str(tmp_path / "o"), "--bundle", str(ws["bundle"]), "--shipped-dir",
             str(shipped), "--shipped-attacks", "--quiet"]
-    rc, _, err = _run(base + ["--seed", "3"])
+    rc, _, err = run_cli(base + ["--seed", "3"])
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "--seed 3" in err
-    rc, _, err = _run(base + ["--attacked", "1-2"])
+    rc, _, err = run_cli(base + ["--attacked", "1-2"])
     assert rc == 2 and "--attacked 1-2" in err
-    rc, _, err = _run(base + ["--target", "vanish"])
+    rc, _, err = run_cli(base + ["--target", "vanish"])
     assert rc == 2 and "--target vanish" in err
-    rc, stdout, err = _run(base + ["--seed", str(SEED), "--iters", "9"])
+    rc, stdout, err = run_cli(base + ["--seed", str(SEED), "--iters", "9"])
     assert rc == 0, err
     assert "--iters 9 is ignored" in stdout
 
@@ -248,15 +240,15 @@ def test_shipped_frames_are_of_one_clip(ws, shipped, tmp_path):
 def test_user_mistakes_are_one_line(ws, tmp_path):
     empty = tmp_path / "nothing"
     empty.mkdir()
-    rc, _, err = _run(["demo", "--out", str(tmp_path / "o"), "--bundle", str(ws["bundle"]),
+    rc, _, err = run_cli(["demo", "--out", str(tmp_path / "o"), "--bundle", str(ws["bundle"]),
                        "--shipped-dir", str(empty), "--shipped-attacks", "--quiet"])
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "no shipped adversarial frames" in err
-    rc, _, err = _run(_args(ws, tmp_path / "o2", "--attacked", "10-14"))
+    rc, _, err = run_cli(_args(ws, tmp_path / "o2", "--attacked", "10-14"))
     assert rc == 2 and "outside the clip" in err
-    rc, _, err = _run(["demo", "--attacked", "5-2"])
+    rc, _, err = run_cli(["demo", "--attacked", "5-2"])
     assert rc == 2 and "not a frame range" in err
     (tmp_path / "file").write_text("x")
-    rc, _, err = _run(_args(ws, tmp_path / "file"))
+    rc, _, err = run_cli(_args(ws, tmp_path / "file"))
     assert rc == 2 and "is a file" in err
 
 

@@ -4,8 +4,6 @@ The AUC sanity check (one distribution against itself gives 0.5) lives in
 tests/test_calibrate.py::test_auc_is_chance_for_one_distribution_and_one_for_separated_sets.
 """
 
-import contextlib
-import io
 import json
 import time
 
@@ -19,19 +17,14 @@ pytest.importorskip("matplotlib")
 from edge_guard.calibration import evaluate as ev  # noqa: E402
 from edge_guard.calibration.report import paper_auc  # noqa: E402
 from edge_guard.calibration.transfer import cross_metrics  # noqa: E402
-from edge_guard.cli import build_parser, main  # noqa: E402
+from edge_guard.cli import build_parser  # noqa: E402
 from edge_guard.consistency import mean_score  # noqa: E402
+from cli_run import run_cli  # noqa: E402
 
 FRAME = (64, 128)
 KS, STDS, K_ATTACK = (1, 2), (0.5, 3.0), (0, 1)
 BENIGN, ADVERSARIAL = 3, 2
 
-
-def _run(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(argv)
-    return rc, out.getvalue(), err.getvalue()
 
 
 # ---------------------------------------------------------------- metrics
@@ -121,7 +114,7 @@ def test_quick_preset_and_explicit_flags():
     (["--fig8", "--transfer-models", "a.pt"], "at least 2"),
 ])
 def test_user_mistakes_exit_2_in_one_line(tmp_path, extra, message):
-    rc, _, stderr = _run(["evaluate", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+    rc, _, stderr = run_cli(["evaluate", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                           "--quick", "--quiet", *extra])
     assert rc == 2, stderr
     assert stderr.count("\n") == 1 and stderr.startswith("edge-guard evaluate: error:")
@@ -161,7 +154,7 @@ def _args(ws, out):
 def evaluated(workspace):
     out = workspace["root"] / "eval"
     t0 = time.perf_counter()
-    rc, stdout, stderr = _run(_args(workspace, out))
+    rc, stdout, stderr = run_cli(_args(workspace, out))
     first = time.perf_counter() - t0
     assert rc == 0, stderr
     return out, stdout, first
@@ -227,7 +220,7 @@ def test_a_second_run_reuses_attacks_and_scores(evaluated, workspace):
     before.update({p: p.stat().st_mtime_ns for p in (out / "scores").glob("*.json")})
     auc_before = [r.get("auc") for r in json.loads((out / "results.json").read_text())["table1"]]
     t0 = time.perf_counter()
-    rc, _, stderr = _run(_args(workspace, out))
+    rc, _, stderr = run_cli(_args(workspace, out))
     second = time.perf_counter() - t0
     assert rc == 0, stderr
     after = {p: p.stat().st_mtime_ns for p in before}

@@ -1,7 +1,5 @@
 """`edge-guard export` / `build-engine --onnx-only`: the graph, its self-verification, fp16 and int8."""
 
-import contextlib
-import io
 import json
 
 import numpy as np
@@ -12,17 +10,11 @@ torch = pytest.importorskip("torch")
 
 from edge_guard.calibration.models import build_segmenter  # noqa: E402
 from edge_guard.calibration.models.checkpoint import save_checkpoint  # noqa: E402
-from edge_guard.cli import main  # noqa: E402
 from edge_guard.paths import DEFAULT_MODEL  # noqa: E402
+from cli_run import run_cli  # noqa: E402
 
 PATCH = 64
 
-
-def _run(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(argv)
-    return rc, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +36,7 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle")
-    rc, stdout, stderr = _run(["export", "--model", str(checkpoint), "--out", str(out),
+    rc, stdout, stderr = run_cli(["export", "--model", str(checkpoint), "--out", str(out),
                                "--patch", str(PATCH), "--verify-pairs", "4"])
     assert rc == 0, stderr
     return out, stdout
@@ -133,7 +125,7 @@ def test_failed_verification_writes_nothing(exported, checkpoint, tmp_path, monk
                         lambda seg, path, *a, **k: shutil.copyfile(exported[0] / "model.onnx", path))
     monkeypatch.setattr(exporter, "OrtPredictor", Corrupt)
     out = tmp_path / "b"
-    rc, _, stderr = _run(["export", "--model", str(checkpoint), "--out", str(out), "--patch", str(PATCH),
+    rc, _, stderr = run_cli(["export", "--model", str(checkpoint), "--out", str(out), "--patch", str(PATCH),
                           "--verify-frames", "1", "--verify-pairs", "2"])
     assert rc == 2
     lines = stderr.strip().splitlines()
@@ -147,14 +139,14 @@ def test_failed_verification_writes_nothing(exported, checkpoint, tmp_path, monk
     (["--opset", "12"], "opset 12 is not supported"),
 ])
 def test_bad_export_options_are_one_line_errors(checkpoint, tmp_path, argv, needle):
-    rc, _, stderr = _run(["export", "--model", str(checkpoint), "--out", str(tmp_path / "b")] + argv)
+    rc, _, stderr = run_cli(["export", "--model", str(checkpoint), "--out", str(tmp_path / "b")] + argv)
     assert rc == 2
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("edge-guard export: error:")
 
 
 def test_build_engine_on_a_folder_that_is_no_bundle(tmp_path):
-    rc, _, stderr = _run(["build-engine", str(tmp_path), "--onnx-only"])
+    rc, _, stderr = run_cli(["build-engine", str(tmp_path), "--onnx-only"])
     assert rc == 2
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "edge-guard export --out" in lines[0]
@@ -162,7 +154,7 @@ def test_build_engine_on_a_folder_that_is_no_bundle(tmp_path):
 
 def test_fp16_onnx_keeps_io_and_agrees(exported):
     out, _ = exported
-    rc, stdout, stderr = _run(["build-engine", str(out), "--precision", "fp16", "--onnx-only",
+    rc, stdout, stderr = run_cli(["build-engine", str(out), "--precision", "fp16", "--onnx-only",
                                "--calib-count", "3", "--calib-pairs", "2"])
     assert rc == 0, stderr
     print(stdout)
@@ -227,7 +219,7 @@ def test_judge_tolerances():
 @pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="shipped model not trained yet")
 def test_export_of_the_shipped_model_verifies_itself(tmp_path):
     """The default `edge-guard export` (no --model) on the shipped checkpoint: parity + TRT check."""
-    rc, stdout, stderr = _run(["export", "--out", str(tmp_path / "b"), "--patch", "128",
+    rc, stdout, stderr = run_cli(["export", "--out", str(tmp_path / "b"), "--patch", "128",
                                "--verify-pairs", "4", "--verify-size", "256x512"])
     assert rc == 0, stderr
     record = json.loads((tmp_path / "b" / "export.json").read_text())

@@ -86,12 +86,17 @@ class FunctionRunner(Runner):
 
     name = "function"
 
-    def __init__(self, segment, provider: str = "python"):
+    def __init__(self, segment, provider: str = "python", name: str | None = None, on_close=None):
+        """``name``: the backend to report (default "function"); ``on_close``: called by close()
+        (to free what ``segment`` holds, e.g. an engine's buffers)."""
         super().__init__()
         if not callable(segment):
             raise UserError(f"FunctionRunner needs a callable, got {type(segment).__name__}")
         self._segment = segment
         self._provider = provider
+        self._on_close = on_close
+        if name:
+            self.name = name
 
     def _activate(self) -> None:
         self.provider = self._provider
@@ -101,3 +106,7 @@ class FunctionRunner(Runner):
         if labels.dtype.kind not in "iu":
             raise UserError(f"the segment function returned {labels.dtype} labels; integers expected")
         return labels.astype(np.int32, copy=False)
+
+    def _close(self) -> None:
+        if self._on_close is not None:
+            self._on_close()

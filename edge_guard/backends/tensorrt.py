@@ -78,7 +78,8 @@ def _np_dtype(trt, dtype):
 
 
 class TrtRunner:
-    """uint8 (N, s, s, 3) patches -> (N, s, s) int32 labels through a TensorRT engine.
+    """uint8 (N, s, s, 3) patches -> (N, s, s) int32 labels through a TensorRT engine
+    (or (N, H, W, 3) frames -> (N, H, W) for the full-frame graph segment.onnx).
 
     Owns the engine, its execution context, one stream and device buffers sized once for
     the profile's largest batch (``input_ptr``, ``output_ptr``). ``__call__`` is the host
@@ -104,9 +105,14 @@ class TrtRunner:
         if len(ins) != 1 or len(outs) != 1:
             raise UserError(f"the engine has inputs {ins} and outputs {outs}: one of each expected")
         self.input, self.output = ins[0], outs[0]
-        lo, _, hi = self.engine.get_tensor_profile_shape(self.input, 0)
+        static = tuple(int(d) for d in self.engine.get_tensor_shape(self.input))
+        if -1 in static:  # dynamic batch: the optimisation profile bounds it
+            lo, _, hi = self.engine.get_tensor_profile_shape(self.input, 0)
+        else:
+            lo = hi = static
         self.min_batch, self.max_batch = int(lo[0]), int(hi[0])
-        self.patch = int(hi[1])
+        self.height, self.width = int(hi[1]), int(hi[2])
+        self.patch = self.height  # the side of square patches
         self.in_dtype = _np_dtype(trt, self.engine.get_tensor_dtype(self.input))
         self.out_dtype = _np_dtype(trt, self.engine.get_tensor_dtype(self.output))
         if self.in_dtype != np.uint8:
@@ -117,7 +123,7 @@ class TrtRunner:
         self._shape = None  # the input shape last set on the context
         self.stream = _ok(cudart.cudaStreamCreate(), "stream creation")
         per_patch_out = int(np.prod([d for d in self.out_shape[1:]]))
-        sizes = {self.input: self.max_batch * self.patch * self.patch * 3 * self.in_dtype.itemsize,
+        sizes = {self.input: self.max_batch * self.height * self.width * 3 * self.in_dtype.itemsize,
                  self.output: self.max_batch * per_patch_out * self.out_dtype.itemsize}
         try:
             for name, nbytes in sizes.items():
@@ -149,14 +155,14 @@ class TrtRunner:
 
     def __call__(self, patches: np.ndarray) -> np.ndarray:
         patches = np.ascontiguousarray(patches, dtype=np.uint8)
-        if patches.ndim != 4 or patches.shape[1:] != (self.patch, self.patch, 3):
-            raise UserError(f"patches must be (N, {self.patch}, {self.patch}, 3), got {patches.shape}")
+        if patches.ndim != 4 or patches.shape[1:] != (self.height, self.width, 3):
+            raise UserError(f"patches must be (N, {self.height}, {self.width}, 3), got {patches.shape}")
         outs = [self._run(patches[i:i + self.max_batch]) for i in range(0, len(patches), self.max_batch)]
         return np.concatenate(outs, axis=0)
 
     def enqueue(self, n: int) -> tuple:
         """Run ``n`` patches from the input buffer on the stream (no wait); the output shape."""
-        shape = (int(n), self.patch, self.patch, 3)
+        shape = (int(n), self.height, self.width, 3)
         if shape != self._shape:
             if not self.context.set_input_shape(self.input, shape):
                 raise UserError(f"the engine rejects a batch of {n} patches "

@@ -25,6 +25,7 @@ COMMANDS = [
     "build_engine",
     "check",
     "run",
+    "bench",
 ]
 
 DESCRIPTION = """\
@@ -33,7 +34,7 @@ spatial-consistency check of Xiao et al. (ECCV 2018): segment K random pairs of
 overlapping patches and flag the frame when their overlaps disagree.
 
 Start with `edge-guard demo`: the whole story on the shipped model in one command.
-On the vehicle (numpy, opencv, onnxruntime or TensorRT): check, run, build-engine.
+On the vehicle (numpy, opencv, onnxruntime or TensorRT): check, run, build-engine, bench.
 Offline (the `offline` extra, i.e. PyTorch): generate, train, evaluate-seg, attack,
 export, calibrate, evaluate. Every --model option defaults to the small model shipped with the
 package, every --bundle option to the calibrated bundle shipped beside it.

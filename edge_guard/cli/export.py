@@ -7,7 +7,7 @@ from edge_guard.cli._args import add_model_option, frame_size, positive_int
 EXAMPLE = """\
 example (the shipped model, the paper's 512px patches):
   edge-guard export --out bundle
-  edge-guard export --model runs/drn.pt --arch drn_d_22 --out bundle-drn --patch 512
+  edge-guard export --model runs/drn.pt --arch drn_d_22 --out bundle-drn --patch 512 --frame 1024x2048
 
 The graph takes uint8 RGB patches [batch, s, s, 3] (name "image", dynamic batch) and
 normalises inside; it outputs int32 labels [batch, s, s] (or float32 logits with
@@ -36,6 +36,10 @@ def register(sub) -> None:
                    help="patch pairs per verification frame (default: 8)")
     p.add_argument("--verify-size", type=frame_size, default=None, metavar="HxW",
                    help="verification frame size (default: room for every pair displacement)")
+    p.add_argument("--frame", type=frame_size, default=None, metavar="HxW",
+                   help="also write segment.onnx, the net over whole HxW frames: the plain-segmentation "
+                        "baseline `edge-guard bench` compares the guard with (calibrate writes it at its "
+                        "frame size)")
     p.add_argument("--seed", type=int, default=0, help="seed of the verification frames and pairs")
     p.add_argument("--allow-non-trt", action="store_true",
                    help="write the graph even if the TensorRT 10 check fails (ONNX Runtime only)")
@@ -55,7 +59,7 @@ def run(args) -> int:
     record = export_bundle(args.model, args.out, patch=args.patch, output=args.output,
                            opset=args.opset, arch=args.arch, frames=args.verify_frames,
                            pairs=args.verify_pairs, seed=args.seed, frame_size=args.verify_size,
-                           require_trt=not args.allow_non_trt)
+                           require_trt=not args.allow_non_trt, segment_frame=args.frame)
     model = record["model"]
     print(f"wrote {args.out}/{model['file']} (sha256 {model['sha256'][:16]}..., "
           f"{model['output']['kind']} output, {model['patch_size']}px patches) and {args.out}/export.json")

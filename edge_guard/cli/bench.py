@@ -1,0 +1,91 @@
+"""`edge-guard bench`: latency of the guard per stage, and its overhead over plain segmentation."""
+
+import argparse
+import json
+from pathlib import Path
+
+from edge_guard.cli._args import existing_path, frame_size, non_negative_int, positive_int
+
+EXAMPLE = """\
+examples:
+  edge-guard bench                                   # shipped bundle, fastest backend, K=1,5,10,50
+  edge-guard bench --pairs 5 --iters 200 --threads 2 --json bench.json
+  edge-guard bench --bundle bundle-drn --frame 1024x2048 --pairs 5 --backend tensorrt \\
+      --segment-engine bundle-drn/segment.engine
+
+For each K: warm-up frames, then N checks of one street frame (the camera frame is
+--frame, resized by the guard to the bundle's frame size). Printed per stage (resize,
+sample, crop, infer, consistency, total): mean, p50, p99 in ms; frames per second; peak
+host memory and GPU memory in use. Plain segmentation of the whole frame (the bundle's
+segment.onnx, written by `edge-guard export --frame HxW` and by `calibrate`) is timed in
+the same run on the same backend, so the overhead ratio guard/segmentation is measured
+under the same load; its floor for independent pairs is 2K s^2 / (H W) (1.25x at K=5 for
+the shipped bundle and for the paper's s=512 on 1024x2048).
+
+--bundle may also be an uncalibrated export folder (model.onnx + export.json): it is timed
+with the paper's displacements scaled to its patch size; no threshold is needed to time.
+Speed is measured, never asserted: run on an idle machine, and compare ratios across
+machines rather than milliseconds.
+"""
+
+
+def pair_list(text: str) -> list[int]:
+    """'1,5,10' -> [1, 5, 10]."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of pair counts: write e.g. 1,5,10,50") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: pair counts must be positive integers")
+    return values
+
+
+def register(sub) -> None:
+    from edge_guard.backends import BACKENDS
+
+    p = sub.add_parser("bench", help="time the guard per stage and against plain segmentation",
+                       description=__doc__, epilog=EXAMPLE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", default=None, metavar="DIR",
+                   help="bundle or export folder (default: the shipped bundle)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="inference backend (default: auto, the fastest available; the choice is printed)")
+    p.add_argument("--frame", type=frame_size, default=None, metavar="HxW",
+                   help="camera frame size (default: the bundle's frame size)")
+    p.add_argument("--pairs", type=pair_list, default=[1, 5, 10, 50], metavar="K,K,...",
+                   help="patch pair counts to time (default: 1,5,10,50)")
+    p.add_argument("--iters", type=positive_int, default=50, metavar="N",
+                   help="timed frames per K (default: 50)")
+    p.add_argument("--warmup", type=non_negative_int, default=5, metavar="N",
+                   help="untimed frames first (default: 5)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads of the backend (default: the backend's choice, all cores)")
+    p.add_argument("--precision", choices=("fp16", "int8", "fp32"), default=None,
+                   help="TensorRT engine to run (default: the first valid of fp16, int8, fp32)")
+    p.add_argument("--segment-engine", type=existing_path, default=None, metavar="ENGINE",
+                   help="TensorRT engine of segment.onnx for the baseline on the tensorrt backend")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the patch draw (default: 0)")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write every figure to FILE")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from edge_guard.bench import run_bench
+
+    print(f"# edge-guard bench: K={','.join(map(str, args.pairs))}, {args.iters} frames each after "
+          f"{args.warmup} warm-up (ms)", flush=True)
+    result = run_bench(args.bundle, backend=args.backend, frame=args.frame, pairs=args.pairs,
+                       iters=args.iters, warmup=args.warmup, threads=args.threads,
+                       precision=args.precision, segment_engine=args.segment_engine, seed=args.seed,
+                       log=lambda line: print(line, flush=True))
+    doc = result.as_dict()
+    first = doc["runs"][0]
+    print(f"# backend {first['backend']} ({first['provider']}); choice: {first['selection']}")
+    print(f"# peak host memory {max(r['host_peak_rss_mb'] for r in doc['runs']):.0f} MiB"
+          + ("" if first["gpu_memory_mb"] is None else
+             f", GPU memory in use {max(r['gpu_memory_mb'] for r in doc['runs']):.0f} MiB"))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0

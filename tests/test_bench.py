@@ -1,0 +1,167 @@
+"""`edge-guard bench`: figures are computed right and the command runs (speed is never asserted)."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from cli_run import run_cli
+from tiny_bundle import PATCH, make_bundle, make_guard_bundle, tiny_patch_model
+
+from edge_guard.bench import markdown_table, open_bundle, pixel_floor, run_bench, summarise
+from edge_guard.bundle import BundleError
+from edge_guard.errors import UserError
+from edge_guard.paths import DEFAULT_BUNDLE
+
+FRAME = (48, 64)
+
+
+def test_summary_of_hand_computed_timings():
+    s = summarise([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert s["mean"] == pytest.approx(22.0)
+    assert s["p50"] == pytest.approx(3.0)
+    assert s["p99"] == pytest.approx(4.0 + 0.96 * 96.0)  # linear interpolation between 4 and 100
+    assert summarise([]) == {"mean": None, "p50": None, "p99": None}
+
+
+def test_pixel_floor_is_the_papers_and_ours():
+    assert pixel_floor(5, 512, (1024, 2048)) == pytest.approx(1.25)   # the paper's setting
+    assert pixel_floor(5, 256, (512, 1024)) == pytest.approx(1.25)    # the shipped bundle
+    assert pixel_floor(1, 256, (512, 1024)) == pytest.approx(0.25)
+
+
+def _with_segment(root, frame=FRAME):
+    """Add a full-frame graph and its export.json section to a tiny bundle."""
+    onnx.save_model(tiny_patch_model(spatial=frame), str(root / "segment.onnx"))
+    path = root / "export.json"
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    record["segment"] = {"file": "segment.onnx", "frame_size": list(frame)}
+    path.write_text(json.dumps(record))
+    return root
+
+
+def test_bench_of_a_calibrated_bundle_times_every_stage_and_the_baseline(tmp_path):
+    root = _with_segment(make_guard_bundle(tmp_path / "b", frame=FRAME))
+    lines = []
+    doc = run_bench(root, backend="onnxruntime-cpu", pairs=(2, 1), iters=3, warmup=1, threads=1,
+                    log=lines.append).as_dict()
+    assert [r["k"] for r in doc["runs"]] == [1, 2]
+    assert doc["settings"]["calibrated"] and doc["segmentation"]["provider"] == "CPUExecutionProvider"
+    for run in doc["runs"]:
+        assert set(run["stages"]) == {"resize", "sample", "crop", "infer", "consistency", "total"}
+        total = run["stages"]["total"]
+        assert 0 < total["p50"] <= total["p99"] and run["fps"] == pytest.approx(1e3 / total["mean"])
+        assert run["overhead"] == pytest.approx(total["mean"] / doc["segmentation"]["total"]["mean"])
+        assert run["pixel_floor"] == pytest.approx(2 * run["k"] * PATCH ** 2 / (FRAME[0] * FRAME[1]))
+        assert 0 < run["consistency_share"] < 1 and run["host_peak_rss_mb"] > 0
+    assert any("K=2" in line and "x segmentation" in line for line in lines)
+    table = markdown_table(doc)
+    assert table.count("\n| ") == 3 and "| 2 | onnxruntime (CPUExecutionProvider)" in table
+
+
+def _export_only(root):
+    """A calibrated tiny bundle turned into an export folder: model.onnx + export.json."""
+    make_guard_bundle(root, frame=FRAME)
+    guard = root / "guard.json"
+    (root / "export.json").write_text(json.dumps({"model": json.loads(guard.read_text())["model"]}))
+    guard.unlink()
+    return root
+
+
+def test_uncalibrated_export_is_timed_with_the_papers_geometry(tmp_path):
+    root = _export_only(tmp_path / "export")
+    with pytest.raises(UserError, match="--frame"):
+        open_bundle(root)
+    bundle = open_bundle(root, frame=FRAME)
+    assert (bundle.patch_size, bundle.b_low, bundle.b_high, bundle.frame_size) == (PATCH, 1, 2, FRAME)
+    assert bundle.threshold == 0
+    lines = []
+    doc = run_bench(root, backend="onnxruntime-cpu", frame=FRAME, pairs=[3], iters=2, warmup=0,
+                    log=lines.append).as_dict()
+    assert not doc["settings"]["calibrated"] and doc["segmentation"] is None
+    assert "--frame 48x64" in doc["segmentation_note"] and doc["runs"][0]["overhead"] is None
+    assert any(line.startswith("note: no plain-segmentation baseline") for line in lines)
+
+
+def test_segment_graph_of_another_frame_size_is_not_used(tmp_path):
+    root = _with_segment(make_guard_bundle(tmp_path / "b", frame=FRAME), frame=(32, 64))
+    doc = run_bench(root, backend="onnxruntime-cpu", pairs=[1], iters=1, warmup=0, log=lambda _: None)
+    assert doc.segmentation is None and "re-export with --frame" in doc.segmentation_note
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    with pytest.raises(BundleError, match="neither guard.json nor export.json"):
+        open_bundle(tmp_path)
+    with pytest.raises(BundleError, match="model lacks the key .sha256."):
+        open_bundle(make_bundle(tmp_path / "incomplete"), frame=FRAME)  # its model section lacks fields
+    with pytest.raises(UserError, match="does not exist"):
+        open_bundle(tmp_path / "missing")
+    rc, _, err = run_cli(["bench", "--pairs", "0,5"])
+    assert rc == 2 and "pair counts must be positive" in err
+    rc, _, err = run_cli(["bench", "--bundle", tmp_path / "missing"])
+    assert rc == 2 and err.count("\n") == 1 and "does not exist" in err
+
+
+def test_bench_command_on_the_shipped_bundle_at_a_tiny_size(tmp_path):
+    """What CI runs: the real command end to end (it must not fail; speed is not checked)."""
+    out_json = tmp_path / "bench.json"
+    rc, out, err = run_cli(["bench", "--pairs", "1,2", "--iters", "2", "--warmup", "1", "--threads", "1",
+                            "--frame", "240x320", "--json", out_json])
+    assert rc == 0, err
+    doc = json.loads(out_json.read_text())
+    assert doc["settings"]["camera_frame"] == [240, 320] and doc["settings"]["frame_size"] == [512, 1024]
+    assert doc["segmentation"] is not None, doc["segmentation_note"]   # the shipped bundle has segment.onnx
+    assert [r["k"] for r in doc["runs"]] == [1, 2] and "K=2" in out and "peak host memory" in out
+
+
+def test_full_frame_engine_runs_through_the_tensorrt_runner(tmp_path):
+    """The baseline's engine has H != W: TrtRunner sizes its buffers by height and width."""
+    import onnxruntime as ort
+    from fake_tensorrt import FakeCudart, make_fake_trt
+
+    from edge_guard.backends.tensorrt import TrtRunner
+
+    model = tiny_patch_model(spatial=FRAME)
+    trt = make_fake_trt()
+    builder = trt.Builder(None)
+    net = builder.create_network(0)
+    net.raw = model.SerializeToString()
+    config = builder.create_builder_config()
+    prof = builder.create_optimization_profile()
+    prof.set_shape("image", (1, *FRAME, 3), (1, *FRAME, 3), (1, *FRAME, 3))
+    config.add_optimization_profile(prof)
+    path = tmp_path / "segment.engine"
+    path.write_bytes(builder.build_serialized_network(net, config))
+    frames = np.random.default_rng(0).integers(0, 256, (2, *FRAME, 3), dtype=np.uint8)
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"image": frames})[0]
+    with TrtRunner(path, trt=trt, cudart=FakeCudart()) as runner:
+        assert (runner.height, runner.width) == FRAME
+        assert np.array_equal(runner(frames), ref)
+
+
+def test_shipped_bundle_carries_its_full_frame_graph():
+    record = json.loads((DEFAULT_BUNDLE / "export.json").read_text())
+    seg = record["segment"]
+    assert seg["frame_size"] == [512, 1024] and (DEFAULT_BUNDLE / seg["file"]).is_file()
+    assert seg["verification"]["label_agreement"] >= 0.999
+
+
+def test_benchmark_grid_script_writes_results_table_and_plot(tmp_path):
+    """benchmarks/bench_grid.py at a tiny size, as CI runs it (figures are not checked)."""
+    import importlib.util
+
+    from edge_guard.paths import ASSETS
+
+    path = ASSETS.parent.parent / "benchmarks" / "bench_grid.py"
+    if not path.is_file():
+        pytest.skip("benchmarks/ is not beside the package (installed from a wheel)")
+    spec = importlib.util.spec_from_file_location("bench_grid", path)
+    grid = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grid)
+    assert grid.main(["--out", str(tmp_path), "--pairs", "1,2", "--iters", "1", "--warmup", "0",
+                      "--no-kernels"]) == 0
+    docs = json.loads((tmp_path / "results.json").read_text())
+    assert docs[0]["label"].startswith("edge_small, ONNX Runtime CPU") and len(docs[0]["runs"]) == 2
+    assert "| 2 | onnxruntime" in (tmp_path / "table.md").read_text()
+    assert (tmp_path / "latency_vs_k.png").stat().st_size > 1000
