@@ -100,6 +100,9 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     assert rc == 2 and "pair counts must be positive" in err
     rc, _, err = run_cli(["bench", "--bundle", tmp_path / "missing"])
     assert rc == 2 and err.count("\n") == 1 and "does not exist" in err
+    (tmp_path / "file").write_text("")
+    rc, out, err = run_cli(["bench", "--json", tmp_path / "file" / "bench.json"])
+    assert rc == 2 and "cannot write --json" in err and "K=" not in out   # refused before timing
 
 
 def test_bench_command_on_the_shipped_bundle_at_a_tiny_size(tmp_path):

@@ -220,9 +220,21 @@ def test_judge_tolerances():
 def test_export_of_the_shipped_model_verifies_itself(tmp_path):
     """The default `edge-guard export` (no --model) on the shipped checkpoint: parity + TRT check."""
     rc, stdout, stderr = run_cli(["export", "--out", str(tmp_path / "b"), "--patch", "128",
-                               "--verify-pairs", "4", "--verify-size", "256x512"])
+                                  "--verify-pairs", "4", "--verify-size", "256x512", "--frame", "128x256"])
     assert rc == 0, stderr
     record = json.loads((tmp_path / "b" / "export.json").read_text())
     assert record["verification"]["label_agreement"] >= 0.999
     assert record["verification"]["pair_miou_diff"] <= 1e-3
     assert record["trt_compat"]["ok"] and record["model"]["architecture"] == "edge_small"
+    # --frame: the full-frame graph, checked against PyTorch like the patch graph
+    seg = record["segment"]
+    assert seg["frame_size"] == [128, 256] and seg["verification"]["label_agreement"] >= 0.999
+    assert seg["trt_compat"] and "segment.onnx (128x256 frames" in stdout
+    graph = onnx.load(str(tmp_path / "b" / "segment.onnx")).graph
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]] == [128, 256, 3]
+    # exporting again without --frame removes the graph of the previous model
+    rc, _, stderr = run_cli(["export", "--out", str(tmp_path / "b"), "--patch", "128",
+                             "--verify-pairs", "2", "--verify-size", "256x512"])
+    assert rc == 0, stderr
+    assert not (tmp_path / "b" / "segment.onnx").exists()
+    assert json.loads((tmp_path / "b" / "export.json").read_text())["segment"] is None

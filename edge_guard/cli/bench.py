@@ -69,9 +69,23 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _writable(path: Path) -> None:
+    """Fail before a long run, not after it, when --json cannot be written."""
+    from edge_guard.errors import UserError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write --json {path}: {exc.strerror or exc}") from None
+
+
 def run(args) -> int:
     from edge_guard.bench import run_bench
 
+    if args.json:
+        _writable(args.json)
     print(f"# edge-guard bench: K={','.join(map(str, args.pairs))}, {args.iters} frames each after "
           f"{args.warmup} warm-up (ms)", flush=True)
     result = run_bench(args.bundle, backend=args.backend, frame=args.frame, pairs=args.pairs,
@@ -85,7 +99,6 @@ def run(args) -> int:
           + ("" if first["gpu_memory_mb"] is None else
              f", GPU memory in use {max(r['gpu_memory_mb'] for r in doc['runs']):.0f} MiB"))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0
