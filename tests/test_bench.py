@@ -150,21 +150,39 @@ def test_shipped_bundle_carries_its_full_frame_graph():
     assert seg["verification"]["label_agreement"] >= 0.999
 
 
-def test_benchmark_grid_script_writes_results_table_and_plot(tmp_path):
-    """benchmarks/bench_grid.py at a tiny size, as CI runs it (figures are not checked)."""
+def _benchmark(name):
+    """benchmarks/NAME.py as a module (the scripts live beside the package, not in it)."""
     import importlib.util
 
     from edge_guard.paths import ASSETS
 
-    path = ASSETS.parent.parent / "benchmarks" / "bench_grid.py"
+    path = ASSETS.parent.parent / "benchmarks" / f"{name}.py"
     if not path.is_file():
         pytest.skip("benchmarks/ is not beside the package (installed from a wheel)")
-    spec = importlib.util.spec_from_file_location("bench_grid", path)
-    grid = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(grid)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_grid_script_writes_results_table_and_plot(tmp_path):
+    """benchmarks/bench_grid.py at a tiny size, as CI runs it (figures are not checked)."""
+    grid = _benchmark("bench_grid")
     assert grid.main(["--out", str(tmp_path), "--pairs", "1,2", "--iters", "1", "--warmup", "0",
                       "--no-kernels"]) == 0
     docs = json.loads((tmp_path / "results.json").read_text())
     assert docs[0]["label"].startswith("edge_small, ONNX Runtime CPU") and len(docs[0]["runs"]) == 2
     assert "| 2 | onnxruntime" in (tmp_path / "table.md").read_text()
     assert (tmp_path / "latency_vs_k.png").stat().st_size > 1000
+
+
+def test_run_fps_script_streams_a_generated_clip(tmp_path, capsys):
+    """benchmarks/run_fps.py: `edge-guard run` on a rendered clip, one summary line per K."""
+    script = _benchmark("run_fps")
+    out = tmp_path / "run_fps.json"
+    assert script.main(["--frames", "3", "--pairs", "1", "2", "--size", "128", "256",
+                        "--threads", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["k"] for r in rows] == [1, 2] and all(r["frames_checked"] == 3 for r in rows)
+    assert all(r["fps_checked"] > 0 and r["latency_ms"]["p50"] > 0 for r in rows)
+    assert "K=2" in capsys.readouterr().out
