@@ -2,9 +2,7 @@
 the replay of shipped frames without PyTorch, and the pieces (perturbation store, strip)."""
 
 import re
-import subprocess
 import sys
-import textwrap
 
 import cv2
 import numpy as np
@@ -24,6 +22,7 @@ from edge_guard.events import read_events  # noqa: E402
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from tiny_bundle import make_guard_bundle  # noqa: E402
 from cli_run import run_cli  # noqa: E402
+from blocked_imports import run_without  # noqa: E402
 
 SIZE = (64, 128)
 FRAMES, ATTACKED, ITERS, SEED = 12, (3, 5), 3, 7
@@ -181,28 +180,20 @@ def shipped(ws):
     return folder
 
 
-BLOCK_TORCH = textwrap.dedent("""
-    import importlib.abc, sys
-
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError("torch is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, Block())
+CLI_WITHOUT_TORCH = """
+    import sys
     from edge_guard.cli import main
     rc = main(sys.argv[1:])
     assert "torch" not in sys.modules
     sys.exit(rc)
-""")
+"""
 
 
 def test_without_torch_the_shipped_frames_are_replayed(ws, shipped, tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "demo", "--out", str(out), "--bundle",
-                           str(ws["bundle"]), "--shipped-dir", str(shipped), "--threads", "1", "--quiet"],
-                          capture_output=True, text=True, timeout=120)
+    proc = run_without(["torch"], CLI_WITHOUT_TORCH, timeout=120,
+                       args=["demo", "--out", out, "--bundle", ws["bundle"], "--shipped-dir", shipped,
+                             "--threads", "1", "--quiet"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     stdout = proc.stdout
     print(stdout)

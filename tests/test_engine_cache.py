@@ -229,19 +229,13 @@ def test_runner_batches_pads_and_matches_onnxruntime(tmp_path):
 
 def test_build_engine_path_needs_no_torch():
     """build-engine runs on the vehicle (JetPack), where PyTorch is usually absent."""
-    import subprocess
-    import sys
+    from blocked_imports import run_without
 
-    script = (
-        "import importlib.abc, sys\n"
-        "class Block(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] == 'torch':\n"
-        "            raise ImportError('torch is blocked')\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "import edge_guard.export.trt_build, edge_guard.export.trt_runner, edge_guard.export.precision\n"
-        "import edge_guard.calibration.data.scenes\n"
-        "from edge_guard.cli import main\n"
-        "assert not [m for m in sys.modules if m.split('.')[0] == 'torch']\n")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    proc = run_without(["torch"], """
+        import sys
+        import edge_guard.export.trt_build, edge_guard.export.trt_runner, edge_guard.export.precision
+        import edge_guard.calibration.data.scenes
+        from edge_guard.cli import main
+        assert not [m for m in sys.modules if m.split('.')[0] == 'torch']
+    """)
     assert proc.returncode == 0, proc.stderr

@@ -2,12 +2,10 @@
 (on a GPU) exact equality with the NumPy references."""
 
 import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
+from blocked_imports import run_without
 
 from edge_guard.errors import UserError
 
@@ -101,13 +99,7 @@ def test_bad_arguments():
 
 
 def test_missing_cuda_python_names_the_extra(tmp_path):
-    script = textwrap.dedent("""
-        import importlib.abc, sys
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name == "cuda" or name.startswith("cuda."):
-                    raise ImportError("blocked")
-        sys.meta_path.insert(0, Block())
+    proc = run_without(["cuda"], """
         from edge_guard.errors import MissingDependency
         from edge_guard.kernels import compile_kernel, gpu_count
         assert gpu_count() == 0
@@ -115,9 +107,7 @@ def test_missing_cuda_python_names_the_extra(tmp_path):
             compile_kernel("patch_crop", "sm_87")
         except MissingDependency as exc:
             print(exc)
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env={"EDGE_GUARD_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    """, env={"EDGE_GUARD_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert "edge-guard[kernels]" in proc.stdout
 

@@ -1,20 +1,10 @@
 """The runtime (edge_guard/ and kernels/) must import without torch and without the offline tools."""
 
-import subprocess
-import sys
-import textwrap
+from blocked_imports import run_without
 
-SCRIPT = textwrap.dedent("""
-    import importlib, importlib.abc, pkgutil, sys
-    from pathlib import Path
+SCRIPT = """
+    import importlib, pkgutil, sys
 
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError("torch is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, Block())
     import edge_guard, edge_guard.kernels
     names = []
     for pkg in (edge_guard, edge_guard.kernels):
@@ -32,22 +22,22 @@ SCRIPT = textwrap.dedent("""
     from edge_guard.cli import build_parser
     build_parser()
     assert "torch" not in sys.modules
-""")
+"""
 
 
 def test_runtime_imports_without_torch():
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True)
+    proc = run_without(["torch"], SCRIPT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert int(proc.stdout.split()[0]) >= 5
 
 
 def test_offline_command_without_torch_names_the_extra(tmp_path):
     """With torch missing, an offline subcommand prints one line naming the extra, exit 2."""
-    script = SCRIPT.split("import edge_guard, edge_guard.kernels")[0] + textwrap.dedent(f"""
+    proc = run_without(["torch"], """
+        import sys
         from edge_guard.cli import main
-        sys.exit(main(["train", "--data", {str(tmp_path)!r}, "--out", {str(tmp_path / 'm.pt')!r}]))
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        sys.exit(main(sys.argv[1:]))
+    """, args=["train", "--data", tmp_path, "--out", tmp_path / "m.pt"])
     assert proc.returncode == 2, proc.stderr
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and "edge-guard[offline]" in err[0], proc.stderr
