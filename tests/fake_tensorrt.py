@@ -332,3 +332,18 @@ def fake_kernels(num_classes, label_dtype):
 
     return DeviceKernels(crop={False: FakeCropKernel(False), True: FakeCropKernel(True)},
                          score=FakeScoreKernel(num_classes, label_dtype))
+
+
+def write_fake_engine(path, model, shapes, trt=None):
+    """Serialise ``model`` (an ONNX ModelProto) as a fake engine at ``path``; ``shapes``: the
+    (min, opt, max) input shapes of its one profile. Returns the fake module it was built with."""
+    trt = trt or make_fake_trt()
+    builder = trt.Builder(None)
+    net = builder.create_network(0)
+    net.raw = model.SerializeToString()
+    config = builder.create_builder_config()
+    prof = builder.create_optimization_profile()
+    prof.set_shape(model.graph.input[0].name, *shapes)
+    config.add_optimization_profile(prof)
+    path.write_bytes(builder.build_serialized_network(net, config))
+    return trt

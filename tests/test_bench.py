@@ -120,21 +120,13 @@ def test_bench_command_on_the_shipped_bundle_at_a_tiny_size(tmp_path):
 def test_full_frame_engine_runs_through_the_tensorrt_runner(tmp_path):
     """The baseline's engine has H != W: TrtRunner sizes its buffers by height and width."""
     import onnxruntime as ort
-    from fake_tensorrt import FakeCudart, make_fake_trt
+    from fake_tensorrt import FakeCudart, write_fake_engine
 
     from edge_guard.backends.tensorrt import TrtRunner
 
     model = tiny_patch_model(spatial=FRAME)
-    trt = make_fake_trt()
-    builder = trt.Builder(None)
-    net = builder.create_network(0)
-    net.raw = model.SerializeToString()
-    config = builder.create_builder_config()
-    prof = builder.create_optimization_profile()
-    prof.set_shape("image", (1, *FRAME, 3), (1, *FRAME, 3), (1, *FRAME, 3))
-    config.add_optimization_profile(prof)
     path = tmp_path / "segment.engine"
-    path.write_bytes(builder.build_serialized_network(net, config))
+    trt = write_fake_engine(path, model, [(1, *FRAME, 3)] * 3)
     frames = np.random.default_rng(0).integers(0, 256, (2, *FRAME, 3), dtype=np.uint8)
     ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, {"image": frames})[0]

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from fake_tensorrt import FakeCudart, make_fake_trt
+from fake_tensorrt import FakeCudart, make_fake_trt, write_fake_engine
 from tiny_bundle import CLASSES, PATCH, make_bundle, tiny_patch_model, write_frames
 
 from edge_guard.engine_cache import (DeviceInfo, engine_filename, engine_path, profile_shapes,
@@ -203,16 +203,8 @@ def test_runner_batches_pads_and_matches_onnxruntime(tmp_path):
     from edge_guard.export.trt_runner import TrtRunner
 
     model = tiny_patch_model()
-    trt = make_fake_trt()
-    engine = trt.Builder(None)
-    net = engine.create_network(0)
-    net.raw = model.SerializeToString()
-    config = engine.create_builder_config()
-    prof = engine.create_optimization_profile()
-    prof.set_shape("image", (2, PATCH, PATCH, 3), (4, PATCH, PATCH, 3), (4, PATCH, PATCH, 3))
-    config.add_optimization_profile(prof)
     path = tmp_path / "e.engine"
-    path.write_bytes(engine.build_serialized_network(net, config))
+    trt = write_fake_engine(path, model, [(2, PATCH, PATCH, 3), (4, PATCH, PATCH, 3), (4, PATCH, PATCH, 3)])
     cudart = FakeCudart()
     patches = np.random.default_rng(0).integers(0, 256, (9, PATCH, PATCH, 3), dtype=np.uint8)
     ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
