@@ -375,3 +375,35 @@ def test_gpu_auto_picks_tensorrt_with_a_built_engine(gpu_engine):
     with Guard.load(gpu_engine, backend="auto") as guard:
         assert guard.backend == "tensorrt", guard.selection
         assert guard.selection.startswith("auto: tensorrt (fp32 engine")
+
+
+def test_explicit_backend_builds_a_missing_engine_on_first_use(root, monkeypatch):
+    """`--backend tensorrt` without a cached engine: built (and checked) once, then reused."""
+    lines = []
+    trt = make_fake_trt("10.3.0")
+    cudart = FakeCudart()
+    runner = TensorRTRunner(load_bundle(root), trt=trt, cudart=cudart, device_info=ORIN,
+                            kernels=fake_kernels, precision="fp32", build=True, log=lines.append)
+    with runner:
+        assert runner.engine_file == engine_path(root, "fp32", ORIN) and runner.engine_file.is_file()
+        frame = noisy_frames(1)[0]
+        ref = Guard.from_function(load_bundle(root), contrast_labels, seed=3).check(frame)
+        assert Guard(load_bundle(root), runner, seed=3).check(frame).score == pytest.approx(ref.score)
+    assert lines[0].startswith("edge-guard: no engine file model.fp32.sm87") and "on first use" in lines[0]
+    assert any(line.startswith("wrote ") for line in lines)
+    built = trt.calls.builds
+    runner = TensorRTRunner(load_bundle(root), trt=trt, cudart=cudart, device_info=ORIN,
+                            kernels=fake_kernels, precision="fp32", build=True, log=lines.append)
+    with runner:
+        assert trt.calls.builds == built   # cached: not rebuilt
+    # open_runner asks for a build only when the backend is named, never for `auto`
+    made = []
+
+    def record(self, *args, **kw):
+        made.append(kw["build"])
+        raise UserError("recorded")
+
+    monkeypatch.setattr(trt_backend.TensorRTRunner, "__init__", record)
+    with pytest.raises(UserError, match="recorded"):
+        open_runner(load_bundle(root), "tensorrt")
+    assert made == [True]

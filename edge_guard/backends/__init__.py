@@ -32,7 +32,10 @@ def _runner(bundle: Bundle, choice: select.Selection, threads, pairs, precision)
     if choice.backend == "tensorrt":
         from .tensorrt import TensorRTRunner
 
-        runner = TensorRTRunner(bundle, pairs=pairs, precision=precision, engine=choice.engine)
+        # Asked for by name, a missing engine is built on first use; `auto` only picks
+        # TensorRT when an engine is cached, so it never stalls for minutes unannounced.
+        runner = TensorRTRunner(bundle, pairs=pairs, precision=precision, engine=choice.engine,
+                                build=choice.engine is None)
     else:
         from .onnxruntime import OnnxRuntimeRunner, gpu_providers, import_onnxruntime
 

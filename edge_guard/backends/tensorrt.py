@@ -1,9 +1,11 @@
 """TensorRT backend: a checked engine cached in the bundle, run between the CUDA kernels.
 
-Engines are built offline on the target by ``edge-guard build-engine`` (it checks each
-engine against the fp32 model before writing its sidecar); this module only runs them. A
-missing, stale, truncated or foreign engine is refused with one line naming the command
-that builds it: the runtime never builds (that needs the offline tools and minutes).
+Engines are built on the target by ``edge-guard build-engine`` (it checks each engine
+against the fp32 model before writing its sidecar). A stale, truncated or foreign engine is
+refused with one line naming the command that builds it. A missing one is built on first
+use when the backend was asked for by name (``build=True``; it needs the ``onnx`` and
+``onnxruntime`` packages for the checks and takes minutes, so it says so first); ``auto``
+never builds: it picks TensorRT only when a valid engine is cached.
 
 TensorRT 10/11 name-based API: ``num_io_tensors`` / ``get_tensor_name`` /
 ``get_tensor_mode`` find the I/O, ``set_input_shape`` per batch size, ``set_tensor_address``
@@ -21,6 +23,7 @@ Two ways to use :class:`TensorRTRunner`:
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
@@ -312,8 +315,11 @@ class TensorRTRunner(Runner):
 
     def __init__(self, bundle: Bundle, pairs: int | None = None, precision: str | None = None,
                  engine: EngineChoice | None = None, device_scoring: bool = True, trt=None,
-                 cudart=None, device_info: DeviceInfo | None = None, kernels=None):
+                 cudart=None, device_info: DeviceInfo | None = None, kernels=None,
+                 build: bool = False, log=None):
         super().__init__()
+        self._build = bool(build)
+        self._log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.bundle = bundle
         self.k = int(pairs if pairs is not None else bundle.k)
         self.precision = precision
@@ -339,6 +345,8 @@ class TensorRTRunner(Runner):
         if choice is None:
             device = self._device_info or current_device(trt.__version__)
             choice = find_engine(self.bundle, device, 2 * self.k, self.precision)
+        if choice.path is None and self._build:
+            choice = self._build_engine(trt, cudart, choice)
         if choice.path is None:
             raise engine_error(self.bundle, choice, self.precision, self.k)
         exe = TrtRunner(choice.path, trt=trt, cudart=cudart)
@@ -356,6 +364,22 @@ class TensorRTRunner(Runner):
         self.engine_file, self.precision = choice.path, choice.precision
         self.provider = (f"TensorRT {getattr(trt, '__version__', '?')} {choice.precision} "
                          f"on {choice.device.gpu} ({choice.device.sm})")
+
+    def _build_engine(self, trt, cudart, missing: EngineChoice) -> EngineChoice:
+        """First use on this device: build and check the engine (`edge-guard build-engine`),
+        then find it again. Minutes on a Jetson, so it says so before it starts."""
+        require("onnx", "offline", "building a TensorRT engine on first use")
+        require("onnxruntime", "cpu", "checking a TensorRT engine on first use")
+        from edge_guard.export.trt_build import build_engine
+
+        precision = self.precision or "fp16"
+        device = missing.device or self._device_info or current_device(trt.__version__)
+        self._log(f"edge-guard: {missing.reason}: building a TensorRT {precision} engine for "
+                  f"{device.gpu} on first use (minutes; it is cached in {self.bundle.root / ENGINE_DIR})")
+        build_engine(self.bundle.root, precision, max_pairs=max(BUILD_MAX_PAIRS, self.k), trt=trt,
+                     device=device, runner_factory=lambda path, t: TrtRunner(path, trt=t, cudart=cudart),
+                     log=self._log)
+        return find_engine(self.bundle, device, 2 * self.k, precision)
 
     def _load_kernels(self, exe: TrtRunner):
         if not self._want_device_scoring:
