@@ -25,7 +25,7 @@ from edge_guard.bundle import new_guard_doc, uncalibrated_bundle, write_guard_js
 from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import DataError, UserError
 from edge_guard.guard import Guard
-from edge_guard.patches import check_geometry
+from edge_guard.patches import check_full_range
 
 from . import threshold as thr
 from .scoring import score_frames, torch_segment
@@ -54,12 +54,7 @@ class CalibrationSettings:
     def check(self) -> None:
         """UserError (one line) for settings that cannot work, before anything is computed."""
         h, w = (int(v) for v in self.frame_size)
-        check_geometry(h, w, self.patch, self.b_low, self.b_high)
-        need = self.patch + self.b_high - 1
-        if h < need or w < need:
-            raise UserError(f"frame {h}x{w} is too small for {self.patch}px patch pairs displaced by "
-                            f"up to {self.b_high - 1}px: each side needs at least {need} "
-                            "(patch + b_high - 1); use a larger --frame or smaller --patch/--b-high")
+        check_full_range(h, w, self.patch, self.b_low, self.b_high)
         if self.k < 1:
             raise UserError(f"--pairs must be at least 1, got {self.k}")
         if self.holdout_frames < 0:

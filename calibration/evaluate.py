@@ -36,7 +36,7 @@ import numpy as np
 
 from edge_guard.classes import NUM_CLASSES
 from edge_guard.errors import DataError, UserError
-from edge_guard.patches import check_geometry
+from edge_guard.patches import check_full_range
 
 from . import threshold as thr
 
@@ -86,12 +86,7 @@ class EvalSettings:
         from .targets import TARGETS
 
         h, w = (int(v) for v in self.frame)
-        check_geometry(h, w, self.patch, self.b_low, self.b_high)
-        need = self.patch + self.b_high - 1
-        if h < need or w < need:
-            raise UserError(f"frame {h}x{w} is too small for {self.patch}px patch pairs displaced by "
-                            f"up to {self.b_high - 1}px: each side needs at least {need}; use a larger "
-                            "--frame or smaller --patch/--b-high")
+        check_full_range(h, w, self.patch, self.b_low, self.b_high)
         for name, values, known in (("--methods", self.methods, ATTACKS), ("--targets", self.targets, TARGETS)):
             bad = [v for v in values if v not in known]
             if not values or bad:

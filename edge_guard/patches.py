@@ -67,6 +67,17 @@ def check_geometry(height: int, width: int, size: int, low: int, high: int) -> N
             f"resize the frame or use a smaller patch size")
 
 
+def check_full_range(height: int, width: int, size: int, low: int, high: int) -> None:
+    """check_geometry, and room for every displacement up to high - 1 (offline tools draw
+    many pairs per frame and must never hit the edge-clamped case)."""
+    check_geometry(height, width, size, low, high)
+    need = size + high - 1
+    if height < need or width < need:
+        raise UserError(f"frame {height}x{width} is too small for {size}px patch pairs displaced by "
+                        f"up to {high - 1}px: each side needs at least {need} (patch + b_high - 1); "
+                        "use a larger --frame or smaller --patch/--b-high")
+
+
 def sample_pairs(height: int, width: int, size: int = DEFAULT_SIZE, low: int = DEFAULT_LOW,
                  high: int = DEFAULT_HIGH, k: int = 1,
                  rng: np.random.Generator | None = None) -> np.ndarray:

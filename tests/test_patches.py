@@ -127,3 +127,13 @@ def test_frames_too_small_for_the_minimum_displacement_fail(size, data):
     for height, width in ((short, other), (other, short)):
         with pytest.raises(UserError, match="too small"):
             sample_pairs(height, width, size, low, high, 1, np.random.default_rng(0))
+
+
+def test_full_range_needs_room_for_the_largest_displacement():
+    from edge_guard.patches import check_full_range
+
+    check_full_range(287, 287, 256, 16, 32)          # 256 + 32 - 1: every displacement fits
+    with pytest.raises(UserError, match=r"frame 286x400 .* each side needs at least 287"):
+        check_full_range(286, 400, 256, 16, 32)
+    with pytest.raises(UserError, match="b_high must be greater than b_low"):
+        check_full_range(512, 512, 256, 32, 16)       # check_geometry's checks come first
