@@ -26,7 +26,7 @@ from time import perf_counter
 import numpy as np
 
 from .backends import FunctionRunner, Runner, open_runner
-from .bundle import (GUARD_FILE, Bundle, BundleError, check_model_section, load_bundle,
+from .bundle import (EXPORT_FILE, GUARD_FILE, Bundle, BundleError, check_model_section, load_bundle,
                      uncalibrated_bundle)
 from .errors import UserError
 from .frames import resize, swap_rb
@@ -34,7 +34,6 @@ from .guard import STAGES, Guard
 from .patches import check_geometry, scaled_bounds
 from .paths import ASSETS, DEFAULT_BUNDLE
 
-EXPORT_FILE = "export.json"
 DEMO_FRAME = ASSETS / "demo" / "clean_0017.png"
 
 

@@ -43,6 +43,8 @@ from .patches import check_geometry
 
 SCHEMA_VERSION = 1
 GUARD_FILE = "guard.json"
+#: What `edge-guard export` writes beside the model: its model section, checks, segment.onnx.
+EXPORT_FILE = "export.json"
 METHODS = ("spatial",)
 PAIRINGS = ("independent",)
 THRESHOLD_RULES = ("fpr", "min-benign")
@@ -352,7 +354,7 @@ def load_bundle(root) -> Bundle:
     path = root / GUARD_FILE
     if not path.is_file():
         hint = (" (it has export.json: run `edge-guard calibrate` to choose the threshold)"
-                if (root / "export.json").is_file() else "")
+                if (root / EXPORT_FILE).is_file() else "")
         raise BundleError(f"{root} has no {GUARD_FILE}{hint}")
     try:
         doc = validate(_read(path))

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_guard.bundle import EXPORT_FILE
 from edge_guard.errors import DataError, UserError
 from edge_guard.patches import scaled_bounds
 
@@ -74,7 +75,7 @@ def read_bundle(root) -> BundleInfo:
     if not root.is_dir():
         raise UserError(f"{root} is not a bundle folder (make one with `edge-guard export --out {root}`)")
     guard = _read_json(root / "guard.json") if (root / "guard.json").is_file() else {}
-    record = _read_json(root / "export.json") if (root / "export.json").is_file() else {}
+    record = _read_json(root / EXPORT_FILE) if (root / EXPORT_FILE).is_file() else {}
     model = guard.get("model") or record.get("model")
     if not isinstance(model, dict):
         raise DataError(f"{root} has neither guard.json nor export.json with a model section: "

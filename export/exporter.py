@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_guard import __version__
+from edge_guard.bundle import EXPORT_FILE
 from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import UserError
 from edge_guard.patches import scaled_bounds
@@ -39,7 +40,7 @@ from .trt_compat import check_trt_compat
 
 MODEL_FILE = "model.onnx"
 SEGMENT_FILE = "segment.onnx"
-RECORD_FILE = "export.json"
+RECORD_FILE = EXPORT_FILE
 MIN_AGREEMENT = 0.999
 MAX_MIOU_DIFF = 1e-3
 
