@@ -1,9 +1,11 @@
 """Iterations per second of the attacks (one forward + backward + projection + 8-bit
-rounding each), batch 1, edge_small with random weights unless --checkpoint.
+rounding each), --batch images at once (default 1), edge_small with random weights unless
+--checkpoint. On CUDA it also prints the peak GPU memory of each attack.
 
     python benchmarks/attack_speed.py                            # CPU, 256x512 and 512x1024
     python benchmarks/attack_speed.py --device cuda --arch drn_d_22 --sizes 1024x2048
     python benchmarks/attack_speed.py --adaptive spatial --k-attack 10
+    python benchmarks/attack_speed.py --device cuda --sizes 512x1024 --batch 1 8 32
 
 The attack never stops early here (threshold 1.0), so every image runs --iters steps.
 """
@@ -28,6 +30,7 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--adaptive", default=None)
     p.add_argument("--k-attack", type=int, default=10)
+    p.add_argument("--batch", type=int, nargs="+", default=[1], help="images attacked together")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     model = (load_segmenter(args.checkpoint)[0] if args.checkpoint else build_segmenter(args.arch)).eval()
@@ -35,24 +38,28 @@ def main():
     for q in model.parameters():
         q.requires_grad_(False)
     views = make_views(args.adaptive, args.k_attack)
+    cuda = args.device.startswith("cuda")
     for size in args.sizes.split(","):
         h, w = (int(v) for v in size.split("x"))
-        x = (torch.randint(0, 256, (1, 3, h, w)).float() / 255).to(args.device)
-        target = torch.full((1, h, w), 13, dtype=torch.long, device=args.device)
-        for name, attack in ATTACKS.items():
-            attack(model, x, target, max_iter=1, threshold=1.0, quantize=True, views=views)  # warm-up
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            res = attack(model, x, target, max_iter=args.iters, threshold=1.0, quantize=True,
-                         views=views, l2=0.06 if views else None)
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            dt = time.perf_counter() - t0
-            steps = int(res.iterations[0]) + 1  # + the final evaluation forward
-            print(f"{args.arch} {h}x{w} {name:8s} adaptive={args.adaptive} device={args.device} "
-                  f"threads={args.threads}: {args.iters / dt:.2f} it/s ({dt / steps:.3f} s per step)")
-
+        for n in args.batch:
+            x = (torch.randint(0, 256, (n, 3, h, w)).float() / 255).to(args.device)
+            target = torch.full((n, h, w), 13, dtype=torch.long, device=args.device)
+            for name, attack in ATTACKS.items():
+                attack(model, x, target, max_iter=1, threshold=1.0, quantize=True, views=views)  # warm-up
+                if cuda:
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
+                t0 = time.perf_counter()
+                res = attack(model, x, target, max_iter=args.iters, threshold=1.0, quantize=True,
+                             views=views, l2=0.06 if views else None)
+                if cuda:
+                    torch.cuda.synchronize()
+                dt = time.perf_counter() - t0
+                steps = int(res.iterations[0]) + 1  # + the final evaluation forward
+                memory = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if cuda else ""
+                print(f"{args.arch} {h}x{w} batch {n} {name:8s} adaptive={args.adaptive} device={args.device} "
+                      f"threads={args.threads}: {args.iters / dt:.2f} it/s, {n * args.iters / dt:.1f} "
+                      f"image-it/s ({dt / steps:.3f} s per step){memory}", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -71,6 +71,7 @@ class EvalSettings:
     b_low: int = 16
     b_high: int = 32
     max_iter: int = 200
+    batch: int = 1
     seed: int = 0
     entropy_patches: int = 50
     skip: tuple = ()
@@ -141,7 +142,8 @@ def attack_settings(s: EvalSettings, a: AttackSet):
     return AttackSettings(method=a.method, target=a.target,
                           adaptive=None if a.kind == "plain" else a.kind, k_attack=a.k_attack,
                           patch_size=s.patch, b_low=s.b_low, b_high=s.b_high, blur_stds=tuple(s.stds),
-                          max_iter=s.max_iter, seed=s.seed, size=tuple(s.frame)).resolved()
+                          max_iter=s.max_iter, seed=s.seed, size=tuple(s.frame),
+                          batch=s.batch).resolved()
 
 
 def _digest(obj) -> str:
@@ -303,7 +305,10 @@ def _attack_record(folder: Path, names: list) -> dict:
     recs = [doc["images"][n] for n in names]
     keys = ("success", "miou", "l2", "linf", "iterations", "seconds", "clean_success")
     mean = {k: float(np.mean([r[k] for r in recs])) for k in keys}
-    return {"frames": len(recs), "mean": mean, "settings": doc["settings"],
+    from .attacks.run import seconds_per_frame
+
+    return {"frames": len(recs), "mean": mean, "seconds_per_frame": seconds_per_frame(recs),
+            "settings": doc["settings"],
             "reached_threshold": int(sum(r["success"] >= doc["settings"]["threshold"] for r in recs))}
 
 

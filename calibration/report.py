@@ -96,7 +96,7 @@ def _attacks(attacks: dict) -> list:
     for name, a in attacks.items():
         m = a["mean"]
         lines.append(f"| {name} | {a['frames']} | {_f(m['success'], 3)} | {a['reached_threshold']} | "
-                     f"{_f(m['l2'], 4)} | {_f(m['linf'], 3)} | {m['iterations']:.0f} | {m['seconds']:.1f} |")
+                     f"{_f(m['l2'], 4)} | {_f(m['linf'], 3)} | {m['iterations']:.0f} | {a.get('seconds_per_frame', m['seconds']):.2f} |")
     return lines
 
 

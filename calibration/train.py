@@ -44,6 +44,8 @@ class TrainConfig:
     save_every: int = 250
     class_weights: str = "enet"
     model_kwargs: dict = field(default_factory=dict)
+    init: str | None = None  # start from this checkpoint's weights (fresh optimiser and schedule)
+    preload: bool = False  # decode every frame once into memory (workers share it after fork)
 
 
 class ScaleCropDataset(Dataset):
@@ -85,6 +87,18 @@ class ScaleCropDataset(Dataset):
         return torch.from_numpy(image.transpose(2, 0, 1).copy()), torch.from_numpy(labels.copy())
 
 
+def preload(frames, threads: int = 8) -> list:
+    """Every (image, labels, name) of ``frames`` decoded into a list (OpenCV decodes off the GIL).
+
+    Decoding a PNG costs more than the crop and rescale that use it, so a GPU run that reads
+    every frame from disk is bound by its data loaders; decoded once, forked workers share it.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        return list(pool.map(frames.__getitem__, range(len(frames))))
+
+
 def channel_stats(frames, limit: int = 64) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std (RGB, [0, 1] units) over up to `limit` frames."""
     total = np.zeros(3)
@@ -116,6 +130,12 @@ def class_weights(frames, num_classes: int, limit: int = 100) -> list[float]:
     return [round(float(v), 4) for v in w]
 
 
+def _sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def poly_lr(base: float, step: int, steps: int, warmup: int = 100) -> float:
     """Linear warm-up then poly(0.9) decay, the usual schedule of DRN/DLA training."""
     if step < warmup:
@@ -123,8 +143,10 @@ def poly_lr(base: float, step: int, steps: int, warmup: int = 100) -> float:
     return base * (1 - (step - warmup) / max(1, steps - warmup)) ** 0.9
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> dict:
-    """Train per `cfg`, writing a checkpoint to cfg.out every cfg.save_every steps and at the end.
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print,
+          device: str = "cpu") -> dict:
+    """Train per `cfg` on `device`, writing a checkpoint to cfg.out every cfg.save_every steps
+    and at the end.
 
     Returns a summary dict (final loss, steps, seconds, samples seen).
     """
@@ -137,19 +159,30 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    state = None
+    state, init_meta = None, {}
     if resume and out.exists():
         segmenter, meta = load_segmenter(out)
         state = meta.get("train") or {}
         if state.get("config", {}).get("arch", segmenter.name) != cfg.arch:
             raise UserError(f"{out} holds a {segmenter.name} model, not {cfg.arch}: pick another --out")
         log(f"resuming {out} at step {state.get('step', 0)}")
+    elif cfg.init:
+        segmenter, init_meta = load_segmenter(cfg.init)
+        if segmenter.name != cfg.arch:
+            raise UserError(f"--init {cfg.init} holds a {segmenter.name} model, not {cfg.arch}: pass --arch {segmenter.name}")
+        segmenter.train()
+        log(f"starting from the weights of {cfg.init}")
     else:
         mean, std = channel_stats(frames)
         net = create_model(cfg.arch, num_classes=NUM_CLASSES, **cfg.model_kwargs)
         segmenter = Segmenter(net, name=cfg.arch, num_classes=NUM_CLASSES, mean=mean, std=std,
                               model_kwargs=cfg.model_kwargs)
 
+    segmenter = segmenter.to(device)
+    cuda = str(device).startswith("cuda")
+    if cuda:
+        # Fixed crop size: let cuDNN pick the fastest convolution algorithms once.
+        torch.backends.cudnn.benchmark = True
     params = [p for p in segmenter.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = 0
@@ -160,17 +193,23 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         step, seen, elapsed = state["step"], state["samples_seen"], state.get("seconds", 0.0)
 
     # One entry per (re)start, so a checkpoint trained in stages says what each stage was.
-    history = list((state or {}).get("history") or []) + [{
+    # --init: the new run continues the history of the weights it starts from.
+    earlier = (state or {}).get("history") or ((init_meta.get("train") or {}).get("history") if cfg.init else None)
+    history = list(earlier or []) + [{
         "from_step": step, "to_step": cfg.steps, "data": str(Path(cfg.data).resolve()),
         "split": cfg.split, "frames": len(frames), "class_weights": cfg.class_weights,
-        "batch_size": cfg.batch_size, "crop": cfg.crop, "lr": cfg.lr}]
+        "batch_size": cfg.batch_size, "crop": cfg.crop, "lr": cfg.lr, "device": str(device),
+        **({"init": str(Path(cfg.init).resolve()), "init_sha256": _sha256(cfg.init)} if cfg.init and not state else {})}]
     weights = None
     if cfg.class_weights == "enet":
-        weights = torch.tensor(class_weights(frames, segmenter.num_classes), dtype=torch.float32)
+        weights = torch.tensor(class_weights(frames, segmenter.num_classes), dtype=torch.float32, device=device)
     elif cfg.class_weights != "none":
         raise UserError(f"unknown class weighting {cfg.class_weights!r}: use enet or none")
 
     crop = min(cfg.crop, *frames[0][1].shape) if cfg.crop > 0 else min(frames[0][1].shape)
+    if cfg.preload:
+        log(f"decoding {len(frames)} frames into memory")
+        frames = preload(frames)
     data = ScaleCropDataset(frames, crop, cfg.scale_min, cfg.scale_max, cfg.seed)
 
     def checkpoint(final_loss):
@@ -193,8 +232,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         # the same stream of crops rather than repeating the first ones.
         data.epoch = step // per_epoch
         loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=len(data) >= cfg.batch_size,
-                            num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed * 100003 + data.epoch))
+                            num_workers=cfg.workers, pin_memory=cuda,
+                        generator=torch.Generator().manual_seed(cfg.seed * 100003 + data.epoch))
         for images, labels in loader:
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
             if step >= cfg.steps:
                 break
             for group in optimizer.param_groups:

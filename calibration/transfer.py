@@ -18,6 +18,7 @@ The diagonal is the white-box attack; off-diagonal cells measure transfer.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from edge_guard.errors import DataError, UserError
 LABELS = "ABCDEFGH"
 
 
-def _train_models(s, meta: dict, progress: bool, log) -> list:
+def _train_models(s, meta: dict, progress: bool, log, device: str = "cpu") -> list:
     from .data.folders import open_dataset
     from .models.checkpoint import load_segmenter
     from .train import TrainConfig, train
@@ -42,11 +43,14 @@ def _train_models(s, meta: dict, progress: bool, log) -> list:
                         "no labels: pass --transfer-models CKPT,CKPT,CKPT or --skip fig8")
     folder = Path(s.out) / "transfer" / "models"
     paths = []
+    gpu = str(device).startswith("cuda")
     for i in range(3):
         path = folder / f"model_{LABELS[i]}.pt"
         cfg = TrainConfig(data=str(s.data), out=str(path), arch=meta.get("model") or "edge_small",
                           split=s.transfer_split, steps=s.transfer_steps, seed=s.seed + 1 + i,
-                          crop=s.transfer_crop, workers=0, batch_size=4 if s.quick else 8,
+                          crop=s.transfer_crop, batch_size=4 if s.quick else 8,
+                          # On a GPU the loaders, not the model, set the pace: decode once, load in parallel.
+                          workers=min(8, os.cpu_count() or 1) if gpu else 0, preload=gpu,
                           save_every=max(1, s.transfer_steps), model_kwargs=dict(meta.get("model_kwargs") or {}))
         done = False
         if path.is_file():
@@ -55,7 +59,7 @@ def _train_models(s, meta: dict, progress: bool, log) -> list:
                     and (m.get("train") or {}).get("config", {}).get("seed") == cfg.seed)
         if not done:
             log(f"Fig. 8: training model {LABELS[i]} (seed {cfg.seed}, {cfg.steps} steps) -> {path}")
-            train(cfg, resume=False, progress=progress, log=log)
+            train(cfg, resume=False, progress=progress, log=log, device=device)
         paths.append(path)
     return paths
 
@@ -89,7 +93,7 @@ def transferability(s, names: list, device: str, progress: bool, log, meta: dict
                 raise UserError(f"--transfer-models: {p} does not exist")
         source = "given"
     else:
-        paths = _train_models(s, meta, progress, log)
+        paths = _train_models(s, meta, progress, log, device)
         source = f"trained here: {s.transfer_steps} steps each, seeds {s.seed + 1}..{s.seed + 3}"
     labels = LABELS[:len(paths)]
     target = "emblem" if "emblem" in s.targets else s.targets[0]

@@ -102,3 +102,34 @@ def test_missing_data_and_class_mismatch(setup, capsys):
     assert attack(root, wrong, "--method", "dag", "--target", "pure", out="bad") == 2
     err = capsys.readouterr().err.strip()
     assert "5 classes" in err and len(err.splitlines()) == 1
+
+
+def test_a_batch_gives_the_frames_of_single_runs(setup):
+    """Plain attacks: every image has its own step and stopping, so attacking 3 frames at
+    once writes the frames (and metrics) that one at a time does."""
+    root, ckpt, _ = setup
+    args = ("--method", "dag", "--target", "remap", "--max-iter", "4")
+    assert attack(root, ckpt, *args, out="single") == 0
+    assert attack(root, ckpt, *args, "--batch", "3", out="batched") == 0
+    single = json.loads((root / "single" / "manifest.json").read_text())
+    batched = json.loads((root / "batched" / "manifest.json").read_text())
+    assert batched["settings"]["batch"] == 3 and single["settings"]["batch"] == 1
+    assert batched["images"].keys() == single["images"].keys() and len(single["images"]) == 3
+    for name, rec in single["images"].items():
+        other = batched["images"][name]
+        assert other["batch"] == 3 and other["seed"] == rec["seed"] and other["batch_first"] in single["images"]
+        for key in ("success", "miou", "l2", "linf", "iterations", "clean_success"):
+            assert other[key] == pytest.approx(rec[key], abs=2e-3), key
+        a = cv2.imread(str(root / "single" / rec["adversarial"])).astype(int)
+        b = cv2.imread(str(root / "batched" / other["adversarial"])).astype(int)
+        assert np.abs(a - b).max() <= 1  # 8-bit rounding of float sums in another order
+    # three frames shared one batch: its time counts once
+    (first,) = {r["batch_first"] for r in batched["images"].values()}
+    assert batched["summary"]["seconds_per_frame"] == pytest.approx(
+        batched["images"][first]["batch_seconds"] / 3)
+
+
+def test_batch_must_be_positive(setup, capsys):
+    root, ckpt, _ = setup
+    assert attack(root, ckpt, "--method", "dag", "--target", "pure", "--batch", "0", out="bad") == 2
+    assert "--batch" in capsys.readouterr().err

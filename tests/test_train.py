@@ -93,3 +93,54 @@ def test_confusion_and_iou_by_hand():
     assert table["iou"] == [0.5, 0.5, None]
     assert table["miou"] == pytest.approx(0.5)
     assert table["pixel_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_init_starts_from_a_checkpoint_and_preload_gives_the_same_crops(scenes, tmp_path):
+    base = tmp_path / "base.pt"
+    cfg = TrainConfig(data=str(scenes), out=str(base), steps=4, batch_size=2, crop=48, workers=0,
+                      save_every=100, model_kwargs={"width": 16})
+    train(cfg, progress=False, log=lambda *_: None)
+    start, _ = load_segmenter(base)
+
+    runs = {}
+    for preload in (False, True):
+        out = tmp_path / f"ft_{preload}.pt"
+        ft = TrainConfig(data=str(scenes), out=str(out), steps=3, batch_size=2, crop=48, lr=1e-3, workers=0,
+                         save_every=100, init=str(base), preload=preload, model_kwargs={"width": 16})
+        summary = train(ft, progress=False, log=lambda *_: None)
+        runs[preload] = (summary, load_segmenter(out))
+    (s0, (m0, meta0)), (s1, (m1, _)) = runs[False], runs[True]
+    # a fresh schedule from the given weights, and the record says where they came from
+    assert meta0["train"]["step"] == 3 and meta0["train"]["history"][-1]["init_sha256"]
+    assert meta0["train"]["history"][-1]["init"] == str(base.resolve())
+    assert meta0["train"]["history"][0]["to_step"] == 4  # the base run's stage comes first
+    assert m0.mean == start.mean
+    # decoding once into memory changes nothing about the crops the model sees
+    assert s0["loss"] == pytest.approx(s1["loss"], rel=1e-5)
+    for a, b in zip(m0.state_dict().values(), m1.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6)
+
+
+def test_init_of_another_architecture_and_init_with_resume_are_refused(scenes, tmp_path, capsys):
+    other = tmp_path / "other.pt"
+    from edge_guard.calibration.models.checkpoint import save_checkpoint
+    save_checkpoint(other, build_segmenter("edge_small", width=16))
+    code = main(["train", "--data", str(scenes), "--out", str(tmp_path / "x.pt"), "--steps", "1",
+                 "--init", str(other), "--resume"])
+    assert code == 2 and "--init and --resume" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_trains_on_cuda(scenes, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA here")
+    out = tmp_path / "cuda.pt"
+    cfg = TrainConfig(data=str(scenes), out=str(out), steps=20, batch_size=4, crop=64, lr=1e-2, workers=2,
+                      save_every=100, preload=True, model_kwargs={"width": 16})
+    frames = open_dataset(scenes, "train")
+    before = dataset_loss(build_segmenter("edge_small", mean=channel_stats(frames)[0],
+                                          std=channel_stats(frames)[1], width=16), frames)
+    summary = train(cfg, progress=False, log=lambda *_: None, device="cuda")
+    trained, meta = load_segmenter(out)  # saved on the CPU: loads anywhere
+    assert summary["steps"] == 20 and meta["train"]["history"][-1]["device"] == "cuda"
+    assert dataset_loss(trained, frames) < before

@@ -64,6 +64,10 @@ class AttackSettings:
     seed: int = 0
     size: Optional[tuple] = None  # (H, W) frames are resized to before the attack
     text: str = "ECCV 2018"
+    # Frames attacked together. Plain attacks give the same frames at any batch (each image
+    # has its own step and stopping); adaptive ones draw their views from the batch's first
+    # frame's seed, so the batch is part of what decides the result.
+    batch: int = 1
 
     def resolved(self) -> "AttackSettings":
         if self.method not in ATTACKS:
@@ -75,6 +79,8 @@ class AttackSettings:
         adaptive = None if self.adaptive in (None, "none") else self.adaptive
         if self.k_attack < 0:
             raise UserError(f"--k-attack must be >= 0, got {self.k_attack}")
+        if self.batch < 1:
+            raise UserError(f"--batch must be >= 1, got {self.batch}")
         l2 = self.l2 if self.l2 is not None else (ADAPTIVE_L2 if adaptive else None)
         step = self.step if self.step is not None else DEFAULT_STEP[self.method]
         size = tuple(int(v) for v in self.size) if self.size else None
@@ -165,7 +171,7 @@ class Manifest:
             return {"images": 0}
         mean = {k: float(np.mean([r[k] for r in recs]))
                 for k in ("success", "miou", "l2", "linf", "iterations", "seconds", "clean_success")}
-        return {"images": len(recs), "mean": mean,
+        return {"images": len(recs), "mean": mean, "seconds_per_frame": seconds_per_frame(recs),
                 "reached_threshold": int(sum(r["success"] >= self.settings["threshold"] for r in recs))}
 
     def write(self) -> None:
@@ -174,6 +180,13 @@ class Manifest:
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps(payload, indent=1))
         tmp.replace(self.path)
+
+
+def seconds_per_frame(records: list) -> float:
+    """Attack wall time per frame: frames attacked in one batch share their batch's time."""
+    batches = {r["batch_first"]: r["batch_seconds"] for r in records if "batch_first" in r}
+    single = [r["seconds"] for r in records if "batch_first" not in r]
+    return float((sum(batches.values()) + sum(single)) / max(1, len(records)))
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
@@ -241,41 +254,67 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
     count = len(frames) if limit is None else min(int(limit), len(frames))
     todo = [i for i in range(count) if not manifest.done(frames.names[i])]
     bar = _progress(len(todo), f"{s.method} -> {s.target}", progress)
-    for i in todo:
-        image, labels, name = frames[i]
-        image, labels = _resize(image, labels, s.size)
-        seed = image_seed(s.seed, name)
-        x = _to_tensor(image, device)
-        with torch.no_grad():
-            clean_pred = segmenter(x).argmax(1)[0].cpu().numpy().astype(np.uint8)
-        source_labels, source_name = (None, None)
-        if s.target == "scene":
-            source_labels, source_name = _scene_source(frames, i, seed, image.shape[:2])
-        target = target_maps.make_target(s.target, image.shape[:2], seed, clean_pred=clean_pred,
-                                         source_labels=source_labels, text=s.text)
-        t = torch.from_numpy(target.astype(np.int64))[None].to(device)
-        valid = target != 255
-        clean_success = float((clean_pred[valid] == target[valid]).mean()) if valid.any() else math.nan
+    for chunk in _batches(todo, s.batch, lambda i: s.size or frames[i][0].shape[:2]):
+        prepared = [_prepare(frames, i, s, segmenter, device) for i in chunk]
+        x = torch.cat([p["x"] for p in prepared])
+        t = torch.from_numpy(np.stack([p["target"] for p in prepared]).astype(np.int64)).to(device)
         result = attack(segmenter, x, t, quantize=True, l2=s.l2, linf=s.linf, max_iter=s.max_iter,
-                        threshold=s.threshold, views=views, seed=seed, **hyper)
-        adv = (result.images[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        rel = frames.image_paths[i].resolve().relative_to(root).with_suffix(".png")
-        tdir = Path("targets") / rel.parent
-        paths = {"adversarial": str(rel), "target": str(tdir / f"{name}_target.png"),
-                 "target_color": str(tdir / f"{name}_target_color.png")}
-        _write_png(out / paths["adversarial"], cv2.cvtColor(adv, cv2.COLOR_RGB2BGR))
-        _write_png(out / paths["target"], target)
-        _write_png(out / paths["target_color"], cv2.cvtColor(colorize(target), cv2.COLOR_RGB2BGR))
-        record = {"source": str(frames.image_paths[i].resolve()), **paths, "seed": seed,
-                  "clean_success": clean_success, **result.records()[0]}
-        if source_name is not None:
-            record["scene_source"] = source_name
-        manifest.add(name, record)
-        bar.set_postfix(success=f"{record['success']:.3f}", iters=record["iterations"])
-        bar.update(1)
+                        threshold=s.threshold, views=views, seed=prepared[0]["seed"], **hyper)
+        for j, (p, metrics) in enumerate(zip(prepared, result.records())):
+            i, name, target = p["index"], p["name"], p["target"]
+            adv = (result.images[j].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            rel = frames.image_paths[i].resolve().relative_to(root).with_suffix(".png")
+            tdir = Path("targets") / rel.parent
+            paths = {"adversarial": str(rel), "target": str(tdir / f"{name}_target.png"),
+                     "target_color": str(tdir / f"{name}_target_color.png")}
+            _write_png(out / paths["adversarial"], cv2.cvtColor(adv, cv2.COLOR_RGB2BGR))
+            _write_png(out / paths["target"], target)
+            _write_png(out / paths["target_color"], cv2.cvtColor(colorize(target), cv2.COLOR_RGB2BGR))
+            record = {"source": str(frames.image_paths[i].resolve()), **paths, "seed": p["seed"],
+                      "clean_success": p["clean_success"], **metrics}
+            if len(prepared) > 1:  # "seconds" is then the batch's time until this frame stopped
+                record.update(batch=len(prepared), batch_first=prepared[0]["name"],
+                              batch_seconds=float(result.seconds.max()))
+            if p["scene_source"] is not None:
+                record["scene_source"] = p["scene_source"]
+            manifest.add(name, record)
+            bar.set_postfix(success=f"{record['success']:.3f}", iters=record["iterations"])
+            bar.update(1)
     bar.close()
     manifest.write()
     return manifest.summary()
+
+
+def _batches(todo: list, size: int, shape_of) -> list:
+    """``todo`` cut into runs of at most ``size`` consecutive frames of one shape."""
+    out, shape = [], None
+    for i in todo:
+        h_w = tuple(shape_of(i)) if size > 1 else None
+        if out and len(out[-1]) < size and h_w == shape:
+            out[-1].append(i)
+        else:
+            out.append([i])
+        shape = h_w
+    return out
+
+
+def _prepare(frames, i: int, s: AttackSettings, segmenter, device) -> dict:
+    """One frame's tensor (1,3,H,W), target, seed and clean success, ready to attack."""
+    image, labels, name = frames[i]
+    image, labels = _resize(image, labels, s.size)
+    seed = image_seed(s.seed, name)
+    x = _to_tensor(image, device)
+    with torch.no_grad():
+        clean_pred = segmenter(x).argmax(1)[0].cpu().numpy().astype(np.uint8)
+    source_labels, source_name = (None, None)
+    if s.target == "scene":
+        source_labels, source_name = _scene_source(frames, i, seed, image.shape[:2])
+    target = target_maps.make_target(s.target, image.shape[:2], seed, clean_pred=clean_pred,
+                                     source_labels=source_labels, text=s.text)
+    valid = target != 255
+    clean_success = float((clean_pred[valid] == target[valid]).mean()) if valid.any() else math.nan
+    return {"index": i, "name": name, "x": x, "target": target, "seed": seed,
+            "clean_success": clean_success, "scene_source": source_name}
 
 
 def _progress(total: int, desc: str, enabled: bool):

@@ -65,6 +65,8 @@ def register(sub) -> None:
     p.add_argument("--b-low", type=non_negative_int, default=None, help="pair displacement low (default: 16)")
     p.add_argument("--b-high", type=positive_int, default=None, help="pair displacement high (default: 32)")
     p.add_argument("--max-iter", type=positive_int, default=None, help="attack iterations (default: 200)")
+    p.add_argument("--batch", type=positive_int, default=1,
+                   help="frames attacked together (default: 1; 8-32 on a GPU)")
     p.add_argument("--entropy-patches", type=positive_int, default=None,
                    help="random patches of the Fig. 3 entropy maps (default: 50)")
     p.add_argument("--skip", default="", help="figures to skip, comma-separated: fig3, fig7, fig8")
@@ -113,7 +115,7 @@ def settings_from_args(args):
         ks=_list(pick("ks"), "--ks", int), stds=_list(pick("stds"), "--stds", float),
         k_attack=_list(pick("k_attack"), "--k-attack", int), frame=tuple(pick("frame")),
         patch=pick("patch"), b_low=pick("b_low"), b_high=pick("b_high"), max_iter=pick("max_iter"),
-        seed=args.seed, entropy_patches=pick("entropy_patches"), skip=tuple(sorted(skip)),
+        batch=args.batch, seed=args.seed, entropy_patches=pick("entropy_patches"), skip=tuple(sorted(skip)),
         transfer_models=transfer, transfer_steps=pick("transfer_steps"),
         transfer_split=args.transfer_split, transfer_crop=preset["transfer_crop"], quick=bool(args.quick))
 

@@ -43,13 +43,26 @@ def register(sub) -> None:
                         "avoids stalls from oversubscription)")
     p.add_argument("--save-every", type=positive_int, default=250, help="checkpoint period in steps")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out")
+    p.add_argument("--init", type=existing_path, metavar="CKPT", default=None,
+                   help="start from the weights of this checkpoint (e.g. the shipped model) with a "
+                        "fresh optimiser and schedule; the checkpoint records it")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--preload", action="store_true",
+                   help="decode every frame into memory once (about 2 MB per 512x1024 frame); keeps "
+                        "a GPU fed, where decoding PNGs in the loaders would be the bottleneck")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from edge_guard.cli._offline import require_torch
 
+    from edge_guard.cli._offline import pick_device
+    from edge_guard.errors import UserError
+
     torch = require_torch("training")
+    if args.init and args.resume:
+        raise UserError("--init and --resume exclude each other: --resume continues --out, --init starts anew from CKPT")
+    device = pick_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     from edge_guard.calibration.train import TrainConfig, train
@@ -58,7 +71,8 @@ def run(args) -> int:
     cfg = TrainConfig(data=str(args.data), out=args.out, arch=args.arch, split=args.split,
                       steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
                       seed=args.seed, workers=args.workers, class_weights=args.class_weights, save_every=args.save_every,
-                      model_kwargs=kwargs)
-    summary = train(cfg, resume=args.resume)
+                      model_kwargs=kwargs, init=str(args.init) if args.init else None,
+                      preload=args.preload)
+    summary = train(cfg, resume=args.resume, device=device)
     print(json.dumps(summary))
     return 0
