@@ -165,7 +165,10 @@ def test_confusion_kernel_label_dtypes(gpu, dtype):
     labels = labels.astype(dtype)
     pairs = odd_pairs(k, s, rng)
     kernel = gpu.OverlapConfusionKernel(c, dtype)
-    mious, score = kernel.score(gpu.DeviceBuffer.from_array(labels).ptr, pairs, s)
+    # Keep every buffer in a name: a temporary is freed as soon as its .ptr is read, and the
+    # kernel's own allocations may then reuse (and zero) that memory.
+    on_device = gpu.DeviceBuffer.from_array(labels)
+    mious, score = kernel.score(on_device.ptr, pairs, s)
     assert np.array_equal(mious, pair_mious(labels, pairs, c))
     assert score == mean_score(mious)
 
@@ -179,8 +182,8 @@ def test_confusion_kernel_pairs_by_device_pointer(gpu):
     kernel = gpu.OverlapConfusionKernel(c)
     out = gpu.DeviceBuffer(4 * (k + 1))
     stream = gpu.device.new_stream()
-    kernel(gpu.DeviceBuffer.from_array(labels).ptr, gpu.DeviceBuffer.from_array(pairs).ptr, s,
-           out.ptr, stream=stream, k=k)
+    labels_dev, pairs_dev = gpu.DeviceBuffer.from_array(labels), gpu.DeviceBuffer.from_array(pairs)
+    kernel(labels_dev.ptr, pairs_dev.ptr, s, out.ptr, stream=stream, k=k)
     assert np.array_equal(out.to_numpy((k + 1,), np.float32, stream)[:k], pair_mious(labels, pairs, c))
 
 
@@ -202,7 +205,8 @@ def test_crop_kernel_equals_reference(gpu, layout, swap, k, s):
         expected = crop_patches_nchw(frame, pairs, s, mean, std, swap_rb=swap, dtype=dtype)
         kernel = gpu.PatchCropKernel(layout, mean, std, swap_rb=swap)
     out = gpu.DeviceBuffer(expected.nbytes)
-    kernel(gpu.DeviceBuffer.from_array(frame).ptr, h, w, pairs, s, out.ptr)
+    frame_dev = gpu.DeviceBuffer.from_array(frame)
+    kernel(frame_dev.ptr, h, w, pairs, s, out.ptr)
     got = out.to_numpy(expected.shape, expected.dtype)
     assert np.array_equal(got.view(np.uint8), expected.view(np.uint8))  # bit for bit
 
@@ -215,8 +219,8 @@ def test_crop_kernel_pitched_frame(gpu):
     pairs = sample_pairs(300, 350, 128, 8, 40, 4, rng)
     expected = crop_patches(np.ascontiguousarray(frame), pairs, 128)
     out = gpu.DeviceBuffer(expected.nbytes)
-    gpu.PatchCropKernel()(gpu.DeviceBuffer.from_array(big).ptr, 300, 350, pairs, 128, out.ptr,
-                          pitch=400 * 3)
+    big_dev = gpu.DeviceBuffer.from_array(big)
+    gpu.PatchCropKernel()(big_dev.ptr, 300, 350, pairs, 128, out.ptr, pitch=400 * 3)
     assert np.array_equal(out.to_numpy(expected.shape, np.uint8), expected)
 
 
