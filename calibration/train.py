@@ -224,6 +224,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
 
     segmenter.train()
     start = time.perf_counter()
+    first_step = step
+    # Speed after warm-up (cuDNN's search, loader start): the second half of this run's steps.
+    half, half_time = first_step + (cfg.steps - first_step) // 2, None
     ema = state.get("loss") if state else None
     per_epoch = max(1, len(data) // cfg.batch_size)
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.arch}", unit="step")
@@ -232,8 +235,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         # the same stream of crops rather than repeating the first ones.
         data.epoch = step // per_epoch
         loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=len(data) >= cfg.batch_size,
-                            num_workers=cfg.workers, pin_memory=cuda,
-                        generator=torch.Generator().manual_seed(cfg.seed * 100003 + data.epoch))
+                                num_workers=cfg.workers, pin_memory=cuda,
+                            generator=torch.Generator().manual_seed(cfg.seed * 100003 + data.epoch))
         for images, labels in loader:
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
@@ -251,9 +254,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
             ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
             bar.update(1)
             bar.set_postfix(loss=f"{ema:.3f}")
+            if step == half:
+                half_time = time.perf_counter()
             if step % cfg.save_every == 0:
                 checkpoint(ema)
     bar.close()
+    end = time.perf_counter()
     checkpoint(ema)
     elapsed += time.perf_counter() - start
-    return {"steps": step, "samples_seen": seen, "loss": ema, "seconds": round(elapsed, 1), "out": str(out)}
+    steady = None
+    if half_time is not None and step > half:
+        steady = round((step - half) / max(1e-9, end - half_time), 2)
+    return {"steps": step, "samples_seen": seen, "loss": ema, "seconds": round(elapsed, 1),
+            "steps_per_s_steady": steady, "out": str(out)}

@@ -46,6 +46,7 @@ def test_training_lowers_the_loss_and_resumes(scenes, tmp_path):
     summary = train(cfg, progress=False, log=lambda *_: None)
     trained, meta = load_segmenter(out)
     assert summary["steps"] == 30 and meta["train"]["step"] == 30
+    assert summary["steps_per_s_steady"] > 0  # timed over steps 15-30, after the warm-up
     assert meta["train"]["samples_seen"] == 120
     assert meta["model_kwargs"] == {"width": 16} and trained.mean == pytest.approx(mean)
     before, after = dataset_loss(initial, frames), dataset_loss(trained, frames)
