@@ -17,6 +17,10 @@
 #                      the attacks and scores of the ones before and writes a complete report
 #   TESTS=1 BENCH=1    GPU tests and benchmarks first (0 to skip)
 #
+# Grids split across leases: unpack every lease's eval.tgz (and eval_png.tgz) into one folder
+# and rebuild the report there without the images (same model file, same settings):
+#   edge-guard evaluate --model M --data scenes --out eval --batch 50 <grid options> --cached-only
+#
 # The working directory must be a throwaway copy (the device tool's is): the offline
 # packages are linked into edge_guard/ as pyproject's package-dir maps them, because an
 # editable install may be impossible there and the working directory comes first on sys.path.

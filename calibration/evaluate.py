@@ -205,15 +205,20 @@ def to_frame(image: np.ndarray, size) -> np.ndarray:
     return _resize(image, None, tuple(size))[0]
 
 
+class MissingCache(Exception):
+    """What a cached-only evaluation lacks (a path under OUT)."""
+
+
 class Scorer:
     """Spatial and scale scores of image sets, cached in OUT/scores/<set>.json."""
 
-    def __init__(self, s: EvalSettings, segmenter, model_sha: str, device: str, progress: bool):
+    def __init__(self, s: EvalSettings, segmenter, model_sha: str, device: str, progress: bool,
+                 cached_only: bool = False):
         from edge_guard.bundle import uncalibrated_bundle
 
         from .scoring import torch_segment
 
-        self.s, self.progress = s, progress
+        self.s, self.progress, self.cached_only = s, progress, cached_only
         self.segment = torch_segment(segmenter, device)
         self.k_max = max(s.ks)
         # The Guard needs a bundle for its geometry only: no model file, no threshold.
@@ -241,9 +246,21 @@ class Scorer:
 
         from .scoring import scale_scores
 
+        path = self.folder / f"{name}.json"
+        if self.cached_only:
+            # Scores made on another machine: the frames' files are not here, so the cache
+            # matches on everything else and on the frame names, in order.
+            key = {**self.base_key, "set": name, "detectors": sorted(detectors)}
+            try:
+                doc = json.loads(path.read_text())
+                cached = {k: v for k, v in doc["key"].items() if k != "frames"}
+                if cached == key and [f[0] for f in doc["key"]["frames"]] == [n for n, _ in frames]:
+                    return doc["scores"]
+            except (OSError, ValueError, KeyError, TypeError, IndexError):
+                pass
+            raise MissingCache(f"scores/{name}.json")
         key = {**self.base_key, "set": name, "detectors": sorted(detectors),
                "frames": [[n, str(p), Path(p).stat().st_size, Path(p).stat().st_mtime_ns] for n, p in frames]}
-        path = self.folder / f"{name}.json"
         if path.is_file():
             try:
                 doc = json.loads(path.read_text())
@@ -312,8 +329,14 @@ def _attack_record(folder: Path, names: list) -> dict:
             "reached_threshold": int(sum(r["success"] >= doc["settings"]["threshold"] for r in recs))}
 
 
-def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=print) -> dict:
-    """Run the evaluation per ``s`` into ``s.out``; returns results.json's document."""
+def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=print,
+             cached_only: bool = False) -> dict:
+    """Run the evaluation per ``s`` into ``s.out``; returns results.json's document.
+
+    ``cached_only``: attack nothing and score nothing; build the results from the manifests
+    and scores already under OUT (e.g. several GPU runs' outputs unpacked into one folder,
+    without their adversarial images). Fig. 3 and Fig. 8 need the images and are skipped
+    (an earlier run's Fig. 3 is kept); a missing setting is a UserError naming it."""
     import time
 
     from .attacks.run import file_sha256, run_attacks
@@ -334,28 +357,46 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
                         f"use the {NUM_CLASSES} Cityscapes train ids")
     segmenter = segmenter.to(device).eval()
     model_sha = file_sha256(model_path)
-    scorer = Scorer(s, segmenter, model_sha, device, progress)
+    scorer = Scorer(s, segmenter, model_sha, device, progress, cached_only)
 
     benign_list = list(zip(frames.names[:s.benign], frames.image_paths[:s.benign]))
     adv_names = list(frames.names[:s.adversarial])
-    benign = scorer.scores("benign", benign_list)
-
-    attacks, adv_scores = {}, {}
+    attacks, adv_scores, missing = {}, {}, []
+    try:
+        benign = scorer.scores("benign", benign_list)
+    except MissingCache as exc:
+        missing.append(str(exc))
     for a in plan_attacks(s):
         settings = attack_settings(s, a)
         key = setting_key(a, settings, model_sha)
         folder = out / "attacks" / key
-        log(f"attack {a.name} -> {folder.relative_to(out)}")
-        run_attacks(model_path, s.data, s.split, settings, folder, arch=s.arch, limit=s.adversarial,
-                    device=device, progress=progress)
-        attacks[a.name] = {"folder": str(folder.relative_to(out)), "method": a.method,
-                           "target": a.target, "kind": a.kind, "k_attack": a.k_attack,
-                           **_attack_record(folder, adv_names)}
         detectors = {"plain": ("spatial", "scale"), "scale": ("scale",), "spatial": ("spatial",)}[a.kind]
-        adv_scores[a.name] = scorer.scores(key, _attack_frames(folder, adv_names), detectors)
+        if cached_only:
+            try:
+                record = _attack_record(folder, adv_names)
+                adv_scores[a.name] = scorer.scores(key, _attack_frames(folder, adv_names), detectors)
+            except (OSError, ValueError, KeyError, DataError):
+                missing.append(f"attacks/{key}")
+                continue
+            except MissingCache as exc:
+                missing.append(str(exc))
+                continue
+        else:
+            log(f"attack {a.name} -> {folder.relative_to(out)}")
+            run_attacks(model_path, s.data, s.split, settings, folder, arch=s.arch, limit=s.adversarial,
+                        device=device, progress=progress)
+            record = _attack_record(folder, adv_names)
+            adv_scores[a.name] = scorer.scores(key, _attack_frames(folder, adv_names), detectors)
+        attacks[a.name] = {"folder": str(folder.relative_to(out)), "method": a.method,
+                           "target": a.target, "kind": a.kind, "k_attack": a.k_attack, **record}
+    if missing:
+        raise UserError(f"--cached-only: {len(missing)} cached result(s) missing under {out} "
+                        f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): "
+                        "run those settings (with images) and unpack their output here")
 
     rows = table1(s, benign, adv_scores)
     results = {"format": FORMAT, "version": VERSION, "settings": s.record(), "device": str(device),
+               "cached_only": bool(cached_only),
                "model": {"path": str(model_path.resolve()), "sha256": model_sha, "arch": meta.get("model"),
                          "model_kwargs": meta.get("model_kwargs"),
                          "parameters": count_parameters(segmenter)},
@@ -367,9 +408,13 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
                "figures": {}}
     if "fig7" not in s.skip:
         results["fig7"] = fig7(s, benign, adv_scores)
-    if "fig3" not in s.skip:
+    if cached_only:
+        earlier = _earlier_fig3(out)
+        if earlier:
+            results["fig3"] = earlier
+    elif "fig3" not in s.skip:
         results["fig3"] = entropy_maps(s, scorer, benign_list[0], attacks, out)
-    if "fig8" not in s.skip:
+    if "fig8" not in s.skip and not cached_only:
         from .transfer import transferability
 
         results["fig8"] = transferability(s, adv_names, device, progress, log, meta)
@@ -491,6 +536,15 @@ def entropy_maps(s: EvalSettings, scorer: Scorer, benign_frame: tuple, attacks: 
     png = entropy_figure(images, maps, out / "fig3_entropy.png", name, len(boxes))
     return {"frame": name, "patches": int(len(boxes)), "png": png.name, "maps": summary,
             "units": "nats; max log(19) = 2.94"}
+
+
+def _earlier_fig3(out: Path):
+    """Fig. 3 of an earlier run in ``out`` (its record, if its PNG is still there)."""
+    try:
+        fig3 = json.loads((out / "results.json").read_text()).get("fig3")
+        return fig3 if fig3 and (out / fig3["png"]).is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _adv_path(folder: Path, name: str) -> str:

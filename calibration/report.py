@@ -185,8 +185,12 @@ def write_report(results: dict, out) -> Path:
              f"{s['b_high']}); {results['sample_sizes']['benign']} benign and "
              f"{results['sample_sizes']['adversarial']} adversarial frames per cell; attacks "
              f"{s['max_iter']} iterations; seed {s['seed']}; device {results['device']}; "
-             f"{results['seconds']:.0f} s{' (--quick)' if s['quick'] else ''}.", "",
-             "## Reading", ""] + reading(results)
+             f"{results['seconds']:.0f} s{' (--quick)' if s['quick'] else ''}.", ""]
+    if results.get("cached_only"):
+        lines += ["Assembled with `--cached-only` from attacks and scores made earlier (possibly on "
+                  "several machines): the seconds above are the assembly's, the attacks' own are in "
+                  "the Attacks table.", ""]
+    lines += ["## Reading", ""] + reading(results)
     lines += ["", "## Table 1: detection AUC, ours (paper's DRN-D-22 Cityscapes value)", "",
               "Adaptive: the scale detector against the attack on its blurs (all stds at once, L2 "
               "<= 0.06); the spatial detector at K against the attack on K random patches "

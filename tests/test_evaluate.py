@@ -5,6 +5,7 @@ tests/test_calibrate.py::test_auc_is_chance_for_one_distribution_and_one_for_sep
 """
 
 import json
+from pathlib import Path
 import time
 
 import numpy as np
@@ -227,6 +228,33 @@ def test_a_second_run_reuses_attacks_and_scores(evaluated, workspace):
     assert after == before                                  # no frame re-attacked, no score recomputed
     assert [r.get("auc") for r in json.loads((out / "results.json").read_text())["table1"]] == auc_before
     assert second < first
+
+
+def test_cached_only_rebuilds_the_results_without_the_images(evaluated, workspace, tmp_path):
+    """What comes back from a GPU lease (manifests, scores, figures; no adversarial frames)
+    is enough to rebuild the report, and a missing setting is named."""
+    import shutil
+
+    out, _, _ = evaluated
+    merged = tmp_path / "merged"
+    shutil.copytree(out, merged, ignore=lambda d, names: [n for n in names if n.endswith(".png")
+                                                          and Path(d) != out])
+    assert not list((merged / "attacks").rglob("*.png")) and (merged / "fig3_entropy.png").is_file()
+    args = [a if a != str(out) else str(merged) for a in _args(workspace, out)]
+    rc, _, stderr = run_cli(args + ["--cached-only", "--skip", "fig8"])
+    assert rc == 0, stderr
+    original = json.loads((out / "results.json").read_text())
+    rebuilt = json.loads((merged / "results.json").read_text())
+    assert rebuilt["cached_only"] is True and original["cached_only"] is False
+    assert [r.get("auc") for r in rebuilt["table1"]] == [r.get("auc") for r in original["table1"]]
+    assert rebuilt["fig7"] == original["fig7"] and rebuilt["fig3"] == original["fig3"]
+    assert "fig8" not in rebuilt and "Assembled with `--cached-only`" in (merged / "report.md").read_text()
+
+    gone = next((merged / "attacks").glob("houdini_pure_scale_*"))
+    shutil.rmtree(gone)
+    rc, _, stderr = run_cli(args + ["--cached-only", "--skip", "fig8"])
+    assert rc == 2 and stderr.count("\n") == 1
+    assert "1 cached result(s) missing" in stderr and f"attacks/{gone.name}" in stderr
 
 
 def test_fig8_trains_its_models_when_none_are_given(workspace, tmp_path):

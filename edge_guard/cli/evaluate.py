@@ -79,6 +79,11 @@ def register(sub) -> None:
     p.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--cached-only", action="store_true",
+                   help="attack and score nothing: rebuild results.json and report.md from the "
+                        "manifests and scores under --out (e.g. several GPU runs' outputs unpacked "
+                        "into one folder without their adversarial images); --data still names the "
+                        "frames. Fig. 3 and Fig. 8 need the images (an earlier Fig. 3 is kept)")
     p.set_defaults(func=run)
 
 
@@ -132,7 +137,7 @@ def run(args) -> int:
     settings = settings_from_args(args)
     settings.check()  # one-line errors before the device or the data are touched
     results = evaluate(settings, device=pick_device(args.device), progress=not args.quiet,
-                       log=(lambda *a: None) if args.quiet else print)
+                       log=(lambda *a: None) if args.quiet else print, cached_only=args.cached_only)
     print(f"wrote {Path(args.out) / 'report.md'} and results.json ({results['seconds']:.0f} s)")
     from edge_guard.calibration.report import reading
 
