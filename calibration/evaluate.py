@@ -371,22 +371,21 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
         key = setting_key(a, settings, model_sha)
         folder = out / "attacks" / key
         detectors = {"plain": ("spatial", "scale"), "scale": ("scale",), "spatial": ("spatial",)}[a.kind]
-        if cached_only:
-            try:
-                record = _attack_record(folder, adv_names)
-                adv_scores[a.name] = scorer.scores(key, _attack_frames(folder, adv_names), detectors)
-            except (OSError, ValueError, KeyError, DataError):
-                missing.append(f"attacks/{key}")
-                continue
-            except MissingCache as exc:
-                missing.append(str(exc))
-                continue
-        else:
+        if not cached_only:
             log(f"attack {a.name} -> {folder.relative_to(out)}")
             run_attacks(model_path, s.data, s.split, settings, folder, arch=s.arch, limit=s.adversarial,
                         device=device, progress=progress)
+        try:
             record = _attack_record(folder, adv_names)
             adv_scores[a.name] = scorer.scores(key, _attack_frames(folder, adv_names), detectors)
+        except MissingCache as exc:
+            missing.append(str(exc))
+            continue
+        except (OSError, ValueError, KeyError, DataError):
+            if not cached_only:
+                raise
+            missing.append(f"attacks/{key}")  # no manifest, or one without these frames
+            continue
         attacks[a.name] = {"folder": str(folder.relative_to(out)), "method": a.method,
                            "target": a.target, "kind": a.kind, "k_attack": a.k_attack, **record}
     if missing:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from edge_guard.classes import IGNORE, NUM_CLASSES
+from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import UserError
 from edge_guard.calibration.data.folders import open_dataset
 from edge_guard.calibration.models import create_model
@@ -130,12 +131,6 @@ def class_weights(frames, num_classes: int, limit: int = 100) -> list[float]:
     return [round(float(v), 4) for v in w]
 
 
-def _sha256(path) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def poly_lr(base: float, step: int, steps: int, warmup: int = 100) -> float:
     """Linear warm-up then poly(0.9) decay, the usual schedule of DRN/DLA training."""
     if step < warmup:
@@ -199,7 +194,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         "from_step": step, "to_step": cfg.steps, "data": str(Path(cfg.data).resolve()),
         "split": cfg.split, "frames": len(frames), "class_weights": cfg.class_weights,
         "batch_size": cfg.batch_size, "crop": cfg.crop, "lr": cfg.lr, "device": str(device),
-        **({"init": str(Path(cfg.init).resolve()), "init_sha256": _sha256(cfg.init)} if cfg.init and not state else {})}]
+        **({"init": str(Path(cfg.init).resolve()), "init_sha256": sha256_file(cfg.init)} if cfg.init and not state else {})}]
     weights = None
     if cfg.class_weights == "enet":
         weights = torch.tensor(class_weights(frames, segmenter.num_classes), dtype=torch.float32, device=device)

@@ -15,7 +15,6 @@ stopped; a run with other settings into the same folder is refused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import zlib
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from edge_guard.classes import NUM_CLASSES, colorize
+from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import DataError, UserError
 
 from .. import targets as target_maps
@@ -119,12 +119,7 @@ def image_seed(seed: int, name: str) -> int:
     return int(np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]).generate_state(1)[0])
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+file_sha256 = sha256_file  # the name the offline tools import
 
 
 def _jsonable(obj):
