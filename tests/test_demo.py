@@ -180,6 +180,46 @@ def shipped(ws):
     return folder
 
 
+def test_the_shipped_attack_is_the_cache_of_its_own_settings(ws, shipped, tmp_path, monkeypatch):
+    from edge_guard.calibration import demo_attack
+
+    calls = []
+    real = demo_attack.attack_frames
+    monkeypatch.setattr(demo_attack, "attack_frames", lambda *a, **k: calls.append(1) or real(*a, **k))
+    out = tmp_path / "same"
+    rc, stdout, stderr = run_cli(_args(ws, out, "--shipped-dir", str(shipped)))
+    assert rc == 0, stderr
+    assert not calls and "taken from the attack shipped for these settings" in stdout
+    assert "attack time: none, every frame came from the cache" in stdout
+    mine, theirs = FrameStore.open(out / "attack"), FrameStore.open(shipped)
+    assert mine.indices() == theirs.indices() == list(range(ATTACKED[0], ATTACKED[1] + 1))
+    for i in mine.indices():  # the very perturbations that were shipped
+        assert (out / "attack" / mine.frames[str(i)]["file"]).read_bytes() == \
+            (shipped / theirs.frames[str(i)]["file"]).read_bytes()
+    rc, stdout, stderr = run_cli(_args(ws, tmp_path / "other", "--shipped-dir", str(shipped),
+                                       "--target", "vanish"))  # other settings: attacked here
+    assert rc == 0, stderr
+    assert calls == [1] and "taken from the attack shipped" not in stdout
+    rc, stdout, stderr = run_cli(_args(ws, tmp_path / "again", "--shipped-dir", str(shipped),
+                                       "--no-attack-cache"))
+    assert rc == 0, stderr
+    assert calls == [1, 1] and "taken from the attack shipped" not in stdout
+
+
+def test_shipped_frames_of_a_clip_rendered_otherwise_are_not_taken(shipped, tmp_path):
+    from edge_guard.demo import _from_shipped, render
+
+    theirs = FrameStore.open(shipped)
+    settings = {k: v for k, v in theirs.settings.items() if k != "bundle_model_sha256"}
+    clip = render(SEED, FRAMES, SIZE)
+    first = ATTACKED[0]
+    clip[first] = (clip[first][0] ^ 1, clip[first][1])  # as if drawn by another OpenCV
+    todo = list(range(ATTACKED[0], ATTACKED[1] + 1))
+    copied, differ = _from_shipped(FrameStore(tmp_path / "a", settings), shipped, clip, todo)
+    assert differ == [first] and copied == todo[1:]
+    assert _from_shipped(FrameStore(tmp_path / "b", {**settings, "iters": 99}), shipped, clip, todo) == ([], [])
+
+
 CLI_WITHOUT_TORCH = """
     import sys
     from edge_guard.cli import main
