@@ -6,9 +6,11 @@ import json
 from edge_guard.cli._args import existing_path, positive_float, positive_int
 
 EXAMPLE = """\
-example (the shipped model, from scratch):
-  edge-guard generate --out scenes --split train --frames 400 --seed 1
-  edge-guard train --data scenes --arch edge_small --out runs/edge_small.pt --steps 3000
+examples (the README has the shipped model's exact recipe):
+  edge-guard generate --out scenes --split train --frames 1500 --seed 1 --workers 8
+  edge-guard train --data scenes --out runs/edge_small.pt --steps 3000 --crop 256 --threads 1
+  edge-guard train --data scenes --out runs/tuned.pt --init edge_guard/assets/edge_small.pt \
+      --steps 5000 --batch-size 16 --crop 512 --lr 1e-3 --workers 8 --preload --device cuda
 
 Checkpoints are written every --save-every steps; run the same command with --resume to go
 on after an interruption. Augmentation follows the paper: random rescale 0.5x..2x and
