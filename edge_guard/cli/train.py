@@ -9,7 +9,7 @@ EXAMPLE = """\
 examples (the README has the shipped model's exact recipe):
   edge-guard generate --out scenes --split train --frames 1500 --seed 1 --workers 8
   edge-guard train --data scenes --out runs/edge_small.pt --steps 3000 --crop 256 --threads 1
-  edge-guard train --data scenes --out runs/tuned.pt --init edge_guard/assets/edge_small.pt \
+  edge-guard train --data scenes --out runs/tuned.pt --init edge_guard/assets/edge_small.pt \\
       --steps 5000 --batch-size 16 --crop 512 --lr 1e-3 --workers 8 --preload --device cuda
 
 Checkpoints are written every --save-every steps; run the same command with --resume to go
