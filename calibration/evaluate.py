@@ -318,12 +318,12 @@ def _attack_frames(folder: Path, names: list) -> list:
 
 
 def _attack_record(folder: Path, names: list) -> dict:
+    from .attacks.run import seconds_per_frame
+
     doc = json.loads((folder / "manifest.json").read_text())
     recs = [doc["images"][n] for n in names]
     keys = ("success", "miou", "l2", "linf", "iterations", "seconds", "clean_success")
     mean = {k: float(np.mean([r[k] for r in recs])) for k in keys}
-    from .attacks.run import seconds_per_frame
-
     return {"frames": len(recs), "mean": mean, "seconds_per_frame": seconds_per_frame(recs),
             "settings": doc["settings"],
             "reached_threshold": int(sum(r["success"] >= doc["settings"]["threshold"] for r in recs))}

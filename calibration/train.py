@@ -165,7 +165,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         segmenter, init_meta = load_segmenter(cfg.init)
         if segmenter.name != cfg.arch:
             raise UserError(f"--init {cfg.init} holds a {segmenter.name} model, not {cfg.arch}: pass --arch {segmenter.name}")
-        segmenter.train()
         log(f"starting from the weights of {cfg.init}")
     else:
         mean, std = channel_stats(frames)
@@ -219,9 +218,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
 
     segmenter.train()
     start = time.perf_counter()
-    first_step = step
     # Speed after warm-up (cuDNN's search, loader start): the second half of this run's steps.
-    half, half_time = first_step + (cfg.steps - first_step) // 2, None
+    half, half_time = step + (cfg.steps - step) // 2, None
     ema = state.get("loss") if state else None
     per_epoch = max(1, len(data) // cfg.batch_size)
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.arch}", unit="step")
@@ -230,13 +228,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         # the same stream of crops rather than repeating the first ones.
         data.epoch = step // per_epoch
         loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=len(data) >= cfg.batch_size,
-                                num_workers=cfg.workers, pin_memory=cuda,
+                            num_workers=cfg.workers, pin_memory=cuda,
                             generator=torch.Generator().manual_seed(cfg.seed * 100003 + data.epoch))
         for images, labels in loader:
-            images = images.to(device, non_blocking=True)
-            labels = labels.to(device, non_blocking=True)
             if step >= cfg.steps:
                 break
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
             for group in optimizer.param_groups:
                 group["lr"] = poly_lr(cfg.lr, step, cfg.steps)
             logits = segmenter(images)
