@@ -247,10 +247,10 @@ class Scorer:
         from .scoring import scale_scores
 
         path = self.folder / f"{name}.json"
+        key = {**self.base_key, "set": name, "detectors": sorted(detectors)}
         if self.cached_only:
             # Scores made on another machine: the frames' files are not here, so the cache
             # matches on everything else and on the frame names, in order.
-            key = {**self.base_key, "set": name, "detectors": sorted(detectors)}
             try:
                 doc = json.loads(path.read_text())
                 cached = {k: v for k, v in doc["key"].items() if k != "frames"}
@@ -259,8 +259,7 @@ class Scorer:
             except (OSError, ValueError, KeyError, TypeError, IndexError):
                 pass
             raise MissingCache(f"scores/{name}.json")
-        key = {**self.base_key, "set": name, "detectors": sorted(detectors),
-               "frames": [[n, str(p), Path(p).stat().st_size, Path(p).stat().st_mtime_ns] for n, p in frames]}
+        key["frames"] = [[n, str(p), Path(p).stat().st_size, Path(p).stat().st_mtime_ns] for n, p in frames]
         if path.is_file():
             try:
                 doc = json.loads(path.read_text())
@@ -318,15 +317,11 @@ def _attack_frames(folder: Path, names: list) -> list:
 
 
 def _attack_record(folder: Path, names: list) -> dict:
-    from .attacks.run import seconds_per_frame
+    from .attacks.run import summarize
 
     doc = json.loads((folder / "manifest.json").read_text())
     recs = [doc["images"][n] for n in names]
-    keys = ("success", "miou", "l2", "linf", "iterations", "seconds", "clean_success")
-    mean = {k: float(np.mean([r[k] for r in recs])) for k in keys}
-    return {"frames": len(recs), "mean": mean, "seconds_per_frame": seconds_per_frame(recs),
-            "settings": doc["settings"],
-            "reached_threshold": int(sum(r["success"] >= doc["settings"]["threshold"] for r in recs))}
+    return {"frames": len(recs), **summarize(recs, doc["settings"]["threshold"]), "settings": doc["settings"]}
 
 
 def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=print,
@@ -339,7 +334,9 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
     (an earlier run's Fig. 3 is kept); a missing setting is a UserError naming it."""
     import time
 
-    from .attacks.run import file_sha256, run_attacks
+    from edge_guard.engine_cache import sha256_file
+
+    from .attacks.run import run_attacks
     from .models.checkpoint import load_segmenter
     from .models.complexity import count_parameters
 
@@ -356,7 +353,7 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
         raise UserError(f"{model_path} predicts {segmenter.num_classes} classes; the attack targets "
                         f"use the {NUM_CLASSES} Cityscapes train ids")
     segmenter = segmenter.to(device).eval()
-    model_sha = file_sha256(model_path)
+    model_sha = sha256_file(model_path)
     scorer = Scorer(s, segmenter, model_sha, device, progress, cached_only)
 
     benign_list = list(zip(frames.names[:s.benign], frames.image_paths[:s.benign]))

@@ -80,7 +80,9 @@ def transferability(s, names: list, device: str, progress: bool, log, meta: dict
     """Fig. 8's matrices on the frames ``names`` (the first ones of the split):
     {method: {success[i][j], miou[i][j]}}, the models and the settings. ``meta``: the
     evaluated checkpoint's, whose architecture the trained models share."""
-    from .attacks.run import file_sha256, run_attacks
+    from edge_guard.engine_cache import sha256_file
+
+    from .attacks.run import run_attacks
     from .data.folders import read_image, read_labels
     from .evaluate import AttackSet, attack_settings, setting_key, to_frame
     from .models.checkpoint import load_segmenter
@@ -99,7 +101,7 @@ def transferability(s, names: list, device: str, progress: bool, log, meta: dict
     target = "emblem" if "emblem" in s.targets else s.targets[0]
     models = [load_segmenter(p, arch=s.arch)[0].to(device).eval() for p in paths]
     segments = [torch_segment(m, device) for m in models]
-    shas = [file_sha256(p) for p in paths]
+    shas = [sha256_file(p) for p in paths]
     out = Path(s.out)
     result = {"models": [{"label": lab, "path": str(p.resolve()), "sha256": sha}
                          for lab, p, sha in zip(labels, paths, shas)],

@@ -119,9 +119,6 @@ def image_seed(seed: int, name: str) -> int:
     return int(np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]).generate_state(1)[0])
 
 
-file_sha256 = sha256_file  # the name the offline tools import
-
-
 def _jsonable(obj):
     return json.loads(json.dumps(obj))
 
@@ -164,10 +161,7 @@ class Manifest:
         recs = list(self.images.values())
         if not recs:
             return {"images": 0}
-        mean = {k: float(np.mean([r[k] for r in recs]))
-                for k in ("success", "miou", "l2", "linf", "iterations", "seconds", "clean_success")}
-        return {"images": len(recs), "mean": mean, "seconds_per_frame": seconds_per_frame(recs),
-                "reached_threshold": int(sum(r["success"] >= self.settings["threshold"] for r in recs))}
+        return {"images": len(recs), **summarize(recs, self.settings["threshold"])}
 
     def write(self) -> None:
         payload = {"format": FORMAT, "version": VERSION, "settings": self.settings,
@@ -175,6 +169,14 @@ class Manifest:
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps(payload, indent=1))
         tmp.replace(self.path)
+
+
+def summarize(records: list, threshold: float) -> dict:
+    """Mean per-image metrics of ``records``, attack seconds per frame, and how many reached ``threshold``."""
+    mean = {k: float(np.mean([r[k] for r in records]))
+            for k in ("success", "miou", "l2", "linf", "iterations", "seconds", "clean_success")}
+    return {"mean": mean, "seconds_per_frame": seconds_per_frame(records),
+            "reached_threshold": int(sum(r["success"] >= threshold for r in records))}
 
 
 def seconds_per_frame(records: list) -> float:
@@ -239,7 +241,7 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
     out.mkdir(parents=True, exist_ok=True)
     record_settings = {
         **asdict(s), "data": str(data.resolve()), "split": split, "model": str(model_path.resolve()),
-        "model_sha256": file_sha256(model_path), "arch": meta.get("model"), "quantize": True,
+        "model_sha256": sha256_file(model_path), "arch": meta.get("model"), "quantize": True,
     }
     manifest = Manifest(out, record_settings)
     views = make_views(s.adaptive, s.k_attack, s.patch_size, s.b_low, s.b_high, s.blur_stds, s.pair_weight)
