@@ -1,8 +1,10 @@
 """Training of a registered segmentation model on a Cityscapes-layout folder.
 
 Scale-resilient training as in the paper (§5.1): random rescaling by 0.5x..2x and random
-square crops, cross-entropy ignoring 255. Checkpoints are resumable and carry the model name,
-classes, normalisation and how much data the model has seen.
+square crops, cross-entropy ignoring 255 with ENet class weights (so thin classes count), whose
+prior the checkpoint's logit bias takes back out of predictions (so they are not over-predicted).
+Checkpoints are resumable and carry the model name, classes, normalisation, logit bias and how
+much data the model has seen.
 """
 
 from __future__ import annotations
@@ -199,6 +201,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         weights = torch.tensor(class_weights(frames, segmenter.num_classes), dtype=torch.float32, device=device)
     elif cfg.class_weights != "none":
         raise UserError(f"unknown class weighting {cfg.class_weights!r}: use enet or none")
+    # The loss trains raw logits toward the weighted posterior; predictions take the
+    # weights' prior back out (see Segmenter), which this run's weights alone determine.
+    segmenter.set_logit_bias(None if weights is None else (-torch.log(weights)).tolist())
 
     crop = min(cfg.crop, *frames[0][1].shape) if cfg.crop > 0 else min(frames[0][1].shape)
     if cfg.preload:
@@ -237,7 +242,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
             labels = labels.to(device, non_blocking=True)
             for group in optimizer.param_groups:
                 group["lr"] = poly_lr(cfg.lr, step, cfg.steps)
-            logits = segmenter(images)
+            logits = segmenter.raw_logits(images)
             loss = F.cross_entropy(logits, labels, weight=weights, ignore_index=IGNORE)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -70,6 +70,8 @@ def model_section(onnx_path: Path, segmenter, patch: int, output: str, opset: in
         "normalization": {"where": "in-graph", "scale": 255.0, "mean": list(segmenter.mean),
                           "std": list(segmenter.std),
                           "formula": "(pixel / 255 - mean) / std, RGB order"},
+        # In the graph too (added to the logits before ArgMax); recorded so a reader sees it.
+        "logit_bias": None if segmenter.logit_bias is None else list(segmenter.logit_bias),
         "num_classes": int(segmenter.num_classes),
         "class_names": list(segmenter.class_names),
         "output": out,

@@ -3,6 +3,7 @@
 The graph takes what the crop step produces, uint8 NHWC RGB patches, and normalises inside::
 
     image uint8 [batch, s, s, 3] -> Cast float -> NCHW -> /255 -> (x - mean) / std -> net
+        [-> + logit_bias, when the checkpoint has one]
         -> labels int32 [batch, s, s]     (ArgMax over classes, cast in the graph)
         or logits float32 [batch, C, s, s]
 
@@ -46,10 +47,15 @@ class PatchNet(nn.Module):
         self.output = output
         self.register_buffer("mean", torch.tensor(segmenter.mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(segmenter.std, dtype=torch.float32).view(1, 3, 1, 1))
+        bias = getattr(segmenter, "logit_bias", None)
+        self.register_buffer("bias", None if bias is None else
+                             torch.tensor(bias, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = (image.to(torch.float32).permute(0, 3, 1, 2) / 255.0 - self.mean) / self.std
         logits = self.net(x)
+        if self.bias is not None:
+            logits = logits + self.bias
         if self.output == "logits":
             return logits
         return logits.argmax(dim=1).to(torch.int32)

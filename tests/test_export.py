@@ -28,6 +28,8 @@ def checkpoint(tmp_path_factory):
             m.running_mean.uniform_(-0.3, 0.3)
             m.running_var.uniform_(0.5, 2.0)
             m.weight.data.uniform_(0.5, 1.5)
+    # A logit bias large enough to change labels, so a graph without it cannot pass.
+    seg.set_logit_bias(torch.linspace(-0.5, 0.5, 19).tolist())
     path = tmp_path_factory.mktemp("ckpt") / "edge_small.pt"
     save_checkpoint(path, seg)
     return path
@@ -64,6 +66,7 @@ def test_export_writes_a_verified_bundle(exported, checkpoint):
     assert model["normalization"]["where"] == "in-graph" and len(model["normalization"]["std"]) == 3
     assert model["num_classes"] == 19 and model["class_names"][0] == "road"
     assert model["patch_size"] == PATCH and model["opset"] == 17
+    np.testing.assert_allclose(model["logit_bias"], np.linspace(-0.5, 0.5, 19), atol=1e-6)
     assert not list(out.glob(".*partial"))
 
 
@@ -87,6 +90,10 @@ def test_graph_interface_and_dynamic_batch(exported, checkpoint):
     got = OrtPredictor(out / "model.onnx")(patches)
     assert got.shape == (3, PATCH, PATCH) and got.dtype == np.int32
     assert np.mean(got == torch_predictor(seg)(patches)) >= 0.999
+    bias = seg.logit_bias
+    seg.set_logit_bias(None)
+    assert np.mean(got == torch_predictor(seg)(patches)) < 0.99  # the bias is in the graph
+    seg.set_logit_bias(bias)
 
 
 def test_logits_output(checkpoint, tmp_path):

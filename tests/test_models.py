@@ -118,6 +118,18 @@ def test_segmenter_normalises_before_the_net():
     assert seg.state_dict() == {}  # normalisation is not part of the net's weights
 
 
+def test_logit_bias_is_added_to_every_pixel_and_can_be_removed():
+    seg = Segmenter(nn.Identity(), "identity", 3, mean=(0, 0, 0), std=(1, 1, 1), logit_bias=(1.0, -2.0, 0.5))
+    x = torch.rand(2, 3, 4, 5)
+    assert torch.allclose(seg(x), x + torch.tensor([1.0, -2.0, 0.5]).view(1, 3, 1, 1))
+    assert torch.equal(seg.raw_logits(x), x)
+    assert seg.state_dict() == {}  # the official layout of the net's weights stays untouched
+    seg.set_logit_bias(None)
+    assert torch.equal(seg(x), x)
+    with pytest.raises(ValueError, match="needs 3 values"):
+        seg.set_logit_bias([0.0, 1.0])
+
+
 def test_checkpoint_round_trip_keeps_weights_options_and_train_state(tmp_path):
     torch.manual_seed(1)
     seg = build_segmenter("edge_small", width=32, dilations=(1, 2), mean=(0.4, 0.5, 0.6), std=(0.2, 0.2, 0.3))
@@ -138,6 +150,13 @@ def test_checkpoint_round_trip_keeps_weights_options_and_train_state(tmp_path):
     opt2.load_state_dict(meta["train"]["optimizer"])
     x = torch.rand(1, 3, 40, 48)
     seg.eval()
+    with torch.no_grad():
+        assert torch.equal(seg(x), loaded(x))
+    assert loaded.logit_bias is None and raw["logit_bias"] is None
+
+    seg.set_logit_bias([0.1 * i for i in range(19)])
+    loaded, meta = load_segmenter(save_checkpoint(tmp_path / "biased.pt", seg))
+    assert loaded.logit_bias == seg.logit_bias and meta["logit_bias"] == list(seg.logit_bias)
     with torch.no_grad():
         assert torch.equal(seg(x), loaded(x))
 
@@ -199,6 +218,11 @@ def test_our_checkpoint_errors(tmp_path):
     torch.save({"state_dict": seg.net.state_dict(), "args": argparse.Namespace(lr=0.1)}, tmp_path / "unsafe.pt")
     with pytest.raises(UserError, match="cannot be loaded safely.*argparse.Namespace"):
         load_segmenter(tmp_path / "unsafe.pt", arch="edge_small")
+    raw = torch.load(path, weights_only=True)
+    raw["logit_bias"] = [0.0] * 18 + [float("nan")]
+    torch.save(raw, tmp_path / "nan_bias.pt")
+    with pytest.raises(UserError, match="logit_bias is not 19 finite numbers"):
+        load_segmenter(tmp_path / "nan_bias.pt")
     with open(tmp_path / "pickle.pt", "wb") as f:
         pickle.dump({"a": 1}, f, protocol=4)
     with pytest.raises(UserError, match="not a readable PyTorch checkpoint"):

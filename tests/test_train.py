@@ -11,6 +11,7 @@ from edge_guard.calibration.data.folders import open_dataset
 from edge_guard.calibration.data.layout import write_split
 from edge_guard.calibration.models import build_segmenter
 from edge_guard.calibration.models.checkpoint import load_segmenter
+from edge_guard.calibration.models.segmenter import Segmenter
 from edge_guard.calibration.segeval import confusion_matrix, iou_table
 from edge_guard.calibration.train import TrainConfig, channel_stats, train
 from edge_guard.cli import main
@@ -52,9 +53,54 @@ def test_training_lowers_the_loss_and_resumes(scenes, tmp_path):
     before, after = dataset_loss(initial, frames), dataset_loss(trained, frames)
     assert after < 0.8 * before, (before, after)
 
+    # ENet weights by default: the checkpoint's logit bias takes their prior back out
+    weights = torch.tensor(meta["train"]["config"]["weights"])
+    assert trained.logit_bias == pytest.approx((-torch.log(weights)).tolist())
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(trained(x), trained.raw_logits(x) - torch.log(weights).view(1, -1, 1, 1))
+
     cfg.steps = 35
     resumed = train(cfg, resume=True, progress=False, log=lambda *_: None)
     assert resumed["steps"] == 35 and resumed["samples_seen"] == 140
+
+
+def test_unweighted_training_writes_no_logit_bias(scenes, tmp_path):
+    out = tmp_path / "plain.pt"
+    train(TrainConfig(data=str(scenes), out=str(out), steps=2, batch_size=2, crop=48, workers=0,
+                      class_weights="none", model_kwargs={"width": 16}), progress=False, log=lambda *_: None)
+    seg, meta = load_segmenter(out)
+    assert seg.logit_bias is None and meta["logit_bias"] is None
+
+
+def test_logit_bias_recovers_the_class_frequencies_a_weighted_loss_distorts():
+    # Labels of one pixel drawn with p = (0.6, 0.3, 0.1). Cross-entropy weighted by w drives
+    # the raw softmax to w*p / sum(w*p), whose argmax is the rare class; the bias -log w must
+    # bring the prediction back to p (and its argmax to the common class).
+    p = torch.tensor([0.6, 0.3, 0.1])
+    w = torch.tensor([0.2, 1.0, 8.0])
+    z = torch.nn.Parameter(torch.zeros(1, 3, 1, 1))
+
+    class Const(torch.nn.Module):
+        def forward(self, x):
+            return z.expand(x.shape[0], -1, x.shape[2], x.shape[3])
+
+    seg = Segmenter(Const(), "const", 3, logit_bias=(-torch.log(w)).tolist())
+    labels = torch.multinomial(p, 6000, replacement=True, generator=torch.Generator().manual_seed(0))
+    labels = labels.view(1, 60, 100)
+    opt = torch.optim.Adam([z], lr=0.05)
+    for _ in range(600):
+        loss = F.cross_entropy(seg.raw_logits(torch.zeros(1, 3, 60, 100)), labels, weight=w)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    freq = torch.bincount(labels.view(-1), minlength=3).float() / labels.numel()
+    with torch.no_grad():
+        raw = torch.softmax(seg.raw_logits(torch.zeros(1, 3, 1, 1)).view(3), 0)
+        fixed = torch.softmax(seg(torch.zeros(1, 3, 1, 1)).view(3), 0)
+    assert raw.argmax() == 2
+    assert torch.allclose(raw, w * freq / (w * freq).sum(), atol=2e-3)
+    assert fixed.argmax() == 0 and torch.allclose(fixed, freq, atol=2e-3)
 
 
 def test_evaluate_seg_cli(scenes, tmp_path, capsys):

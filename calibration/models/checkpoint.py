@@ -4,7 +4,7 @@ Our format (a dict, loadable with ``torch.load(weights_only=True)``)::
 
     {"format": "edge-guard", "version": 1, "model": name, "num_classes": C,
      "model_kwargs": {...}, "mean": [r, g, b], "std": [r, g, b], "class_names": [...],
-     "state_dict": net.state_dict(), "train": train_state or None}
+     "logit_bias": [C floats] or None, "state_dict": net.state_dict(), "train": train_state or None}
 
 Official checkpoints (fyu/drn ``DRNSeg``, ucbdrive/dla ``DLASeg``) are a bare state_dict or
 ``{"state_dict": ...}``, possibly with ``module.`` prefixes from DataParallel; they carry no
@@ -12,6 +12,7 @@ architecture name, so the caller passes ``arch``.
 """
 
 import contextlib
+import math
 import pickle
 import re
 from pathlib import Path
@@ -42,6 +43,7 @@ def save_checkpoint(path, segmenter: Segmenter, train_state: Optional[dict] = No
         "mean": list(segmenter.mean),
         "std": list(segmenter.std),
         "class_names": list(segmenter.class_names),
+        "logit_bias": None if segmenter.logit_bias is None else list(segmenter.logit_bias),
         "state_dict": {k: v.detach().cpu() for k, v in segmenter.net.state_dict().items()},
         "train": train_state,
     }
@@ -138,10 +140,23 @@ def _load_ours(path: Path, obj: dict, arch, mean, std):
     seg = Segmenter(net, name, obj["num_classes"],
                     tuple(mean) if mean is not None else tuple(obj.get("mean", CITYSCAPES_MEAN)),
                     tuple(std) if std is not None else tuple(obj.get("std", CITYSCAPES_STD)),
-                    kwargs, obj.get("class_names") or default_class_names(obj["num_classes"]))
+                    kwargs, obj.get("class_names") or default_class_names(obj["num_classes"]),
+                    _logit_bias(path, obj))
     meta = {k: v for k, v in obj.items() if k != "state_dict"}
     meta["mean"], meta["std"] = list(seg.mean), list(seg.std)
     return seg.eval(), meta
+
+
+def _logit_bias(path: Path, obj: dict):
+    """The checkpoint's logit_bias (None when absent, as in checkpoints written before it existed)."""
+    bias = obj.get("logit_bias")
+    if bias is None:
+        return None
+    if (not isinstance(bias, (list, tuple)) or len(bias) != obj["num_classes"]
+            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bias)):
+        raise UserError(f"{path} is a damaged edge-guard checkpoint (logit_bias is not "
+                        f"{obj['num_classes']} finite numbers)")
+    return bias
 
 
 def _official_state_dict(obj) -> Optional[dict]:

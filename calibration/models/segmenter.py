@@ -19,14 +19,19 @@ def default_class_names(num_classes: int) -> tuple:
 
 
 class Segmenter(nn.Module):
-    """RGB float (N, 3, H, W) in [0, 1] -> logits (N, C, H, W) of ``net``.
+    """RGB float (N, 3, H, W) in [0, 1] -> logits (N, C, H, W) of ``net``, plus ``logit_bias``.
 
     Attacks and detectors work in [0, 1] image space; normalisation happens only here.
+    ``logit_bias`` (C values, or None) is added to the net's logits: training with class
+    weights w leaves the net predicting the w-weighted posterior (softmax proportional to
+    w_c p(c|x)), and a bias of -log w_c takes that prior back out (logit adjustment), so
+    rare classes are not over-predicted. Training itself uses ``raw_logits``.
     """
 
     def __init__(self, net: nn.Module, name: str, num_classes: int,
                  mean: Sequence[float] = CITYSCAPES_MEAN, std: Sequence[float] = CITYSCAPES_STD,
-                 model_kwargs: Optional[dict] = None, class_names: Optional[Sequence[str]] = None):
+                 model_kwargs: Optional[dict] = None, class_names: Optional[Sequence[str]] = None,
+                 logit_bias: Optional[Sequence[float]] = None):
         super().__init__()
         if len(mean) != 3 or len(std) != 3:
             raise ValueError(f"mean and std need 3 values (RGB), got {mean} and {std}")
@@ -43,12 +48,30 @@ class Segmenter(nn.Module):
         # checkpoint stores mean/std as plain lists.
         self.register_buffer("mean_t", torch.tensor(self.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std_t", torch.tensor(self.std).view(1, 3, 1, 1), persistent=False)
+        self.set_logit_bias(logit_bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def set_logit_bias(self, bias: Optional[Sequence[float]]) -> None:
+        """Add ``bias`` (C floats) to every pixel's logits from now on; None removes it."""
+        if bias is not None:
+            bias = tuple(float(v) for v in bias)
+            if len(bias) != self.num_classes:
+                raise ValueError(f"logit_bias needs {self.num_classes} values (one per class), got {len(bias)}")
+        self.logit_bias = bias
+        device = self.mean_t.device
+        value = None if bias is None else torch.tensor(bias, device=device).view(1, -1, 1, 1)
+        self.register_buffer("bias_t", value, persistent=False)
+
+    def raw_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The net's own logits (no logit_bias): what a training loss sees."""
         return self.net((x - self.mean_t) / self.std_t)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.raw_logits(x)
+        return logits if self.bias_t is None else logits + self.bias_t
+
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, num_classes={self.num_classes}, mean={self.mean}, std={self.std}"
+        bias = "" if self.logit_bias is None else ", logit_bias=set"
+        return f"name={self.name!r}, num_classes={self.num_classes}, mean={self.mean}, std={self.std}{bias}"
 
 
 def build_segmenter(name: str, num_classes: int = 19, mean: Sequence[float] = CITYSCAPES_MEAN,

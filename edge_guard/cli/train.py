@@ -36,8 +36,10 @@ def register(sub) -> None:
                    help="base width of edge_small (default: the model's own)")
     p.add_argument("--class-weights", choices=("enet", "none"), default="enet",
                    help="per-class loss weights: enet = 1/ln(1.02+frequency), which lifts rare thin "
-                        "classes (poles, lights, bicycles) that mIoU counts as much as road "
-                        "(default: enet)")
+                        "classes (poles, lights, bicycles) that mIoU counts as much as road; the "
+                        "checkpoint then adds -log(weight) to each class's logits so that the "
+                        "weights shape learning without making the model over-predict rare "
+                        "classes (default: enet)")
     p.add_argument("--seed", type=int, default=0, help="default: 0")
     p.add_argument("--workers", type=int, default=2, help="data-loading processes (default: 2)")
     p.add_argument("--threads", type=positive_int, default=None,
