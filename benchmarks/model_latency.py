@@ -1,6 +1,6 @@
 """Latency of edge_small under ONNX Runtime on the CPU, and the size of every model.
 
-Exports edge_small (random weights unless --checkpoint) to ONNX opset 17, times batch-1
+Exports edge_small (random weights: latency does not depend on them) to ONNX opset 17, times batch-1
 inference at --size with 1 and 2 intra-op threads, and prints parameters / GFLOPs of
 edge_small, drn_d_22 and dla34 at the same size.
 

@@ -47,9 +47,8 @@ class PatchNet(nn.Module):
         self.output = output
         self.register_buffer("mean", torch.tensor(segmenter.mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(segmenter.std, dtype=torch.float32).view(1, 3, 1, 1))
-        bias = getattr(segmenter, "logit_bias", None)
-        self.register_buffer("bias", None if bias is None else
-                             torch.tensor(bias, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("bias", None if segmenter.logit_bias is None else
+                             torch.tensor(segmenter.logit_bias, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = (image.to(torch.float32).permute(0, 3, 1, 2) / 255.0 - self.mean) / self.std
