@@ -43,18 +43,12 @@ class PatchNet(nn.Module):
         super().__init__()
         if output not in OUTPUTS:
             raise UserError(f"unknown output {output!r}: choose {' or '.join(OUTPUTS)}")
-        self.net = segmenter.net
+        # The segmenter's own forward: its normalisation and logit bias, no copy to drift.
+        self.segmenter = segmenter
         self.output = output
-        self.register_buffer("mean", torch.tensor(segmenter.mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(segmenter.std, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("bias", None if segmenter.logit_bias is None else
-                             torch.tensor(segmenter.logit_bias, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = (image.to(torch.float32).permute(0, 3, 1, 2) / 255.0 - self.mean) / self.std
-        logits = self.net(x)
-        if self.bias is not None:
-            logits = logits + self.bias
+        logits = self.segmenter(image.to(torch.float32).permute(0, 3, 1, 2) / 255.0)
         if self.output == "logits":
             return logits
         return logits.argmax(dim=1).to(torch.int32)
