@@ -361,11 +361,15 @@ def test_signal_ends_the_command_cleanly(bundle_dir, tmp_path, sig):
         writer.write(np.full((32, 32, 3), i % 256, np.uint8))
     writer.release()
     ev = tmp_path / "ev.jsonl"
+    # A shell's background job inherits SIGINT ignored, and Python then leaves it ignored:
+    # the child gets the default disposition, as a command started from a terminal has.
     proc = subprocess.Popen([sys.executable, "-m", "edge_guard", "run", "--source", str(video),
                              "--bundle", str(bundle_dir), "--realtime", "--events", str(ev),
-                             "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 30
-    while not (ev.exists() and "frame" in ev.read_text()) and time.monotonic() < deadline:
+    # A frame record, not the start record (whose keys contain "frame" too).
+    while not (ev.exists() and '"type":"frame"' in ev.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(getattr(signal, sig))
     out, err = proc.communicate(timeout=30)
