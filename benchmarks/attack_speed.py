@@ -6,6 +6,7 @@ rounding each), --batch images at once (default 1), edge_small with random weigh
     python benchmarks/attack_speed.py --device cuda --arch drn_d_22 --sizes 1024x2048
     python benchmarks/attack_speed.py --adaptive spatial --k-attack 10
     python benchmarks/attack_speed.py --device cuda --sizes 512x1024 --batch 1 8 32
+    python benchmarks/attack_speed.py --no-fuse      # BatchNorm kept as its own layer (A/B)
 
 The attack never stops early here (threshold 1.0), so every image runs --iters steps.
 """
@@ -18,6 +19,7 @@ import torch
 from edge_guard.calibration.attacks import ATTACKS, make_views
 from edge_guard.calibration.models import build_segmenter
 from edge_guard.calibration.models.checkpoint import load_segmenter
+from edge_guard.calibration.models.fusion import fuse_segmenter
 
 
 def main():
@@ -31,12 +33,16 @@ def main():
     p.add_argument("--adaptive", default=None)
     p.add_argument("--k-attack", type=int, default=10)
     p.add_argument("--batch", type=int, nargs="+", default=[1], help="images attacked together")
+    p.add_argument("--no-fuse", action="store_true",
+                   help="keep BatchNorm as its own layer (the attack commands fold it into the convolutions)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     model = (load_segmenter(args.checkpoint)[0] if args.checkpoint else build_segmenter(args.arch)).eval()
     model = model.to(args.device)
     for q in model.parameters():
         q.requires_grad_(False)
+    if not args.no_fuse:
+        model = fuse_segmenter(model)
     views = make_views(args.adaptive, args.k_attack)
     cuda = args.device.startswith("cuda")
     for size in args.sizes.split(","):
@@ -58,7 +64,7 @@ def main():
                 steps = int(res.iterations[0]) + 1  # + the final evaluation forward
                 memory = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if cuda else ""
                 print(f"{args.arch} {h}x{w} batch {n} {name:8s} adaptive={args.adaptive} device={args.device} "
-                      f"threads={args.threads}: {args.iters / dt:.2f} it/s, {n * args.iters / dt:.1f} "
+                      f"fused={not args.no_fuse} threads={args.threads}: {args.iters / dt:.2f} it/s, {n * args.iters / dt:.1f} "
                       f"image-it/s ({dt / steps:.3f} s per step){memory}", flush=True)
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ def torch_cuda_runner(checkpoint, arch=None, half=False, name="torch"):
     import torch
 
     from edge_guard.backends import FunctionRunner
+    from edge_guard.calibration.models import labels_of
     from edge_guard.calibration.models.checkpoint import load_segmenter
 
     segmenter, _ = load_segmenter(checkpoint, arch=arch)
@@ -62,7 +63,7 @@ def torch_cuda_runner(checkpoint, arch=None, half=False, name="torch"):
         x = torch.from_numpy(np.ascontiguousarray(batch)).cuda(non_blocking=True)
         x = x.permute(0, 3, 1, 2).float() / 255.0
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16, enabled=half):
-            return segmenter(x).argmax(dim=1).to(torch.int32).cpu().numpy()
+            return labels_of(segmenter(x)).to(torch.int32).cpu().numpy()
 
     def factory(bundle, k):
         return FunctionRunner(segment, provider=provider, name=name)

@@ -63,6 +63,7 @@ if [ "${BENCH:-1}" = 1 ]; then
   t "kernel and attack benchmarks"
   timeout 60 $PY benchmarks/kernel_bench.py --json "$OUT/kernel_bench.json" 2>&1 | tail -8
   timeout 60 $PY benchmarks/attack_speed.py --device cuda --sizes 512x1024 --batch 1 8 50 --iters 10 2>&1 | tail -6
+  timeout 30 $PY benchmarks/attack_speed.py --device cuda --sizes 512x1024 --batch 50 --iters 10 --no-fuse 2>&1 | tail -2
 fi
 wait $G1 $G2  # never a bare wait: it would wait for the log's tee too
 t "data: $(find /tmp/scenes/leftImg8bit/train -name '*.png' | wc -l) train, $(find /tmp/scenes/leftImg8bit/val -name '*.png' | wc -l) val"

@@ -24,6 +24,7 @@ from edge_guard.errors import UserError
 
 from .attacks import dag
 from .attacks.run import load_attack_model
+from .models.segmenter import labels_of
 from .targets import MOVABLE, make_target
 
 TARGETS = ("scene", "vanish")
@@ -108,7 +109,7 @@ def attack_frames(model_path, frames: dict, *, iters: int, step: float, threshol
             if target == "vanish" and movable.any():
                 mask = torch.from_numpy(movable)[None].to(device)
             with torch.no_grad():
-                clean_pred = segmenter(x).argmax(1)[0].cpu().numpy()
+                clean_pred = labels_of(segmenter(x))[0].cpu().numpy()
             res = dag(counted, x, t, mask=mask, gamma=step, max_iter=iters, threshold=threshold,
                       quantize=True)
             adv = (res.images[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

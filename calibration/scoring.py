@@ -22,6 +22,8 @@ from edge_guard.consistency import miou
 from edge_guard.errors import UserError
 from edge_guard.guard import Guard, Verdict
 
+from .models.segmenter import labels_of
+
 #: The paper's blur standard deviations for the scale detector (§5.3).
 SCALE_STDS = (0.5, 3.0, 5.0)
 
@@ -31,9 +33,12 @@ def torch_segment(segmenter, device="cpu", max_batch: int = 16):
 
     ``segmenter`` maps RGB float (N, 3, h, w) in [0, 1] to logits (N, C, h, w); the pixels are
     scaled by 1/255 exactly as the exported graph does before it normalises. Batches larger
-    than ``max_batch`` run in chunks (memory), which does not change the labels.
+    than ``max_batch`` run in chunks (memory), which does not change the labels. BNs are
+    folded into the convolutions first, as the exported graph has them.
     """
-    segmenter = segmenter.eval().to(device)
+    from .models.fusion import fuse_segmenter
+
+    segmenter = fuse_segmenter(segmenter.eval().to(device))
 
     def segment(batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch)
@@ -44,7 +49,7 @@ def torch_segment(segmenter, device="cpu", max_batch: int = 16):
             for start in range(0, len(batch), max_batch):
                 x = torch.from_numpy(batch[start:start + max_batch]).to(device)
                 x = x.permute(0, 3, 1, 2).float() / 255.0
-                out.append(segmenter(x).argmax(dim=1).to(torch.int32).cpu().numpy())
+                out.append(labels_of(segmenter(x)).to(torch.int32).cpu().numpy())
         return np.concatenate(out) if out else np.empty(batch.shape[:3], np.int32)
 
     return segment

@@ -7,6 +7,8 @@ import torch
 
 from edge_guard.classes import NAMES
 
+from .models.segmenter import labels_of
+
 
 def confusion_matrix(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> np.ndarray:
     """(C, C) int64 counts, rows = ground truth, cols = prediction; gt >= C (void) skipped."""
@@ -40,7 +42,7 @@ def iou_table(cm: np.ndarray) -> dict:
 def predict(segmenter, image: np.ndarray, device: str = "cpu") -> np.ndarray:
     """(H, W, 3) uint8 RGB -> (H, W) uint8 predicted train ids."""
     x = torch.from_numpy(image).to(device).permute(2, 0, 1)[None].float().div_(255)
-    return segmenter(x).argmax(1)[0].to(torch.uint8).cpu().numpy()
+    return labels_of(segmenter(x))[0].to(torch.uint8).cpu().numpy()
 
 
 def evaluate_segmentation(segmenter, frames, limit: int | None = None, device: str = "cpu",
@@ -48,7 +50,9 @@ def evaluate_segmentation(segmenter, frames, limit: int | None = None, device: s
     """Run `segmenter` on the labelled `frames` (items (image, labels, name)) at full size."""
     from tqdm.auto import tqdm
 
-    segmenter.eval().to(device)
+    from .models.fusion import fuse_segmenter
+
+    segmenter = fuse_segmenter(segmenter.eval().to(device))
     n = len(frames) if not limit else min(limit, len(frames))
     c = segmenter.num_classes
     cm = np.zeros((c, c), np.int64)

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from ..models.segmenter import labels_of
 from .budget import check_budget, is_8bit, project, quantize as quantize_8bit
 from .result import AttackResult, distances, miou, success_rate, valid_pixels
 from .views import Views
@@ -96,7 +97,7 @@ def descend(model: Callable, images: torch.Tensor, target: torch.Tensor, *, crit
                 if int(target[valid].max()) >= num_classes:
                     raise ValueError(f"target holds class {int(target[valid].max())} but the model "
                                      f"predicts {num_classes} classes")
-            pred = logits.argmax(1)
+            pred = labels_of(logits)
             done = success_rate(pred, t, v) >= threshold
             if it < max_iter and not (views is None and bool(done.all())):
                 grad = torch.autograd.grad(criterion(logits, t, v).sum(), xq)[0]
@@ -164,7 +165,7 @@ def _view_grads(model, views: Views, xq, target, valid, rng, criterion, threshol
             loss = loss + extra
         for lg, view in zip(logits, group):
             empty = view.valid.flatten(1).sum(1) == 0  # a crop of ignored pixels asks nothing
-            ok &= (success_rate(lg.detach().argmax(1), view.target, view.valid) >= threshold) | empty
+            ok &= (success_rate(labels_of(lg.detach()), view.target, view.valid) >= threshold) | empty
         grad += torch.autograd.grad(loss.sum(), xq)[0]
         del logits, loss, extra
     return grad, ok

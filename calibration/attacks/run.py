@@ -31,6 +31,7 @@ from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import DataError, UserError
 
 from .. import targets as target_maps
+from ..models.segmenter import labels_of
 from . import ATTACKS
 from .views import ADAPTIVE, make_views
 
@@ -97,21 +98,20 @@ def detector_geometry(height: int, patch_size=None, b_low=None, b_high=None) -> 
 
 
 def load_attack_model(model_path, arch=None, device="cpu"):
-    """(Segmenter in eval mode on `device` with frozen weights, meta) for attacking.
+    """(Segmenter in eval mode on `device` with frozen weights and its BNs folded, meta) for
+    attacking.
 
     The targets are Cityscapes train ids, so a model with another class count is refused.
     """
     from edge_guard.calibration.models.checkpoint import load_segmenter
+    from edge_guard.calibration.models.fusion import fuse_segmenter
 
     model_path = Path(model_path).expanduser()
     segmenter, meta = load_segmenter(model_path, arch=arch, map_location=device)
     if segmenter.num_classes != NUM_CLASSES:
         raise UserError(f"{model_path} predicts {segmenter.num_classes} classes, but the targets "
                         f"and data use the {NUM_CLASSES} Cityscapes train ids")
-    segmenter = segmenter.to(device).eval()
-    for p in segmenter.parameters():
-        p.requires_grad_(False)
-    return segmenter, meta
+    return fuse_segmenter(segmenter.to(device)), meta
 
 
 def image_seed(seed: int, name: str) -> int:
@@ -302,7 +302,7 @@ def _prepare(frames, i: int, s: AttackSettings, segmenter, device) -> dict:
     seed = image_seed(s.seed, name)
     x = _to_tensor(image, device)
     with torch.no_grad():
-        clean_pred = segmenter(x).argmax(1)[0].cpu().numpy().astype(np.uint8)
+        clean_pred = labels_of(segmenter(x))[0].cpu().numpy().astype(np.uint8)
     source_labels, source_name = (None, None)
     if s.target == "scene":
         source_labels, source_name = _scene_source(frames, i, seed, image.shape[:2])

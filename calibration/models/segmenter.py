@@ -74,6 +74,16 @@ class Segmenter(nn.Module):
         return f"name={self.name!r}, num_classes={self.num_classes}, mean={self.mean}, std={self.std}{bias}"
 
 
+def labels_of(logits: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) logits -> (N, H, W) int64 class ids, the first maximum on ties (as argmax).
+
+    ``max(1).indices`` rather than ``argmax(1)``: on CPU, PyTorch's argmax over a non-last
+    dimension is about 5x slower (128 vs 23 ms for 19x512x1024 on 2 cores), a third of an
+    attack step once BatchNorm is folded.
+    """
+    return logits.max(1).indices
+
+
 def build_segmenter(name: str, num_classes: int = 19, mean: Sequence[float] = CITYSCAPES_MEAN,
                     std: Sequence[float] = CITYSCAPES_STD, class_names=None, **model_kwargs) -> Segmenter:
     """Create the registered network ``name`` and wrap it with normalisation."""
