@@ -3,7 +3,8 @@
 An attack step is a forward and a backward pass with frozen weights. With BatchNorm left as
 its own layer, each of those passes reads and writes every activation once more per BN;
 folded into the convolution's weights and bias, the BN costs nothing. On the 2-core CPU
-this halves the time of an edge_small attack step at 512x1024. The ONNX export folds BN
+this halves edge_small's forward + backward at 512x1024 (0.69 -> 0.33 s; a whole DAG step,
+loss and projection included, 0.68 -> 0.52 s). The ONNX export folds BN
 the same way, so the attacked function is the one that is deployed.
 """
 
