@@ -22,6 +22,7 @@ from edge_guard.consistency import miou
 from edge_guard.errors import UserError
 from edge_guard.guard import Guard, Verdict
 
+from .models.fusion import fuse_segmenter
 from .models.segmenter import labels_of
 
 #: The paper's blur standard deviations for the scale detector (§5.3).
@@ -36,8 +37,6 @@ def torch_segment(segmenter, device="cpu", max_batch: int = 16):
     than ``max_batch`` run in chunks (memory), which does not change the labels. BNs are
     folded into the convolutions first, as the exported graph has them.
     """
-    from .models.fusion import fuse_segmenter
-
     segmenter = fuse_segmenter(segmenter.eval().to(device))
 
     def segment(batch: np.ndarray) -> np.ndarray:

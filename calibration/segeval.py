@@ -7,6 +7,7 @@ import torch
 
 from edge_guard.classes import NAMES
 
+from .models.fusion import fuse_segmenter
 from .models.segmenter import labels_of
 
 
@@ -49,8 +50,6 @@ def evaluate_segmentation(segmenter, frames, limit: int | None = None, device: s
                           progress: bool = True) -> dict:
     """Run `segmenter` on the labelled `frames` (items (image, labels, name)) at full size."""
     from tqdm.auto import tqdm
-
-    from .models.fusion import fuse_segmenter
 
     segmenter = fuse_segmenter(segmenter.eval().to(device))
     n = len(frames) if not limit else min(limit, len(frames))
