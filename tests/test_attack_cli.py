@@ -129,6 +129,24 @@ def test_a_batch_gives_the_frames_of_single_runs(setup):
         batched["images"][first]["batch_seconds"] / 3)
 
 
+def test_a_plain_folder_resumes_at_another_batch_an_adaptive_one_does_not(setup, capsys):
+    """A plain folder begun one frame at a time (CPU) can be finished in batches (GPU);
+    an adaptive attack draws its views per batch, so there the batch is a setting."""
+    root, ckpt, _ = setup
+    plain = ("--method", "dag", "--target", "pure")
+    assert attack(root, ckpt, *plain, "--limit", "1", out="mixed") == 0
+    assert attack(root, ckpt, *plain, "--batch", "2", out="mixed") == 0
+    mixed = json.loads((root / "mixed" / "manifest.json").read_text())
+    assert len(mixed["images"]) == 3 and mixed["settings"]["batch"] == 2
+    assert sorted(r.get("batch", 1) for r in mixed["images"].values()) == [1, 2, 2]
+    adaptive = ("--method", "dag", "--target", "pure", "--adaptive", "scale")
+    assert attack(root, ckpt, *adaptive, "--limit", "1", out="mixed_adaptive") == 0
+    capsys.readouterr()
+    assert attack(root, ckpt, *adaptive, "--batch", "2", out="mixed_adaptive") == 2
+    err = capsys.readouterr().err.strip()
+    assert "other settings (batch: 1 -> 2)" in err and len(err.splitlines()) == 1
+
+
 def test_batch_must_be_positive(setup, capsys):
     root, ckpt, _ = setup
     assert attack(root, ckpt, "--method", "dag", "--target", "pure", "--batch", "0", out="bad") == 2

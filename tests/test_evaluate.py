@@ -88,6 +88,20 @@ def test_plan_covers_plain_scale_and_every_k_attack():
                      "dag_pure_spatial1", "dag_pure_spatial10", "dag_emblem_spatial1", "dag_emblem_spatial10"]
     s.skip = ("fig7",)     # Table 1 still needs K_attack = K where both grids have it
     assert [a.name for a in ev.plan_attacks(s) if a.kind == "spatial"] == ["dag_pure_spatial1", "dag_emblem_spatial1"]
+    s.skip = ("adaptive",)
+    assert [a.name for a in ev.plan_attacks(s)] == ["dag_pure_plain", "dag_emblem_plain"]
+
+
+def test_a_plain_attack_key_does_not_depend_on_the_batch():
+    def key(a, batch):
+        s = ev.EvalSettings(data="d", out="o", model="m", batch=batch)
+        return ev.setting_key(a, ev.attack_settings(s, a), "sha")
+
+    plain, scale = ev.AttackSet("dag", "pure"), ev.AttackSet("dag", "pure", "scale")
+    assert key(plain, 1) == key(plain, 50) and key(plain, 1).startswith("dag_pure_plain_")
+    assert key(scale, 1) != key(scale, 50)
+    assert key(plain, 1) != ev.setting_key(plain, ev.attack_settings(
+        ev.EvalSettings(data="d", out="o", model="m", max_iter=100), plain), "sha")
 
 
 def test_quick_preset_and_explicit_flags():
@@ -249,6 +263,16 @@ def test_cached_only_rebuilds_the_results_without_the_images(evaluated, workspac
     assert [r.get("auc") for r in rebuilt["table1"]] == [r.get("auc") for r in original["table1"]]
     assert rebuilt["fig7"] == original["fig7"] and rebuilt["fig3"] == original["fig3"]
     assert "fig8" not in rebuilt and "Assembled with `--cached-only`" in (merged / "report.md").read_text()
+
+    # the plain rows alone need no adaptive folder (a CPU's first reading)
+    rc, _, stderr = run_cli(args + ["--cached-only", "--skip", "adaptive,fig8"])
+    assert rc == 0, stderr
+    plain_only = json.loads((merged / "results.json").read_text())
+    assert "fig7" not in plain_only and set(plain_only["attacks"]) == {"dag_pure_plain", "houdini_pure_plain"}
+    assert [r["auc"] for r in plain_only["table1"] if not r["adaptive"]] == \
+        [r["auc"] for r in original["table1"] if not r["adaptive"]]
+    assert all(r["auc"] is None and "--skip adaptive" in r["missing"]
+               for r in plain_only["table1"] if r["adaptive"])
 
     gone = next((merged / "attacks").glob("houdini_pure_scale_*"))
     shutil.rmtree(gone)

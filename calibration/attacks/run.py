@@ -70,6 +70,15 @@ class AttackSettings:
     # frame's seed, so the batch is part of what decides the result.
     batch: int = 1
 
+    def identity(self) -> dict:
+        """The settings that decide the frames written (a resolved instance's). A plain attack
+        writes the same frames at any batch, so its batch is left out: a folder begun one
+        frame at a time on a CPU can be finished 50 at a time on a GPU, and the reverse."""
+        fields = asdict(self)
+        if self.adaptive is None:
+            del fields["batch"]
+        return fields
+
     def resolved(self) -> "AttackSettings":
         if self.method not in ATTACKS:
             raise UserError(f"unknown attack method {self.method!r}: choose one of {', '.join(ATTACKS)}")
@@ -126,9 +135,11 @@ def _jsonable(obj):
 class Manifest:
     """OUT/manifest.json: the settings and one record per finished frame."""
 
-    def __init__(self, out: Path, settings: dict):
+    def __init__(self, out: Path, settings: dict, free: tuple = ()):
+        """``free``: settings that may differ from the folder's (the newest run's are kept)."""
         self.path = out / "manifest.json"
         self.settings = _jsonable(settings)
+        self.free = set(free)
         self.images = {}
         if self.path.exists():
             self._resume()
@@ -141,9 +152,11 @@ class Manifest:
                             "remove it or choose another --out") from exc
         if not isinstance(old, dict) or old.get("format") != FORMAT:
             raise UserError(f"{self.path} is not an edge-guard attack manifest: choose another --out")
-        if old.get("settings") != self.settings:
-            prev = old.get("settings") or {}
-            diff = [f"{k}: {prev.get(k)!r} -> {v!r}" for k, v in self.settings.items() if prev.get(k) != v]
+        prev = old.get("settings") or {}
+        keys = (set(prev) | set(self.settings)) - self.free
+        if any(prev.get(k) != self.settings.get(k) for k in keys):
+            diff = [f"{k}: {prev.get(k)!r} -> {self.settings.get(k)!r}" for k in sorted(keys)
+                    if prev.get(k) != self.settings.get(k)]
             raise UserError(f"{self.path.parent} holds attacks made with other settings "
                             f"({'; '.join(diff[:3])}): use another --out, or the same settings to resume")
         self.images = dict(old.get("images") or {})
@@ -243,7 +256,7 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         **asdict(s), "data": str(data.resolve()), "split": split, "model": str(model_path.resolve()),
         "model_sha256": sha256_file(model_path), "arch": meta.get("model"), "quantize": True,
     }
-    manifest = Manifest(out, record_settings)
+    manifest = Manifest(out, record_settings, free=set(asdict(s)) - set(s.identity()))
     views = make_views(s.adaptive, s.k_attack, s.patch_size, s.b_low, s.b_high, s.blur_stds, s.pair_weight)
     attack = ATTACKS[s.method]
     hyper = {"gamma": s.step} if s.method == "dag" else {"step": s.step}

@@ -20,6 +20,7 @@ examples:
   edge-guard evaluate --data scenes --out eval --benign 100 --adversarial 50 --device cuda
   edge-guard evaluate --model drn_d_22.pth --arch drn_d_22 --data cityscapes --out eval \\
       --frame 1024x2048 --patch 512 --b-low 32 --b-high 64 --skip fig8
+  edge-guard evaluate --data scenes --out eval --adversarial 10 --skip adaptive,fig8   # plain rows, CPU
 
 --quick runs a reduced grid unless a flag says otherwise: 8 benign and 4 adversarial frames
 at 128x256, patch 96, b in [6, 12), DAG and Houdini on the pure target, K in {1,5},
@@ -69,7 +70,9 @@ def register(sub) -> None:
                    help="frames attacked together (default: 1; 8-32 on a GPU)")
     p.add_argument("--entropy-patches", type=positive_int, default=None,
                    help="random patches of the Fig. 3 entropy maps (default: 50)")
-    p.add_argument("--skip", default="", help="figures to skip, comma-separated: fig3, fig7, fig8")
+    p.add_argument("--skip", default="",
+                   help="parts to skip, comma-separated: fig3, fig7, fig8, and adaptive (no adaptive "
+                        "attack, so no Fig. 7: Table 1's plain rows, a first reading on a CPU)")
     p.add_argument("--fig8", action="store_true", help="run Fig. 8 with --quick too")
     p.add_argument("--transfer-models", default=None, metavar="CKPT,CKPT,...",
                    help="Fig. 8's models (default: train three with different seeds)")

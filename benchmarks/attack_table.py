@@ -1,0 +1,101 @@
+"""Issue 4's attack table: every method x target (and the adaptive attacks), N frames each,
+filled in rounds so that an interrupted run leaves every cell with about as many frames.
+
+    python benchmarks/attack_table.py --data scenes --out eval              # attack, then print
+    python benchmarks/attack_table.py --data scenes --out eval --report-only
+    python benchmarks/attack_table.py --data scenes --out eval --adaptive scale,spatial --targets pure
+
+The folders are `edge-guard evaluate`'s (OUT/attacks/<setting key>/, same settings and
+geometry as an evaluation of the same model, frame size and seed), so what this fills an
+evaluation reuses, and the reverse. Each round raises every cell's frame count by --round;
+a cell resumes where it stopped (a plain attack at any --batch, on any device).
+
+Columns: pixel success (mean fraction of valid pixels on target after 8-bit rounding),
+frames whose success reached the stop threshold (99%), L2 as RMS on [0, 1] images, L-inf in
+1/255, iterations, attack seconds per frame and image-iterations per second (iterations /
+seconds per frame: at --batch 1 the attack's steps per second).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edge_guard.calibration.attacks.run import run_attacks
+from edge_guard.calibration.evaluate import AttackSet, EvalSettings, attack_settings, setting_key
+from edge_guard.calibration.targets import TARGETS
+from edge_guard.engine_cache import sha256_file
+from edge_guard.paths import DEFAULT_MODEL
+
+
+def cells(args) -> list:
+    kinds = [k for k in args.adaptive.split(",") if k]
+    out = []
+    for kind in kinds:
+        for target in args.targets.split(","):
+            for method in args.methods.split(","):
+                out.append(AttackSet(method, target, kind, args.k_attack if kind == "spatial" else 0))
+    return out
+
+
+def row(a: AttackSet, manifest: dict, frames: int) -> str:
+    recs = list(manifest["images"].values())[:frames]
+    if not recs:
+        return f"| {a.method} {a.target} {a.kind} | 0 |" + " |" * 8
+    mean = {k: float(np.mean([r[k] for r in recs])) for k in ("success", "l2", "linf", "iterations")}
+    batches = {r["batch_first"]: r["batch_seconds"] for r in recs if "batch_first" in r}
+    seconds = (sum(batches.values()) + sum(r["seconds"] for r in recs if "batch_first" not in r)) / len(recs)
+    reached = sum(r["success"] >= manifest["settings"]["threshold"] for r in recs)
+    kind = a.kind if a.kind != "spatial" else f"spatial K_attack={a.k_attack}"
+    return (f"| {a.method} | {a.target} | {kind} | {len(recs)} | {mean['success']:.3f} | {reached} | "
+            f"{mean['l2']:.4f} | {mean['linf'] * 255:.0f} | {mean['iterations']:.0f} | {seconds:.1f} | "
+            f"{mean['iterations'] / seconds:.2f} |")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="data root (generated scenes or Cityscapes)")
+    p.add_argument("--split", default="val")
+    p.add_argument("--out", required=True, help="an `edge-guard evaluate` output folder")
+    p.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
+    p.add_argument("--frames", type=int, default=50, help="frames per cell (default 50)")
+    p.add_argument("--round", type=int, default=5, help="frames added to every cell per round")
+    p.add_argument("--methods", default="dag,houdini")
+    p.add_argument("--targets", default=",".join(TARGETS))
+    p.add_argument("--adaptive", default="plain",
+                   help="comma-separated kinds among plain, scale, spatial (default plain)")
+    p.add_argument("--k-attack", type=int, default=5, help="patches per step of the adaptive spatial attack")
+    p.add_argument("--frame", default="512x1024", help="HxW every frame is resized to (evaluate's --frame)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--report-only", action="store_true", help="attack nothing; print the table")
+    args = p.parse_args()
+
+    model = Path(args.model or DEFAULT_MODEL)
+    h, w = (int(v) for v in args.frame.split("x"))
+    s = EvalSettings(data=args.data, out=args.out, model=str(model), frame=(h, w), patch=h // 2,
+                     b_low=h // 32, b_high=h // 16, batch=args.batch)
+    sha = sha256_file(model)
+    plan = [(a, attack_settings(s, a)) for a in cells(args)]
+    folders = [Path(args.out) / "attacks" / setting_key(a, st, sha) for a, st in plan]
+    if not args.report_only:
+        for limit in range(args.round, args.frames + args.round, args.round):
+            for (a, st), folder in zip(plan, folders):
+                print(f"round {min(limit, args.frames)}: {a.name} -> {folder}", file=sys.stderr, flush=True)
+                run_attacks(model, args.data, args.split, st, folder, limit=min(limit, args.frames),
+                            device=args.device)
+    print(f"model {model} (sha256 {sha[:12]}), data {args.data} {args.split}, frames {h}x{w}, "
+          f"up to {args.frames} per cell")
+    print("| method | target | attack | frames | pixel success | frames >= 99% | L2 (RMS) | L-inf (/255) "
+          "| iterations | s / frame | it/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for (a, _), folder in zip(plan, folders):
+        path = folder / "manifest.json"
+        print(row(a, json.loads(path.read_text()), args.frames) if path.is_file()
+              else f"| {a.method} | {a.target} | {a.kind} | 0 | not run |" + " |" * 6)
+
+
+if __name__ == "__main__":
+    main()
