@@ -44,7 +44,7 @@ FORMAT = "edge-guard-evaluate"
 VERSION = 1
 FIGURES = ("fig3", "fig7", "fig8")
 #: What --skip accepts: the figures, and the adaptive attacks (Table 1's plain rows only, no
-#: Fig. 7), for a first reading on a CPU where the adaptive attacks cost 3-8x a plain one.
+#: Fig. 7): a first reading on a CPU, where an adaptive step costs 2.7-3.7x a plain one (K_attack=5).
 SKIPPABLE = FIGURES + ("adaptive",)
 #: TPR read off the ROC at these false-positive rates.
 ROC_FPRS = (0.01, 0.05)
