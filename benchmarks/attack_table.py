@@ -5,8 +5,8 @@ filled in rounds so that an interrupted run leaves every cell with about as many
     python benchmarks/attack_table.py --data scenes --out eval --report-only
     python benchmarks/attack_table.py --data scenes --out eval --adaptive scale,spatial --targets pure
 
-The folders are `edge-guard evaluate`'s (OUT/attacks/<setting key>/, same settings and
-geometry as an evaluation of the same model, frame size and seed), so what this fills an
+The folders are `edge-guard evaluate`'s (OUT/attacks/<setting key>/; give the same --frame,
+--patch, --b-low, --b-high and --max-iter as the evaluation), so what this fills an
 evaluation reuses, and the reverse. Each round raises every cell's frame count by --round;
 a cell resumes where it stopped (a plain attack at any --batch, on any device).
 
@@ -36,20 +36,24 @@ def cells(args) -> list:
     for kind in kinds:
         for target in args.targets.split(","):
             for method in args.methods.split(","):
-                out.append(AttackSet(method, target, kind, args.k_attack if kind == "spatial" else 0))
+                out.append(AttackSet(method, target, kind, args.k_attack if kind.startswith("spatial") else 0))
     return out
 
 
-def row(a: AttackSet, manifest: dict, frames: int) -> str:
-    recs = list(manifest["images"].values())[:frames]
+def label(a: AttackSet) -> str:
+    kind = f"{a.kind} K_attack={a.k_attack}" if a.kind.startswith("spatial") else a.kind
+    return f"| {a.method} | {a.target} | {kind} |"
+
+
+def row(a: AttackSet, manifest, frames: int) -> str:
+    recs = list(manifest["images"].values())[:frames] if manifest else []
     if not recs:
-        return f"| {a.method} {a.target} {a.kind} | 0 |" + " |" * 8
+        return f"{label(a)} 0 | not run |" + " |" * 6
     mean = {k: float(np.mean([r[k] for r in recs])) for k in ("success", "l2", "linf", "iterations")}
     batches = {r["batch_first"]: r["batch_seconds"] for r in recs if "batch_first" in r}
     seconds = (sum(batches.values()) + sum(r["seconds"] for r in recs if "batch_first" not in r)) / len(recs)
     reached = sum(r["success"] >= manifest["settings"]["threshold"] for r in recs)
-    kind = a.kind if a.kind != "spatial" else f"spatial K_attack={a.k_attack}"
-    return (f"| {a.method} | {a.target} | {kind} | {len(recs)} | {mean['success']:.3f} | {reached} | "
+    return (f"{label(a)} {len(recs)} | {mean['success']:.3f} | {reached} | "
             f"{mean['l2']:.4f} | {mean['linf'] * 255:.0f} | {mean['iterations']:.0f} | {seconds:.1f} | "
             f"{mean['iterations'] / seconds:.2f} |")
 
@@ -65,18 +69,25 @@ def main():
     p.add_argument("--methods", default="dag,houdini")
     p.add_argument("--targets", default=",".join(TARGETS))
     p.add_argument("--adaptive", default="plain",
-                   help="comma-separated kinds among plain, scale, spatial (default plain)")
-    p.add_argument("--k-attack", type=int, default=5, help="patches per step of the adaptive spatial attack")
+                   help="comma-separated kinds among plain, scale, spatial, spatial-pairs (default plain)")
+    p.add_argument("--k-attack", type=int, default=5,
+                   help="patches (spatial) or patch pairs (spatial-pairs) per step of an adaptive attack")
     p.add_argument("--frame", default="512x1024", help="HxW every frame is resized to (evaluate's --frame)")
+    p.add_argument("--patch", type=int, default=None, help="patch side s (default: half the frame height)")
+    p.add_argument("--b-low", type=int, default=None, help="default: frame height / 32")
+    p.add_argument("--b-high", type=int, default=None, help="default: frame height / 16")
+    p.add_argument("--max-iter", type=int, default=200)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--report-only", action="store_true", help="attack nothing; print the table")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args()
 
     model = Path(args.model or DEFAULT_MODEL)
     h, w = (int(v) for v in args.frame.split("x"))
-    s = EvalSettings(data=args.data, out=args.out, model=str(model), frame=(h, w), patch=h // 2,
-                     b_low=h // 32, b_high=h // 16, batch=args.batch)
+    s = EvalSettings(data=args.data, out=args.out, model=str(model), frame=(h, w), patch=args.patch or h // 2,
+                     b_low=args.b_low or h // 32, b_high=args.b_high or h // 16, max_iter=args.max_iter,
+                     batch=args.batch)
     sha = sha256_file(model)
     plan = [(a, attack_settings(s, a)) for a in cells(args)]
     folders = [Path(args.out) / "attacks" / setting_key(a, st, sha) for a, st in plan]
@@ -85,7 +96,7 @@ def main():
             for (a, st), folder in zip(plan, folders):
                 print(f"round {min(limit, args.frames)}: {a.name} -> {folder}", file=sys.stderr, flush=True)
                 run_attacks(model, args.data, args.split, st, folder, limit=min(limit, args.frames),
-                            device=args.device)
+                            device=args.device, progress=not args.quiet)
     print(f"model {model} (sha256 {sha[:12]}), data {args.data} {args.split}, frames {h}x{w}, "
           f"up to {args.frames} per cell")
     print("| method | target | attack | frames | pixel success | frames >= 99% | L2 (RMS) | L-inf (/255) "
@@ -93,8 +104,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (a, _), folder in zip(plan, folders):
         path = folder / "manifest.json"
-        print(row(a, json.loads(path.read_text()), args.frames) if path.is_file()
-              else f"| {a.method} | {a.target} | {a.kind} | 0 | not run |" + " |" * 6)
+        print(row(a, json.loads(path.read_text()) if path.is_file() else None, args.frames))
 
 
 if __name__ == "__main__":

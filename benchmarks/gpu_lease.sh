@@ -11,8 +11,10 @@
 #
 # Settings (environment):
 #   DEADLINE=560       seconds after which nothing new starts and running stages are stopped
-#   TRAIN_SECONDS=240  the training stage's budget (0: no training, evaluate the shipped model)
+#   TRAIN_SECONDS=0    the training stage's budget (0: no training, evaluate the shipped model)
 #   TRAIN_ARGS=...     extra `edge-guard train` options (default: fine-tune the shipped model)
+#   TABLE=plain        issue 4's attack table first (benchmarks/attack_table.py, every target,
+#                      these kinds; empty: none); its plain pure/emblem folders are the grids'
 #   GRIDS=...          `;`-separated `edge-guard evaluate` option sets, run in order; each reuses
 #                      the attacks and scores of the ones before and writes a complete report
 #   TESTS=1 BENCH=1    GPU tests and benchmarks first (0 to skip)
@@ -28,7 +30,8 @@ set -u
 REPO=$PWD
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 DEADLINE=${DEADLINE:-560}
-TRAIN_SECONDS=${TRAIN_SECONDS:-240}
+TRAIN_SECONDS=${TRAIN_SECONDS:-0}
+TABLE=${TABLE-plain}
 PY=${PY:-python3}
 exec > >(tee -a "$OUT/log.txt") 2>&1
 t() { echo "[T+${SECONDS}s] $*"; }
@@ -37,10 +40,11 @@ left() { echo $(( DEADLINE - SECONDS )); }
 if [ -z "${SMOKE:-}" ]; then
   for d in calibration export kernels; do ln -sfn "$REPO/$d" "$REPO/edge_guard/$d"; done
   FR=1500; VAL=100; SIZE=512x1024; GW=14; BENIGN=100; ADV=50; BATCH=50; EXTRA=""; DEV=cuda
-  WORKERS=12; CROP=512; BS=16
+  WORKERS=12; CROP=512; BS=16; TABLE_EXTRA=""
 else  # every stage, tiny, on the CPU
   FR=12; VAL=6; SIZE=128x256; GW=2; BENIGN=4; ADV=2; BATCH=2; DEV=cpu; WORKERS=0; CROP=96; BS=4
   EXTRA="--frame 128x256 --patch 96 --b-low 6 --b-high 12 --max-iter 3 --ks 1,5 --targets pure"
+  TABLE_EXTRA="--frame 128x256 --patch 96 --b-low 6 --b-high 12 --max-iter 3"
   TESTS=${TESTS:-0}; BENCH=${BENCH:-0}
 fi
 export PYTHONPATH=$REPO PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
@@ -90,8 +94,16 @@ fi
 t "segmentation quality of $MODEL"
 eg evaluate-seg --model $MODEL --data /tmp/scenes --split val --device $DEV --json "$OUT/seg.json" 2>&1 | tail -3
 
-# 3. the evaluation in growing grids
+# 3. issue 4's attack table, then the evaluation in growing grids (one attack folder for both)
 pack() { (cd /tmp/eval && tar czf "$OUT/eval.tgz" --exclude='*.png' . && tar czf "$OUT/eval_png.tgz" ./*.png) 2>/dev/null; }
+TABLE_ARGS="--model $MODEL --data /tmp/scenes --out /tmp/eval --frames $ADV --round $ADV --batch $BATCH \
+  --device $DEV --targets pure,emblem,scene,remap,strip,text $TABLE_EXTRA"
+if [ -n "$TABLE" ] && [ $(left) -gt 60 ]; then
+  t "attack table: $TABLE ($(left)s left)"
+  # shellcheck disable=SC2086
+  timeout $(left) $PY benchmarks/attack_table.py $TABLE_ARGS --adaptive $TABLE --quiet 2>&1 | tail -16
+  pack
+fi
 IFS=';' read -ra GRID <<< "$GRIDS"
 for g in "${GRID[@]}"; do
   [ $(left) -lt 20 ] && break
@@ -101,4 +113,6 @@ for g in "${GRID[@]}"; do
      --benign $BENIGN --adversarial $ADV --batch $BATCH --device $DEV --quiet $EXTRA $g 2>&1 | tail -3
   pack
 done
+# shellcheck disable=SC2086
+$PY benchmarks/attack_table.py $TABLE_ARGS --adaptive plain,scale,spatial --report-only 2>&1 | tail -40
 t "done"
