@@ -21,9 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from edge_guard.calibration.attacks.run import run_attacks
+from edge_guard.calibration.attacks.run import run_attacks, summarize
 from edge_guard.calibration.evaluate import AttackSet, EvalSettings, attack_settings, setting_key
 from edge_guard.calibration.targets import TARGETS
 from edge_guard.engine_cache import sha256_file
@@ -49,11 +47,9 @@ def row(a: AttackSet, manifest, frames: int) -> str:
     recs = list(manifest["images"].values())[:frames] if manifest else []
     if not recs:
         return f"{label(a)} 0 | not run |" + " |" * 6
-    mean = {k: float(np.mean([r[k] for r in recs])) for k in ("success", "l2", "linf", "iterations")}
-    batches = {r["batch_first"]: r["batch_seconds"] for r in recs if "batch_first" in r}
-    seconds = (sum(batches.values()) + sum(r["seconds"] for r in recs if "batch_first" not in r)) / len(recs)
-    reached = sum(r["success"] >= manifest["settings"]["threshold"] for r in recs)
-    return (f"{label(a)} {len(recs)} | {mean['success']:.3f} | {reached} | "
+    summary = summarize(recs, manifest["settings"]["threshold"])
+    mean, seconds = summary["mean"], summary["seconds_per_frame"]
+    return (f"{label(a)} {len(recs)} | {mean['success']:.3f} | {summary['reached_threshold']} | "
             f"{mean['l2']:.4f} | {mean['linf'] * 255:.0f} | {mean['iterations']:.0f} | {seconds:.1f} | "
             f"{mean['iterations'] / seconds:.2f} |")
 
