@@ -54,7 +54,7 @@ def row(a: AttackSet, manifest, frames: int) -> str:
             f"{mean['iterations'] / seconds:.2f} |")
 
 
-def main():
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="data root (generated scenes or Cityscapes)")
     p.add_argument("--split", default="val")
@@ -77,7 +77,7 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--report-only", action="store_true", help="attack nothing; print the table")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     model = Path(args.model or DEFAULT_MODEL)
     h, w = (int(v) for v in args.frame.split("x"))
@@ -101,7 +101,8 @@ def main():
     for (a, _), folder in zip(plan, folders):
         path = folder / "manifest.json"
         print(row(a, json.loads(path.read_text()) if path.is_file() else None, args.frames))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

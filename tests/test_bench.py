@@ -178,3 +178,35 @@ def test_run_fps_script_streams_a_generated_clip(tmp_path, capsys):
     assert [r["k"] for r in rows] == [1, 2] and all(r["frames_checked"] == 3 for r in rows)
     assert all(r["fps_checked"] > 0 and r["latency_ms"]["p50"] > 0 for r in rows)
     assert "K=2" in capsys.readouterr().out
+
+
+def test_attack_table_fills_evaluates_folders_in_rounds(tmp_path, capsys):
+    """benchmarks/attack_table.py: every cell gets its frames round by round, into the folders
+    an evaluation of the same settings uses, and a second run attacks nothing."""
+    pytest.importorskip("torch")
+    from edge_guard.calibration.data.layout import write_split
+    from edge_guard.calibration.evaluate import AttackSet, EvalSettings, attack_settings, setting_key
+    from edge_guard.calibration.models import build_segmenter
+    from edge_guard.calibration.models.checkpoint import save_checkpoint
+    from edge_guard.engine_cache import sha256_file
+
+    write_split(tmp_path / "data", split="val", frames=2, size=(64, 128), seed=3, progress=False)
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", build_segmenter("edge_small", width=16, dilations=(1,)))
+    table = _benchmark("attack_table")
+    args = ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "eval"), "--model", str(ckpt),
+            "--frames", "2", "--round", "1", "--targets", "pure,strip", "--adaptive", "plain,scale",
+            "--k-attack", "2", "--frame", "64x128", "--max-iter", "2", "--quiet"]
+    assert table.main(args) == 0
+    out = capsys.readouterr()
+    assert out.err.count("round 1:") == 8 and out.err.count("round 2:") == 8
+    rows = [line for line in out.out.splitlines() if line.startswith("| dag") or line.startswith("| houdini")]
+    assert len(rows) == 8 and all(line.split("|")[4].strip() == "2" for line in rows)
+    assert "| houdini | strip | scale | 2 |" in out.out
+
+    s = EvalSettings(data="d", out="o", model="m", frame=(64, 128), patch=32, b_low=2, b_high=4, max_iter=2)
+    for a in (AttackSet("dag", "pure"), AttackSet("houdini", "strip", "scale")):
+        folder = tmp_path / "eval" / "attacks" / setting_key(a, attack_settings(s, a), sha256_file(ckpt))
+        assert len(json.loads((folder / "manifest.json").read_text())["images"]) == 2
+    manifests = {p: p.read_text() for p in (tmp_path / "eval").rglob("manifest.json")}
+    assert table.main(args) == 0                                   # resumes: nothing left to attack
+    assert {p: p.read_text() for p in manifests} == manifests
