@@ -51,14 +51,16 @@ def _param(row) -> str:
 
 def _table1(rows: list, settings: dict) -> list:
     attacks = [(m, t) for m in settings["methods"] for t in settings["targets"]]
-    head = ["detector"] + [f"{m} {t}" for m, t in attacks] + [f"{m} {t} (adaptive)" for m, t in attacks]
+    # --skip adaptive: no column of n/a cells
+    kinds = (False,) if "adaptive" in settings.get("skip", ()) else (False, True)
+    head = ["detector"] + [f"{m} {t}{' (adaptive)' if a else ''}" for a in kinds for m, t in attacks]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     index = {(r["detector"], r["param"], r["method"], r["target"], r["adaptive"]): r for r in rows}
     for det, params in (("scale", settings["stds"]), ("spatial", settings["ks"])):
         for p in params:
             p = float(p) if det == "scale" else int(p)
             cells = [f"{det} {'std' if det == 'scale' else 'K'}={p:g}"]
-            for adaptive in (False, True):
+            for adaptive in kinds:
                 for m, t in attacks:
                     r = index[(det, p, m, t, adaptive)]
                     paper = f" ({_f(r['paper_auc'])})" if r["paper_auc"] is not None else ""

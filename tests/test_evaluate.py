@@ -273,6 +273,8 @@ def test_cached_only_rebuilds_the_results_without_the_images(evaluated, workspac
         [r["auc"] for r in original["table1"] if not r["adaptive"]]
     assert all(r["auc"] is None and "--skip adaptive" in r["missing"]
                for r in plain_only["table1"] if r["adaptive"])
+    report = (merged / "report.md").read_text()
+    assert "| detector | dag pure | houdini pure |\n" in report and "(adaptive) |" not in report
 
     gone = next((merged / "attacks").glob("houdini_pure_scale_*"))
     shutil.rmtree(gone)
