@@ -153,10 +153,9 @@ class Manifest:
         if not isinstance(old, dict) or old.get("format") != FORMAT:
             raise UserError(f"{self.path} is not an edge-guard attack manifest: choose another --out")
         prev = old.get("settings") or {}
-        keys = (set(prev) | set(self.settings)) - self.free
-        if any(prev.get(k) != self.settings.get(k) for k in keys):
-            diff = [f"{k}: {prev.get(k)!r} -> {self.settings.get(k)!r}" for k in sorted(keys)
-                    if prev.get(k) != self.settings.get(k)]
+        diff = [f"{k}: {prev.get(k)!r} -> {self.settings.get(k)!r}"
+                for k in sorted((set(prev) | set(self.settings)) - self.free) if prev.get(k) != self.settings.get(k)]
+        if diff:
             raise UserError(f"{self.path.parent} holds attacks made with other settings "
                             f"({'; '.join(diff[:3])}): use another --out, or the same settings to resume")
         self.images = dict(old.get("images") or {})
