@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from edge_guard.calibration.attacks.run import run_attacks, summarize
+from edge_guard.calibration.attacks.run import detector_geometry, run_attacks, summarize
 from edge_guard.calibration.evaluate import AttackSet, EvalSettings, attack_settings, setting_key
 from edge_guard.calibration.targets import TARGETS
 from edge_guard.engine_cache import sha256_file
@@ -81,9 +81,9 @@ def main(argv=None) -> int:
 
     model = Path(args.model or DEFAULT_MODEL)
     h, w = (int(v) for v in args.frame.split("x"))
-    s = EvalSettings(data=args.data, out=args.out, model=str(model), frame=(h, w), patch=args.patch or h // 2,
-                     b_low=args.b_low or h // 32, b_high=args.b_high or h // 16, max_iter=args.max_iter,
-                     batch=args.batch)
+    patch, b_low, b_high = detector_geometry(h, args.patch, args.b_low, args.b_high)
+    s = EvalSettings(data=args.data, out=args.out, model=str(model), frame=(h, w), patch=patch,
+                     b_low=b_low, b_high=b_high, max_iter=args.max_iter, batch=args.batch)
     sha = sha256_file(model)
     plan = [(a, attack_settings(s, a)) for a in cells(args)]
     folders = [Path(args.out) / "attacks" / setting_key(a, st, sha) for a, st in plan]

@@ -43,8 +43,8 @@ if [ -z "${SMOKE:-}" ]; then
   WORKERS=12; CROP=512; BS=16; TABLE_EXTRA=""
 else  # every stage, tiny, on the CPU
   FR=12; VAL=6; SIZE=128x256; GW=2; BENIGN=4; ADV=2; BATCH=2; DEV=cpu; WORKERS=0; CROP=96; BS=4
-  EXTRA="--frame 128x256 --patch 96 --b-low 6 --b-high 12 --max-iter 3 --ks 1,5 --targets pure"
   TABLE_EXTRA="--frame 128x256 --patch 96 --b-low 6 --b-high 12 --max-iter 3"
+  EXTRA="$TABLE_EXTRA --ks 1,5 --targets pure"
   TESTS=${TESTS:-0}; BENCH=${BENCH:-0}
 fi
 export PYTHONPATH=$REPO PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
