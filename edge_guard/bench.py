@@ -242,7 +242,9 @@ def run_bench(bundle_dir=None, backend: str = "auto", frame=None, pairs=(1, 5, 1
     ks = sorted({int(k) for k in pairs})
     if not ks or ks[0] < 1:
         raise UserError(f"pair counts must be positive integers, got {list(pairs)}")
-    bundle = open_bundle(bundle_dir, frame)
+    bundle = open_bundle(bundle_dir, frame)  # a bad bundle is refused before any output
+    log(f"# edge-guard bench: {bundle.root}, K={','.join(map(str, ks))}, {iters} frames each after "
+        f"{warmup} warm-up (ms)")
     camera = tuple(frame) if frame else bundle.frame_size
     image = camera_frame(camera)
     gpu_before = gpu_memory_used_mb()

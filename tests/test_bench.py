@@ -98,8 +98,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         open_bundle(tmp_path / "missing")
     rc, _, err = run_cli(["bench", "--pairs", "0,5"])
     assert rc == 2 and "pair counts must be positive" in err
-    rc, _, err = run_cli(["bench", "--bundle", tmp_path / "missing"])
-    assert rc == 2 and err.count("\n") == 1 and "does not exist" in err
+    rc, out, err = run_cli(["bench", "--bundle", tmp_path / "missing"])
+    assert rc == 2 and err.count("\n") == 1 and "does not exist" in err and out == ""
+    rc, out, err = run_cli(["bench", "--bundle", tmp_path])   # a folder, but no bundle: nothing printed first
+    assert rc == 2 and err.count("\n") == 1 and "neither guard.json" in err and out == ""
     (tmp_path / "file").write_text("")
     rc, out, err = run_cli(["bench", "--json", tmp_path / "file" / "bench.json"])
     assert rc == 2 and "cannot write --json" in err and "K=" not in out   # refused before timing

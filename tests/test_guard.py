@@ -256,10 +256,12 @@ def test_cli_exit_statuses(bundle_dir, images):
     assert rc == 0 and err == "" and out.count("benign") == 2 and "CPUExecutionProvider" in out
     rc, out, err = _cli(base + [str(images / "flat.png"), str(images / "noise.png")])
     assert rc == 1 and "ADVERSARIAL" in out
-    rc, out, err = _cli(base + [str(images / "broken.png"), str(images / "noise.png")])
+    broken, missing = images / "broken.png", images / "missing.png"
+    rc, out, err = _cli(base + [str(broken), str(missing), str(images), str(images / "noise.png")])
     assert rc == 2 and "ADVERSARIAL" in out  # the readable image is still checked
-    broken = images / "broken.png"
-    assert err.strip().splitlines() == [f"edge-guard check: error: cannot read {broken} as an image"]
+    assert err.strip().splitlines() == [f"edge-guard check: error: {broken}: cannot read it as an image",
+                                        f"edge-guard check: error: {missing}: no such file",
+                                        f"edge-guard check: error: {images}: not a file"]
     rc, out, err = _cli(["check", "--bundle", str(images), str(images / "flat.png")])
     assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1 and "has no guard.json" in err
 

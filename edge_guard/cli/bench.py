@@ -86,8 +86,6 @@ def run(args) -> int:
 
     if args.json:
         _writable(args.json)
-    print(f"# edge-guard bench: K={','.join(map(str, args.pairs))}, {args.iters} frames each after "
-          f"{args.warmup} warm-up (ms)", flush=True)
     result = run_bench(args.bundle, backend=args.backend, frame=args.frame, pairs=args.pairs,
                        iters=args.iters, warmup=args.warmup, threads=args.threads,
                        precision=args.precision, segment_engine=args.segment_engine, seed=args.seed,

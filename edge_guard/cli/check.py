@@ -34,12 +34,17 @@ def register(sub) -> None:
 
 
 def _read(path: str):
+    """(image BGR uint8, None) or (None, why it cannot be read)."""
+    import os
+
     import cv2
 
+    if not os.path.isfile(path):  # before OpenCV, which would print a warning of its own
+        return None, "no such file" if not os.path.exists(path) else "not a file"
     image = cv2.imread(path, cv2.IMREAD_COLOR)  # BGR uint8; grey and 16-bit are converted
     if image is None or image.size == 0:
-        return None
-    return image
+        return None, "cannot read it as an image"
+    return image, None
 
 
 def run(args) -> int:
@@ -57,9 +62,9 @@ def run(args) -> int:
             print(f"# backend choice: {guard.selection}")
             print(f"{'verdict':<12} {'score':>7} {'min pair':>8} {'ms':>8}  image")
         for path in args.images:
-            image = _read(path)
+            image, why = _read(path)
             if image is None:
-                print(f"edge-guard check: error: cannot read {path} as an image", file=sys.stderr)
+                print(f"edge-guard check: error: {path}: {why}", file=sys.stderr)
                 errors += 1
                 continue
             verdict = guard.check(image)
