@@ -394,8 +394,12 @@ def report(r: DemoResult) -> list[str]:
     """The lines ``edge-guard demo`` prints: the attack, the table, the files."""
     lines = []
     a, b = r.attacked
-    how = ("attacked live here" if r.mode == "live"
-           else "replayed from the frames shipped with the package")
+    if r.mode != "live":
+        how = "replayed from the frames shipped with the package"
+    elif r.cached == len(r.attack):  # not "live" then: no attack step ran on this machine
+        how = "every attacked frame taken from the cache"
+    else:
+        how = "attacked live here"
     lines.append(f"attack: DAG on frames {a}-{b} toward {TARGETS[r.target]}; {how} ({r.reason})")
     lines.append("  frame  on target  people/vehicles seen: clean -> attacked  L-inf   RMS  steps")
     for i, rec in sorted(r.attack.items()):

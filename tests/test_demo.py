@@ -131,6 +131,7 @@ def test_second_run_takes_the_attack_from_the_cache(ws, live, monkeypatch):
     rc, stdout, stderr = run_cli(_args(ws, out))
     assert rc == 0, stderr
     assert not calls and "taken from the cache" in stdout and "attack time: none, every frame came from the cache" in stdout
+    assert "attacked live here" not in stdout and "every attacked frame taken from the cache" in stdout
     rc, stdout, stderr = run_cli(_args(ws, out, "--no-attack-cache"))
     assert rc == 0, stderr
     assert calls == [1] and "taken from the cache" not in stdout
@@ -191,6 +192,7 @@ def test_the_shipped_attack_is_the_cache_of_its_own_settings(ws, shipped, tmp_pa
     assert rc == 0, stderr
     assert not calls and "taken from the attack shipped for these settings" in stdout
     assert "attack time: none, every frame came from the cache" in stdout
+    assert "attacked live here" not in stdout
     mine, theirs = FrameStore.open(out / "attack"), FrameStore.open(shipped)
     assert mine.indices() == theirs.indices() == list(range(ATTACKED[0], ATTACKED[1] + 1))
     for i in mine.indices():  # the very perturbations that were shipped
