@@ -212,3 +212,12 @@ def test_attack_table_fills_evaluates_folders_in_rounds(tmp_path, capsys):
     manifests = {p: p.read_text() for p in (tmp_path / "eval").rglob("manifest.json")}
     assert table.main(args) == 0                                   # resumes: nothing left to attack
     assert {p: p.read_text() for p in manifests} == manifests
+    assert "| frames >= 99% |" in capsys.readouterr().out
+
+    # another stop threshold is another setting: its cells are not filled by the 99% ones
+    assert table.main([*args, "--attack-stop", "1", "--report-only"]) == 0
+    out = capsys.readouterr().out
+    assert "| frames >= 100% |" in out and out.count("| 0 | not run |") == 8
+    with pytest.raises(SystemExit):
+        table.main([*args, "--attack-stop", "0"])
+    assert "--attack-stop 0.0 must be in (0, 1]" in capsys.readouterr().err

@@ -104,6 +104,20 @@ def test_a_plain_attack_key_does_not_depend_on_the_batch():
         ev.EvalSettings(data="d", out="o", model="m", max_iter=100), plain), "sha")
 
 
+def test_attack_stop_reaches_the_attack_and_its_cache_key():
+    from edge_guard.cli.evaluate import settings_from_args
+
+    args = ["evaluate", "--data", ".", "--out", "o", "--attack-stop", "1"]
+    s = settings_from_args(build_parser().parse_args(args))
+    scale = ev.AttackSet("houdini", "pure", "scale")
+    assert s.attack_stop == 1.0 and ev.attack_settings(s, scale).threshold == 1.0
+    default = ev.EvalSettings(data="d", out="o", model="m")
+    assert default.attack_stop == 0.99 and ev.attack_settings(default, scale).threshold == 0.99
+    # an earlier 99% cache is neither reused for nor overwritten by a 100% run
+    assert ev.setting_key(scale, ev.attack_settings(s, scale), "sha") != \
+        ev.setting_key(scale, ev.attack_settings(default, scale), "sha")
+
+
 def test_quick_preset_and_explicit_flags():
     from edge_guard.cli.evaluate import settings_from_args
 
@@ -127,6 +141,7 @@ def test_quick_preset_and_explicit_flags():
     (["--ks", "1,x"], "comma-separated"),
     (["--frame", "64x64", "--patch", "60"], "too small"),
     (["--fig8", "--transfer-models", "a.pt"], "at least 2"),
+    (["--attack-stop", "1.5"], "--attack-stop 1.5 must be in (0, 1]"),
 ])
 def test_user_mistakes_exit_2_in_one_line(tmp_path, extra, message):
     rc, _, stderr = run_cli(["evaluate", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
@@ -134,6 +149,25 @@ def test_user_mistakes_exit_2_in_one_line(tmp_path, extra, message):
     assert rc == 2, stderr
     assert stderr.count("\n") == 1 and stderr.startswith("edge-guard evaluate: error:")
     assert message in stderr
+
+
+def test_reading_points_at_the_stop_rule_only_where_the_scale_detector_survives():
+    from edge_guard.calibration.report import reading
+
+    def results(adaptive_auc, stop):
+        rows = [{"detector": "scale", "std": 3.0, "method": "dag", "target": "pure", "adaptive": adaptive,
+                 "auc": auc, "paper_auc": None} for adaptive, auc in ((False, 1.0), (True, adaptive_auc))]
+        return {"sample_sizes": {"benign": 100, "adversarial": 50}, "table1": rows,
+                "attacks": {"dag_pure_scale": {"mean": {"success": 0.99}}},
+                "settings": {"attack_stop": stop}}
+
+    def says(r):
+        return any("`--attack-stop 1`" in line for line in reading(r))
+
+    assert says(results(0.99, 0.99))
+    assert not says(results(0.40, 0.99))     # broken anyway: the stop rule explains nothing
+    assert not says(results(0.99, 1.0))      # already run to every pixel
+    assert says({**results(0.99, 0.99), "settings": {}})   # results.json from before the option
 
 
 # ---------------------------------------------------------------- end to end

@@ -12,7 +12,7 @@ are cached under OUT: run the same command again to resume.
 import argparse
 from pathlib import Path
 
-from edge_guard.cli._args import add_model_option, frame_size, non_negative_int, positive_int
+from edge_guard.cli._args import add_model_option, frame_size, non_negative_int, positive_float, positive_int
 
 EXAMPLE = """\
 examples:
@@ -66,6 +66,10 @@ def register(sub) -> None:
     p.add_argument("--b-low", type=non_negative_int, default=None, help="pair displacement low (default: 16)")
     p.add_argument("--b-high", type=positive_int, default=None, help="pair displacement high (default: 32)")
     p.add_argument("--max-iter", type=positive_int, default=None, help="attack iterations (default: 200)")
+    p.add_argument("--attack-stop", type=positive_float, default=0.99, metavar="FRACTION",
+                   help="an attack stops once this fraction of a frame's pixels is on target "
+                        "(default: 0.99; 1 runs to every pixel, the strongest adaptive attack on "
+                        "the scale detector, whose mIoU counts the last stray pixels)")
     p.add_argument("--batch", type=positive_int, default=1,
                    help="frames attacked together (default: 1; 8-32 on a GPU)")
     p.add_argument("--entropy-patches", type=positive_int, default=None,
@@ -123,7 +127,8 @@ def settings_from_args(args):
         ks=_list(pick("ks"), "--ks", int), stds=_list(pick("stds"), "--stds", float),
         k_attack=_list(pick("k_attack"), "--k-attack", int), frame=tuple(pick("frame")),
         patch=pick("patch"), b_low=pick("b_low"), b_high=pick("b_high"), max_iter=pick("max_iter"),
-        batch=args.batch, seed=args.seed, entropy_patches=pick("entropy_patches"), skip=tuple(sorted(skip)),
+        attack_stop=args.attack_stop, batch=args.batch, seed=args.seed,
+        entropy_patches=pick("entropy_patches"), skip=tuple(sorted(skip)),
         transfer_models=transfer, transfer_steps=pick("transfer_steps"),
         transfer_split=args.transfer_split, transfer_crop=preset["transfer_crop"], quick=bool(args.quick))
 
