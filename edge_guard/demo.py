@@ -19,6 +19,7 @@ scene generator are imported inside functions, only when used.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 from dataclasses import dataclass, field
@@ -118,12 +119,28 @@ def parse_range(text: str) -> tuple[int, int]:
 
 
 def torch_missing() -> str | None:
-    """Why PyTorch cannot be used here, or None when it can."""
+    """Why PyTorch cannot be used here, or None when it is installed.
+
+    Looked up, not imported: importing torch costs seconds and hundreds of MB, and the
+    default demo takes every attacked frame from the shipped cache. A torch that is found
+    but fails to import is reported when a frame must be attacked (:func:`_attack_code`).
+    """
     try:
-        import torch  # noqa: F401
-    except ImportError as exc:
+        found = importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError) as exc:
         return f"PyTorch is not installed ({exc})" if str(exc) else "PyTorch is not installed"
-    return None
+    return None if found else "PyTorch is not installed"
+
+
+def _attack_code():
+    """calibration.demo_attack (imports torch), or a one-line error for a broken install."""
+    try:
+        from edge_guard.calibration import demo_attack
+    except ImportError as exc:
+        raise UserError(f"PyTorch is installed but cannot be imported ({exc}): repair it "
+                        "(pip install --force-reinstall torch), or replay the shipped attacked "
+                        "frames with --shipped-attacks") from None
+    return demo_attack
 
 
 def render(seed: int, frames: int, size) -> list:
@@ -315,8 +332,7 @@ def run_demo(opts: DemoOptions, say=print) -> DemoResult:
                 cached += len(seeded)
                 todo = [i for i in todo if i not in seeded]
             if todo:
-                from edge_guard.calibration.demo_attack import attack_frames
-
+                attack_frames = _attack_code().attack_frames
                 say(f"attacking frames {todo[0]}-{todo[-1]} ({len(todo)}) with DAG toward "
                     f"{TARGETS[settings['target']]}: up to {settings['iters']} steps each on {model.name}")
                 t0 = time.perf_counter()

@@ -1,6 +1,7 @@
 """`edge-guard demo`: end to end at 64x128 (tiny checkpoint, tiny bundle), the attack cache,
 the replay of shipped frames without PyTorch, and the pieces (perturbation store, strip)."""
 
+import os
 import re
 import sys
 
@@ -254,6 +255,41 @@ def test_without_torch_the_shipped_frames_are_replayed(ws, shipped, tmp_path):
         assert rec["clean_match"]
         np.testing.assert_array_equal(video[i], cv2.cvtColor(adv, cv2.COLOR_RGB2BGR))
     assert store.settings["bundle_model_sha256"] and "render differently" not in stdout
+
+
+CLI_TORCH_UNUSED = """
+    import sys
+    from edge_guard.cli import main
+    rc = main(sys.argv[1:])
+    print("torch imported:", "torch" in sys.modules)
+    sys.exit(rc)
+"""
+
+
+def _broken_torch(folder):
+    (folder / "torch").mkdir(parents=True)
+    (folder / "torch" / "__init__.py").write_text("raise ImportError('libtorch_cpu.so: cannot open shared object file')\n")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), *sys.path])}
+
+
+def test_torch_is_imported_only_when_a_frame_must_be_attacked(ws, shipped, tmp_path):
+    base = _args(ws, tmp_path / "a", "--shipped-dir", shipped)
+    proc = run_without([], CLI_TORCH_UNUSED, timeout=120, args=base)
+    assert proc.returncode == 0, proc.stderr
+    assert "torch imported: False" in proc.stdout and "every attacked frame taken from the cache" in proc.stdout
+
+    # a torch that is found but fails to import: fine while nothing is to be attacked ...
+    env = _broken_torch(tmp_path / "site")
+    proc = run_without([], CLI_TORCH_UNUSED, timeout=120, env=env,
+                       args=_args(ws, tmp_path / "b", "--shipped-dir", shipped))
+    assert proc.returncode == 0, proc.stderr
+    # ... and one line saying what to do when a frame is
+    proc = run_without([], CLI_TORCH_UNUSED, timeout=120, env=env,
+                       args=_args(ws, tmp_path / "c", "--shipped-dir", shipped, "--target", "vanish"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "PyTorch is installed but cannot be imported (libtorch_cpu.so" in proc.stderr
+    assert "--shipped-attacks" in proc.stderr
 
 
 def test_shipped_frames_are_of_one_clip(ws, shipped, tmp_path):
