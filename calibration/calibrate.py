@@ -94,12 +94,22 @@ def benign_sets(data, split: str, calib: int, holdout: int) -> tuple[ImageSet, I
         raise DataError(f"{data} has {len(frames)} frames in split {split!r}, but calibration needs "
                         f"{calib} + {holdout} held out = {need}: pass smaller --calib-frames/"
                         "--holdout-frames or add frames")
-    info = {"data": str(data.resolve()), "split": split, "layout": detect(data)}
+    info = {"data": str(data.resolve()), "split": split, "layout": detect(data), "available": len(frames)}
     paths, names = list(frames.image_paths), list(frames.names)
     cal = ImageSet("calibration", paths[:calib], names[:calib], dict(info, first=0))
     held = (ImageSet("holdout", paths[calib:need], names[calib:need], dict(info, first=calib))
             if holdout else None)
     return cal, held
+
+
+def describe_benign(cal: ImageSet, held: ImageSet | None) -> str:
+    """One line saying where the benign frames come from, so that a wrong --data shows."""
+    info = cal.info
+    used = f"{len(cal)} calibration + {len(held) if held else 0} held-out benign frames"
+    if info["layout"] == "images":
+        return (f"{used}: the first of {info['available']} images found under {info['data']} and its "
+                "subfolders (a plain image folder, in name order; --split does not apply)")
+    return f"{used}: the first of {info['available']} in split {info['split']!r} of {info['data']} ({info['layout']})"
 
 
 def _attack_name(settings: dict, fallback: str) -> str:
@@ -210,6 +220,7 @@ def calibrate(checkpoint, data, out, settings: CalibrationSettings | None = None
     if not checkpoint.is_file():
         raise UserError(f"checkpoint {checkpoint} does not exist")
     cal, held = benign_sets(data, s.split, s.calib_frames, s.holdout_frames)
+    log(describe_benign(cal, held))
     taken: set = set()
     adv_sets = []
     for folder in adversarial:
