@@ -50,7 +50,7 @@ fi
 export PYTHONPATH=$REPO PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 eg() { $PY -m edge_guard "$@"; }
 TRAIN_ARGS=${TRAIN_ARGS:---init $REPO/edge_guard/assets/edge_small.pt --lr 1e-3}
-GRIDS=${GRIDS:---methods dag,houdini --targets pure --k-attack 0,5 --skip fig7,fig8;--k-attack 0,5 --skip fig7,fig8;--k-attack 0,1,5,10 --skip fig8;--k-attack 0,1,5,10,50 --skip fig8}
+GRIDS=${GRIDS:---methods dag,houdini --targets pure --k-attack 0,5 --k-pairs 0 --skip fig7,fig8;--k-attack 0,5 --skip fig7,fig8;--k-attack 0,1,5,10 --skip fig8;--k-attack 0,1,5,10,50 --skip fig8}
 
 t "start $(date -u) $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null)"
 $PY -c "import torch, numpy, cv2; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'numpy', numpy.__version__, 'cv2', cv2.__version__)"

@@ -69,6 +69,9 @@ class EvalSettings:
     ks: tuple = (1, 5, 10, 50)
     stds: tuple = (0.5, 3.0, 5.0)
     k_attack: tuple = (0, 1, 5, 10, 50)
+    # Our own adaptive adversary (spatial-pairs): K overlapping pairs per step, each patch
+    # toward the target and the two consistent on their overlap. 0: not run.
+    k_pairs: tuple = ()
     frame: tuple = (512, 1024)
     patch: int = 256
     b_low: int = 16
@@ -105,6 +108,8 @@ class EvalSettings:
             raise UserError(f"--stds needs positive blur stds, got {list(self.stds)}")
         if not self.k_attack or min(self.k_attack) < 0:
             raise UserError(f"--k-attack needs counts >= 0, got {list(self.k_attack)}")
+        if any(k < 0 for k in self.k_pairs):
+            raise UserError(f"--k-pairs needs counts >= 0, got {list(self.k_pairs)}")
         if not 0 < self.attack_stop <= 1:
             raise UserError(f"--attack-stop {self.attack_stop} must be in (0, 1]: the fraction of pixels on target")
         if self.benign < 2 or self.adversarial < 1:
@@ -121,7 +126,8 @@ class EvalSettings:
 
 @dataclass(frozen=True)
 class AttackSet:
-    """One attack setting: ``kind`` is plain, scale (adaptive) or spatial (adaptive, k_attack)."""
+    """One attack setting: ``kind`` is plain, scale (adaptive), spatial (adaptive, k_attack
+    patches) or spatial-pairs (our own adaptive adversary, k_attack overlapping pairs)."""
 
     method: str
     target: str
@@ -130,7 +136,7 @@ class AttackSet:
 
     @property
     def name(self) -> str:
-        tail = f"{self.kind}{self.k_attack}" if self.kind == "spatial" else self.kind
+        tail = {"spatial": f"spatial{self.k_attack}", "spatial-pairs": f"pairs{self.k_attack}"}.get(self.kind, self.kind)
         return f"{self.method}_{self.target}_{tail}"
 
 
@@ -144,7 +150,9 @@ def plan_attacks(s: EvalSettings) -> list:
     if "fig7" in s.skip:  # Table 1 still needs the adaptive attack at the defender's K
         ks = [k for k in ks if k in s.ks]
     spatial = [AttackSet(m, t, "spatial", k) for m in s.methods for t in s.targets for k in ks]
-    return plain + scale + spatial
+    pairs = [AttackSet(m, t, "spatial-pairs", k) for m in s.methods for t in s.targets
+             for k in sorted({k for k in s.k_pairs if k > 0})]
+    return plain + scale + spatial + pairs
 
 
 def attack_settings(s: EvalSettings, a: AttackSet):
@@ -379,7 +387,7 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
         settings = attack_settings(s, a)
         key = setting_key(a, settings, model_sha)
         folder = out / "attacks" / key
-        detectors = {"plain": ("spatial", "scale"), "scale": ("scale",), "spatial": ("spatial",)}[a.kind]
+        detectors = {"plain": ("spatial", "scale"), "scale": ("scale",)}.get(a.kind, ("spatial",))
         if not cached_only:
             log(f"attack {a.name} -> {folder.relative_to(out)}")
             run_attacks(model_path, s.data, s.split, settings, folder, arch=s.arch, limit=s.adversarial,
@@ -416,6 +424,8 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
                "figures": {}}
     if "fig7" not in s.skip and "adaptive" not in s.skip:
         results["fig7"] = fig7(s, benign, adv_scores)
+    if any(a.kind == "spatial-pairs" for a in plan_attacks(s)):
+        results["own_adversary"] = own_adversary(s, benign, adv_scores)
     if cached_only:
         earlier = _earlier_fig3(out)
         if earlier:
@@ -495,6 +505,24 @@ def fig7(s: EvalSettings, benign: dict, adv: dict) -> dict:
                 grid.append(row)
             out[f"{m}_{t}"] = {"k_attack": ka, "k_defender": list(s.ks), "auc": grid}
     return out
+
+
+def own_adversary(s: EvalSettings, benign: dict, adv: dict) -> list:
+    """The spatial detector at each defender K against our spatial-pairs adversary at each
+    K_pairs, beside the paper's adaptive adversary (K_attack = K patches) where it was run."""
+    rows = []
+    for kd in s.ks:
+        b = spatial_at(benign["spatial"], kd)
+        for m in s.methods:
+            for t in s.targets:
+                paper_style = adv.get(AttackSet(m, t, "spatial", int(kd)).name)
+                for kp in sorted({k for k in s.k_pairs if k > 0}):
+                    name = AttackSet(m, t, "spatial-pairs", kp).name
+                    rows.append({"k_defender": int(kd), "method": m, "target": t, "k_pairs": kp,
+                                 "attack": name, **detection_cell(b, spatial_at(adv[name]["spatial"], kd)),
+                                 "auc_patches_adversary": None if paper_style is None else
+                                 thr.detection_auc(b, spatial_at(paper_style["spatial"], kd))})
+    return rows
 
 
 def roc_points(rows: list, benign: dict, adv: dict) -> dict:

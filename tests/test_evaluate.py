@@ -124,7 +124,8 @@ def test_quick_preset_and_explicit_flags():
     parser = build_parser()
     s = settings_from_args(parser.parse_args(["evaluate", "--data", ".", "--out", "o", "--quick"]))
     assert (s.benign, s.adversarial, s.frame, s.patch, s.max_iter) == (8, 4, (128, 256), 96, 20)
-    assert s.ks == (1, 5) and s.targets == ("pure",) and "fig8" in s.skip
+    assert s.ks == (1, 5) and s.targets == ("pure",) and "fig8" in s.skip and s.k_pairs == (0,)
+    assert [a for a in ev.plan_attacks(s) if a.kind == "spatial-pairs"] == []
     s.check()
     s = settings_from_args(parser.parse_args(["evaluate", "--data", ".", "--out", "o", "--quick",
                                               "--benign", "12", "--fig8", "--ks", "1,5,10"]))
@@ -132,6 +133,7 @@ def test_quick_preset_and_explicit_flags():
     s = settings_from_args(parser.parse_args(["evaluate", "--data", ".", "--out", "o"]))
     assert (s.benign, s.adversarial, s.frame, s.patch, s.b_low, s.b_high) == (100, 50, (512, 1024), 256, 16, 32)
     assert s.ks == (1, 5, 10, 50) and s.stds == (0.5, 3.0, 5.0) and s.k_attack == (0, 1, 5, 10, 50)
+    assert s.k_pairs == (5,) and ev.AttackSet("dag", "pure", "spatial-pairs", 5) in ev.plan_attacks(s)
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -142,6 +144,7 @@ def test_quick_preset_and_explicit_flags():
     (["--frame", "64x64", "--patch", "60"], "too small"),
     (["--fig8", "--transfer-models", "a.pt"], "at least 2"),
     (["--attack-stop", "1.5"], "--attack-stop 1.5 must be in (0, 1]"),
+    (["--k-pairs", "-1"], "--k-pairs needs counts >= 0"),
 ])
 def test_user_mistakes_exit_2_in_one_line(tmp_path, extra, message):
     rc, _, stderr = run_cli(["evaluate", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
@@ -193,7 +196,7 @@ def _args(ws, out):
     return ["evaluate", "--model", str(ws["ckpts"][0]), "--data", str(ws["data"]), "--out", str(out),
             "--frame", f"{FRAME[0]}x{FRAME[1]}", "--patch", "48", "--b-low", "4", "--b-high", "8",
             "--ks", ",".join(map(str, KS)), "--stds", ",".join(map(str, STDS)),
-            "--k-attack", ",".join(map(str, K_ATTACK)), "--methods", "dag,houdini", "--targets", "pure",
+            "--k-attack", ",".join(map(str, K_ATTACK)), "--k-pairs", "1", "--methods", "dag,houdini", "--targets", "pure",
             "--max-iter", "3", "--benign", str(BENIGN), "--adversarial", str(ADVERSARIAL),
             "--entropy-patches", "6", "--transfer-models", ",".join(map(str, ws["ckpts"])),
             "--device", "cpu", "--quiet"]
@@ -227,7 +230,16 @@ def test_results_have_every_cell(evaluated):
     by = {(r["detector"], r["param"], r["method"], r["adaptive"]): r for r in rows}
     assert by[("spatial", 1, "dag", False)]["paper_auc"] == 0.91
     assert by[("scale", 3.0, "houdini", True)]["paper_auc"] == 0.97
-    assert set(res["attacks"]) == {f"{m}_pure_{k}" for m in ("dag", "houdini") for k in ("plain", "scale", "spatial1")}
+    assert set(res["attacks"]) == {f"{m}_pure_{k}" for m in ("dag", "houdini")
+                                   for k in ("plain", "scale", "spatial1", "pairs1")}
+    own = res["own_adversary"]
+    assert [(r["k_defender"], r["method"], r["k_pairs"]) for r in own] == \
+        [(k, m, 1) for k in KS for m in ("dag", "houdini")]
+    for r in own:
+        assert 0 <= r["auc"] <= 1 and r["adversarial_frames"] == ADVERSARIAL
+        # the paper's adversary beside it where it ran (K_attack = K = 1), not at K = 2
+        assert (r["auc_patches_adversary"] is None) == (r["k_defender"] not in K_ATTACK)
+    assert res["attacks"]["dag_pure_pairs1"]["settings"]["adaptive"] == "spatial-pairs"
     for a in res["attacks"].values():
         assert a["frames"] == ADVERSARIAL and 0 <= a["mean"]["success"] <= 1
     for attack in ("dag_pure", "houdini_pure"):
@@ -254,6 +266,8 @@ def test_report_is_generated_from_the_numbers(evaluated):
     res = json.loads((out / "results.json").read_text())
     assert "## Reading" in report and "below a report's minimum" in report
     assert "## Table 1" in report and "## Fig. 7" in report and "## Fig. 3" in report and "## Fig. 8" in report
+    assert "## Our own adaptive adversary" in report and "| dag pure | 1 | 2 |" in report
+    assert any(line.startswith("- Our own adversary") for line in report.splitlines())
     for png in ("roc_spatial.png", "fig7_k_attack.png", "fig3_entropy.png", "fig8_transfer.png"):
         assert f"]({png})" in report
     cell = next(r for r in res["table1"] if r["detector"] == "spatial" and r["param"] == 1 and not r["adaptive"])
@@ -302,7 +316,8 @@ def test_cached_only_rebuilds_the_results_without_the_images(evaluated, workspac
     rc, _, stderr = run_cli(args + ["--cached-only", "--skip", "adaptive,fig8"])
     assert rc == 0, stderr
     plain_only = json.loads((merged / "results.json").read_text())
-    assert "fig7" not in plain_only and set(plain_only["attacks"]) == {"dag_pure_plain", "houdini_pure_plain"}
+    assert "fig7" not in plain_only and "own_adversary" not in plain_only
+    assert set(plain_only["attacks"]) == {"dag_pure_plain", "houdini_pure_plain"}
     assert [r["auc"] for r in plain_only["table1"] if not r["adaptive"]] == \
         [r["auc"] for r in original["table1"] if not r["adaptive"]]
     assert all(r["auc"] is None and "--skip adaptive" in r["missing"]

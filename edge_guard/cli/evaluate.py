@@ -24,17 +24,17 @@ examples:
 
 --quick runs a reduced grid unless a flag says otherwise: 8 benign and 4 adversarial frames
 at 128x256, patch 96, b in [6, 12), DAG and Houdini on the pure target, K in {1,5},
-K_attack in {0,1,5}, 20 attack iterations, no Fig. 8 (add --fig8 for it).
+K_attack in {0,1,5}, no pairs adversary, 20 attack iterations, no Fig. 8 (add --fig8 for it).
 Fig. 8 trains three models of the evaluated architecture on the train split (--transfer-steps)
 unless --transfer-models names checkpoints.
 """
 
 FULL = {"benign": 100, "adversarial": 50, "methods": "dag,houdini", "targets": "pure,emblem",
-        "ks": "1,5,10,50", "stds": "0.5,3,5", "k_attack": "0,1,5,10,50", "frame": (512, 1024),
+        "ks": "1,5,10,50", "stds": "0.5,3,5", "k_attack": "0,1,5,10,50", "k_pairs": "5", "frame": (512, 1024),
         "patch": 256, "b_low": 16, "b_high": 32, "max_iter": 200, "entropy_patches": 50,
         "transfer_steps": 2000, "transfer_crop": 512}
 QUICK = {**FULL, "benign": 8, "adversarial": 4, "targets": "pure", "ks": "1,5", "k_attack": "0,1,5",
-         "frame": (128, 256), "patch": 96, "b_low": 6, "b_high": 12, "max_iter": 20,
+         "k_pairs": "0", "frame": (128, 256), "patch": 96, "b_low": 6, "b_high": 12, "max_iter": 20,
          "entropy_patches": 16, "transfer_steps": 30, "transfer_crop": 128}
 
 
@@ -60,6 +60,10 @@ def register(sub) -> None:
     p.add_argument("--stds", default=None, help="scale detector's blur stds (default: 0.5,3,5)")
     p.add_argument("--k-attack", default=None,
                    help="adaptive attacker's patch counts, 0 = the plain attack (default: 0,1,5,10,50)")
+    p.add_argument("--k-pairs", default=None,
+                   help="our own adaptive adversary against the spatial detector: K overlapping "
+                        "patch pairs per step, each patch toward the target and the two consistent "
+                        "on their overlap; its pair counts, 0 = not run (default: 5; --quick 0)")
     p.add_argument("--frame", type=frame_size, default=None, metavar="HxW",
                    help="frames are resized to this before attack and scoring (default: 512x1024)")
     p.add_argument("--patch", type=positive_int, default=None, help="patch side s (default: 256)")
@@ -125,7 +129,8 @@ def settings_from_args(args):
         benign=pick("benign"), adversarial=pick("adversarial"),
         methods=_list(pick("methods"), "--methods"), targets=_list(pick("targets"), "--targets"),
         ks=_list(pick("ks"), "--ks", int), stds=_list(pick("stds"), "--stds", float),
-        k_attack=_list(pick("k_attack"), "--k-attack", int), frame=tuple(pick("frame")),
+        k_attack=_list(pick("k_attack"), "--k-attack", int), k_pairs=_list(pick("k_pairs"), "--k-pairs", int),
+        frame=tuple(pick("frame")),
         patch=pick("patch"), b_low=pick("b_low"), b_high=pick("b_high"), max_iter=pick("max_iter"),
         attack_stop=args.attack_stop, batch=args.batch, seed=args.seed,
         entropy_patches=pick("entropy_patches"), skip=tuple(sorted(skip)),
