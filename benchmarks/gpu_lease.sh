@@ -18,6 +18,7 @@
 #   GRIDS=...          `;`-separated `edge-guard evaluate` option sets, run in order; each reuses
 #                      the attacks and scores of the ones before and writes a complete report
 #   TESTS=1 BENCH=1    GPU tests and benchmarks first (0 to skip)
+#   WORK=/tmp/gpu_lease scenes, attacks and scores (a dry run: a fresh temporary folder)
 #
 # Grids split across leases: unpack every lease's eval.tgz (and eval_png.tgz) into one folder
 # and rebuild the report there without the images (same model file, same settings):
@@ -29,6 +30,10 @@
 set -u
 REPO=$PWD
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+# Scenes, attacks and scores: kept on a warm machine so that a second call resumes the grids;
+# a dry run gets a fresh folder (another checkout's attack folders would be another model path).
+if [ -z "${SMOKE:-}" ]; then WORK=${WORK:-/tmp/gpu_lease}; else WORK=${WORK:-$(mktemp -d /tmp/gpu_lease_smoke.XXXX)}; fi
+mkdir -p "$WORK"
 DEADLINE=${DEADLINE:-560}
 TRAIN_SECONDS=${TRAIN_SECONDS:-0}
 TABLE=${TABLE-plain}
@@ -57,8 +62,8 @@ $PY -c "import torch, numpy, cv2; print('torch', torch.__version__, 'cuda', torc
 
 # 1. scenes on the CPUs while the GPU runs the tests and benchmarks
 t "generate train $FR + val $VAL"
-( eg generate --out /tmp/scenes --split train --frames $FR --size $SIZE --seed 1 --workers $GW >/tmp/gen_train.log 2>&1 ) & G1=$!
-( eg generate --out /tmp/scenes --split val --frames $VAL --size $SIZE --seed 1 --workers 2 >/tmp/gen_val.log 2>&1 ) & G2=$!
+( eg generate --out $WORK/scenes --split train --frames $FR --size $SIZE --seed 1 --workers $GW >$WORK/gen_train.log 2>&1 ) & G1=$!
+( eg generate --out $WORK/scenes --split val --frames $VAL --size $SIZE --seed 1 --workers 2 >$WORK/gen_val.log 2>&1 ) & G2=$!
 if [ "${TESTS:-1}" = 1 ]; then
   t "pytest -m gpu"
   timeout 150 $PY -m pytest -m gpu -q -p no:cacheprovider -rs tests 2>&1 | tail -15
@@ -70,33 +75,33 @@ if [ "${BENCH:-1}" = 1 ]; then
   timeout 30 $PY benchmarks/attack_speed.py --device cuda --sizes 512x1024 --batch 50 --iters 10 --no-fuse 2>&1 | tail -2
 fi
 wait $G1 $G2  # never a bare wait: it would wait for the log's tee too
-t "data: $(find /tmp/scenes/leftImg8bit/train -name '*.png' | wc -l) train, $(find /tmp/scenes/leftImg8bit/val -name '*.png' | wc -l) val"
+t "data: $(find $WORK/scenes/leftImg8bit/train -name '*.png' | wc -l) train, $(find $WORK/scenes/leftImg8bit/val -name '*.png' | wc -l) val"
 
 # 2. training: a short probe measures the steady speed, then the budget sets the steps
 MODEL=$REPO/edge_guard/assets/edge_small.pt
 if [ "$TRAIN_SECONDS" -gt 0 ]; then
   t "probe"
-  eg train --data /tmp/scenes --out /tmp/probe.pt --steps 60 --batch-size $BS --crop $CROP --workers $WORKERS \
-     --preload --device $DEV $TRAIN_ARGS >/tmp/probe.log 2>&1
+  eg train --data $WORK/scenes --out $WORK/probe.pt --steps 60 --batch-size $BS --crop $CROP --workers $WORKERS \
+     --preload --device $DEV $TRAIN_ARGS >$WORK/probe.log 2>&1
   STEPS=$($PY - <<PY
 import json
-line = [l for l in open("/tmp/probe.log").read().splitlines() if l.startswith("{")][-1]
+line = [l for l in open("$WORK/probe.log").read().splitlines() if l.startswith("{")][-1]
 rate = json.loads(line)["steps_per_s_steady"] or 1.0
 budget = $TRAIN_SECONDS - 15  # the full run's own start: preload, loaders, cuDNN search
 print(max(10, int(budget * rate)) if not "${SMOKE:-}" else 3)
 PY
 )
   t "train $STEPS steps"
-  timeout $(left) $PY -m edge_guard train --data /tmp/scenes --out /tmp/model.pt --steps $STEPS --batch-size $BS \
+  timeout $(left) $PY -m edge_guard train --data $WORK/scenes --out $WORK/model.pt --steps $STEPS --batch-size $BS \
      --crop $CROP --workers $WORKERS --preload --device $DEV --save-every 500 $TRAIN_ARGS 2>&1 | tail -c 400
-  cp /tmp/model.pt "$OUT/model.pt" && MODEL=/tmp/model.pt
+  cp $WORK/model.pt "$OUT/model.pt" && MODEL=$WORK/model.pt
 fi
 t "segmentation quality of $MODEL"
-eg evaluate-seg --model $MODEL --data /tmp/scenes --split val --device $DEV --json "$OUT/seg.json" 2>&1 | tail -3
+eg evaluate-seg --model $MODEL --data $WORK/scenes --split val --device $DEV --json "$OUT/seg.json" 2>&1 | tail -3
 
 # 3. issue 4's attack table, then the evaluation in growing grids (one attack folder for both)
-pack() { (cd /tmp/eval && tar czf "$OUT/eval.tgz" --exclude='*.png' . && tar czf "$OUT/eval_png.tgz" ./*.png) 2>/dev/null; }
-TABLE_ARGS="--model $MODEL --data /tmp/scenes --out /tmp/eval --frames $ADV --round $ADV --batch $BATCH \
+pack() { (cd $WORK/eval && tar czf "$OUT/eval.tgz" --exclude='*.png' . && tar czf "$OUT/eval_png.tgz" ./*.png) 2>/dev/null; }
+TABLE_ARGS="--model $MODEL --data $WORK/scenes --out $WORK/eval --frames $ADV --round $ADV --batch $BATCH \
   --device $DEV --targets pure,emblem,scene,remap,strip,text $TABLE_EXTRA"
 if [ -n "$TABLE" ] && [ $(left) -gt 60 ]; then
   t "attack table: $TABLE ($(left)s left)"
@@ -109,7 +114,7 @@ for g in "${GRID[@]}"; do
   [ $(left) -lt 20 ] && break
   t "evaluate $g ($(left)s left)"
   # shellcheck disable=SC2086  # each grid is a list of options
-  timeout $(left) $PY -m edge_guard evaluate --model $MODEL --data /tmp/scenes --split val --out /tmp/eval \
+  timeout $(left) $PY -m edge_guard evaluate --model $MODEL --data $WORK/scenes --split val --out $WORK/eval \
      --benign $BENIGN --adversarial $ADV --batch $BATCH --device $DEV --quiet $EXTRA $g 2>&1 | tail -3
   pack
 done

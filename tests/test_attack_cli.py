@@ -81,6 +81,29 @@ def test_resumes_and_refuses_other_settings(setup, capsys):
     assert "other settings" in err and len(err.splitlines()) == 1
 
 
+def test_the_model_is_its_sha_not_its_path(setup, capsys, tmp_path):
+    """A folder made with a checkpoint resumes with the same file elsewhere (another checkout,
+    a GPU machine's copy); another model is refused."""
+    import shutil
+    from pathlib import Path
+
+    from edge_guard.calibration.models import build_segmenter
+    from edge_guard.calibration.models.checkpoint import save_checkpoint
+
+    root, ckpt, _ = setup
+    args = ("--method", "dag", "--target", "pure", "--max-iter", "2")
+    assert attack(root, ckpt, *args, "--limit", "1", out="moved") == 0
+    copy = shutil.copy(ckpt, tmp_path / "elsewhere.pt")
+    assert attack(root, copy, *args, "--limit", "2", out="moved") == 0
+    doc = json.loads((root / "moved" / "manifest.json").read_text())
+    assert len(doc["images"]) == 2 and doc["settings"]["model"] == str(Path(copy).resolve())
+    torch.manual_seed(1)
+    other = save_checkpoint(tmp_path / "other.pt", build_segmenter("edge_small", width=8, dilations=(1,)))
+    capsys.readouterr()
+    assert attack(root, other, *args, out="moved") == 2
+    assert "other settings (model_sha256:" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("extra,message", [
     (("--method", "fgsm", "--target", "pure"), "unknown attack method"),
     (("--method", "dag", "--target", "kitty"), "unknown target"),

@@ -255,7 +255,9 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         **asdict(s), "data": str(data.resolve()), "split": split, "model": str(model_path.resolve()),
         "model_sha256": sha256_file(model_path), "arch": meta.get("model"), "quantize": True,
     }
-    manifest = Manifest(out, record_settings, free=set(asdict(s)) - set(s.identity()))
+    # The model is its sha256: the same file elsewhere (another checkout, a GPU machine's copy)
+    # resumes the folder; its path is recorded, the newest kept.
+    manifest = Manifest(out, record_settings, free=(set(asdict(s)) - set(s.identity())) | {"model"})
     views = make_views(s.adaptive, s.k_attack, s.patch_size, s.b_low, s.b_high, s.blur_stds, s.pair_weight)
     attack = ATTACKS[s.method]
     hyper = {"gamma": s.step} if s.method == "dag" else {"step": s.step}
