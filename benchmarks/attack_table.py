@@ -6,14 +6,14 @@ filled in rounds so that an interrupted run leaves every cell with about as many
     python benchmarks/attack_table.py --data scenes --out eval --adaptive scale,spatial --targets pure
 
 The folders are `edge-guard evaluate`'s (OUT/attacks/<setting key>/; give the same --frame,
---patch, --b-low, --b-high, --max-iter and --attack-stop as the evaluation), so what this fills an
-evaluation reuses, and the reverse. Each round raises every cell's frame count by --round;
+--patch, --b-low, --b-high, --max-iter and --attack-stop as the evaluation), so what this
+fills an evaluation reuses, and the reverse. Each round raises every cell's frame count by --round;
 a cell resumes where it stopped (a plain attack at any --batch, on any device).
 
 Columns: pixel success (mean fraction of valid pixels on target after 8-bit rounding),
 frames whose success reached the stop threshold (--attack-stop, 99%), L2 as RMS on [0, 1]
-images, L-inf in 1/255, iterations, attack seconds per frame and image-iterations per second (iterations /
-seconds per frame: at --batch 1 the attack's steps per second).
+images, L-inf in 1/255, iterations, attack seconds per frame and image-iterations per second
+(iterations / seconds per frame: at --batch 1 the attack's steps per second).
 """
 
 import argparse

@@ -109,7 +109,8 @@ def describe_benign(cal: ImageSet, held: ImageSet | None) -> str:
     if info["layout"] == "images":
         return (f"{used}: the first of {info['available']} images found under {info['data']} and its "
                 "subfolders (a plain image folder, in name order; --split does not apply)")
-    return f"{used}: the first of {info['available']} in split {info['split']!r} of {info['data']} ({info['layout']})"
+    return (f"{used}: the first of {info['available']} in split {info['split']!r} of {info['data']} "
+            f"({info['layout']})")
 
 
 def _attack_name(settings: dict, fallback: str) -> str:

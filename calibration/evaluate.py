@@ -123,6 +123,11 @@ class EvalSettings:
     def record(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
 
+    @property
+    def pair_counts(self) -> list:
+        """The spatial-pairs adversary's K_pairs to run (none under --skip adaptive)."""
+        return [] if "adaptive" in self.skip else sorted({k for k in self.k_pairs if k > 0})
+
 
 @dataclass(frozen=True)
 class AttackSet:
@@ -150,8 +155,7 @@ def plan_attacks(s: EvalSettings) -> list:
     if "fig7" in s.skip:  # Table 1 still needs the adaptive attack at the defender's K
         ks = [k for k in ks if k in s.ks]
     spatial = [AttackSet(m, t, "spatial", k) for m in s.methods for t in s.targets for k in ks]
-    pairs = [AttackSet(m, t, "spatial-pairs", k) for m in s.methods for t in s.targets
-             for k in sorted({k for k in s.k_pairs if k > 0})]
+    pairs = [AttackSet(m, t, "spatial-pairs", k) for m in s.methods for t in s.targets for k in s.pair_counts]
     return plain + scale + spatial + pairs
 
 
@@ -424,7 +428,7 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
                "figures": {}}
     if "fig7" not in s.skip and "adaptive" not in s.skip:
         results["fig7"] = fig7(s, benign, adv_scores)
-    if any(a.kind == "spatial-pairs" for a in plan_attacks(s)):
+    if s.pair_counts:
         results["own_adversary"] = own_adversary(s, benign, adv_scores)
     if cached_only:
         earlier = _earlier_fig3(out)
@@ -516,7 +520,7 @@ def own_adversary(s: EvalSettings, benign: dict, adv: dict) -> list:
         for m in s.methods:
             for t in s.targets:
                 paper_style = adv.get(AttackSet(m, t, "spatial", int(kd)).name)
-                for kp in sorted({k for k in s.k_pairs if k > 0}):
+                for kp in s.pair_counts:
                     name = AttackSet(m, t, "spatial-pairs", kp).name
                     rows.append({"k_defender": int(kd), "method": m, "target": t, "k_pairs": kp,
                                  "attack": name, **detection_cell(b, spatial_at(adv[name]["spatial"], kd)),
