@@ -12,6 +12,7 @@ The attack never stops early here (threshold 1.0), so every image runs --iters s
 """
 
 import argparse
+import sys
 import time
 
 import torch
@@ -20,6 +21,7 @@ from edge_guard.calibration.attacks import ATTACKS, make_views
 from edge_guard.calibration.models import build_segmenter
 from edge_guard.calibration.models.checkpoint import load_segmenter
 from edge_guard.calibration.models.fusion import fuse_segmenter
+from edge_guard.errors import exit_status
 
 
 def main():
@@ -68,4 +70,4 @@ def main():
                       f"image-it/s ({dt / steps:.3f} s per step){memory}", flush=True)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main, "attack_speed.py"))

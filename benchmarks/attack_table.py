@@ -25,6 +25,7 @@ from edge_guard.calibration.attacks.run import detector_geometry, run_attacks, s
 from edge_guard.calibration.evaluate import AttackSet, EvalSettings, attack_settings, setting_key
 from edge_guard.calibration.targets import TARGETS
 from edge_guard.engine_cache import sha256_file
+from edge_guard.errors import exit_status
 from edge_guard.paths import DEFAULT_MODEL
 
 
@@ -110,4 +111,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main, "attack_table.py"))

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_guard.bench import markdown_table, run_bench
+from edge_guard.errors import exit_status
 from edge_guard.paths import DEFAULT_BUNDLE
 
 ROOT = Path(__file__).resolve().parent
@@ -189,4 +190,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main, "bench_grid.py"))

@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from edge_guard.consistency import mean_score, pair_mious
+from edge_guard.errors import exit_status
 from edge_guard.patches import overlap_boxes, sample_pairs
 
 
@@ -169,4 +170,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main, "kernel_bench.py"))

@@ -12,11 +12,13 @@ its settings are these (the defaults). Check the printed size: the default 200-s
 """
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 from edge_guard.demo import (DEFAULT_FRAMES, DEFAULT_ITERS, DEFAULT_SEED, DEFAULT_TARGET, SHIPPED_FRAMES,
                              default_attacked, parse_range)
+from edge_guard.errors import exit_status
 from edge_guard.paths import DEFAULT_BUNDLE, DEFAULT_MODEL
 
 
@@ -48,4 +50,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main, "make_demo_frames.py"))

@@ -21,6 +21,7 @@ import torch
 
 from edge_guard.calibration.models import create_model, list_models
 from edge_guard.calibration.models.complexity import count_macs, count_parameters
+from edge_guard.errors import exit_status
 
 
 def export_onnx(net: torch.nn.Module, path: str, size) -> None:
@@ -92,4 +93,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main, "model_latency.py"))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import cv2
 
+from edge_guard.errors import exit_status
 from edge_guard.events import EventWriter
 from edge_guard.guard import Guard
 from edge_guard.stream import Stream, parse_source
@@ -75,4 +76,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main, "run_fps.py"))

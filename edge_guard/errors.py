@@ -1,5 +1,7 @@
 """Errors a user can fix. The CLI prints them as one line and exits with status 2."""
 
+import sys
+
 
 class UserError(Exception):
     """A mistake in the user's input (bad path, value, file): one line, no traceback."""
@@ -28,3 +30,16 @@ def require(module: str, extra: str, purpose: str):
             f"pip install 'edge-guard[{extra}]'" + (
                 " (install torch==2.13.0 first)" if module.startswith("torch") else "")
         ) from exc
+
+
+def exit_status(run, prog: str) -> int:
+    """Call ``run()`` as a command's body: its status, or 2 after one line on stderr for a
+    UserError, or 130 when interrupted. The CLI and the benchmark scripts share it."""
+    try:
+        return int(run() or 0)
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

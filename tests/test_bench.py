@@ -221,3 +221,17 @@ def test_attack_table_fills_evaluates_folders_in_rounds(tmp_path, capsys):
     with pytest.raises(SystemExit):
         table.main([*args, "--attack-stop", "0"])
     assert "--attack-stop 0.0 must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_benchmark_scripts_report_user_mistakes_in_one_line(tmp_path):
+    """The scripts share the CLI's rule: a user mistake is one line on stderr and status 2."""
+    import subprocess
+    import sys
+
+    script = _benchmark("attack_table").__file__
+    proc = subprocess.run([sys.executable, script, "--data", str(tmp_path / "nowhere"), "--out",
+                           str(tmp_path / "eval"), "--frames", "1", "--targets", "pure", "--methods", "dag",
+                           "--quiet"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("round ")]
+    assert errors == [f"attack_table.py: error: data folder {tmp_path / 'nowhere'} does not exist"]

@@ -10,7 +10,7 @@ import importlib
 import sys
 
 from edge_guard import __version__
-from edge_guard.errors import UserError
+from edge_guard.errors import exit_status
 
 # Order is the order of `edge-guard --help`.
 COMMANDS = [
@@ -62,14 +62,7 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except UserError as exc:
-        print(f"edge-guard {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"edge-guard {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return exit_status(lambda: args.func(args), f"edge-guard {args.command}")
 
 
 if __name__ == "__main__":
