@@ -50,6 +50,9 @@ SKIPPABLE = FIGURES + ("adaptive",)
 ROC_FPRS = (0.01, 0.05)
 #: Threshold rules whose detection rate is reported: (name, rule, target fpr).
 THRESHOLD_RULES = (("fpr-0.01", "fpr", 0.01), ("min-benign", "min-benign", None))
+#: Pixel success from which an attack counts as having reached its target (the paper's
+#: adversarial examples do; a partial attack that the detector misses changed little).
+REACHED = 0.9
 
 
 @dataclass
@@ -345,7 +348,8 @@ def _attack_record(folder: Path, names: list) -> dict:
 
     doc = json.loads((folder / "manifest.json").read_text())
     recs = [doc["images"][n] for n in names]
-    return {"frames": len(recs), **summarize(recs, doc["settings"]["threshold"]), "settings": doc["settings"]}
+    return {"frames": len(recs), **summarize(recs, doc["settings"]["threshold"]),
+            "success": [float(r["success"]) for r in recs], "settings": doc["settings"]}
 
 
 def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=print,
@@ -414,7 +418,7 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
                         f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): "
                         "run those settings (with images) and unpack their output here")
 
-    rows = table1(s, benign, adv_scores)
+    rows = table1(s, benign, adv_scores, {n: a["success"] for n, a in attacks.items()})
     results = {"format": FORMAT, "version": VERSION, "settings": s.record(), "device": str(device),
                "cached_only": bool(cached_only),
                "model": {"path": str(model_path.resolve()), "sha256": model_sha, "arch": meta.get("model"),
@@ -462,8 +466,18 @@ def _detector_scores(scores: dict, detector: str, param) -> np.ndarray:
     return np.asarray(scores["scale"][f"{float(param):g}"], np.float64)
 
 
-def table1(s: EvalSettings, benign: dict, adv: dict) -> list:
-    """One row per detector x parameter x method x target x (non-adaptive, adaptive)."""
+def reached_cell(benign, adversarial, success) -> dict:
+    """Detection AUC on the adversarial frames whose attack reached REACHED of its target's
+    pixels: is what a detector misses only the attacks that failed?"""
+    hit = np.asarray(success, np.float64) >= REACHED
+    adversarial = np.asarray(adversarial, np.float64)[hit]
+    return {"min_success": REACHED, "frames": int(hit.sum()),
+            "auc": thr.detection_auc(benign, adversarial) if hit.any() else None}
+
+
+def table1(s: EvalSettings, benign: dict, adv: dict, success: Optional[dict] = None) -> list:
+    """One row per detector x parameter x method x target x (non-adaptive, adaptive).
+    ``success``: attack name -> per-frame pixel success, for each row's ``reached`` cell."""
     from .report import paper_auc
 
     rows = []
@@ -483,7 +497,10 @@ def table1(s: EvalSettings, benign: dict, adv: dict) -> list:
                                "method": m, "target": t, "adaptive": adaptive, "attack": name,
                                "paper_auc": paper_auc(detector, p, m, t, adaptive)}
                         if name in adv:
-                            row.update(detection_cell(b, _detector_scores(adv[name], detector, p)))
+                            scores = _detector_scores(adv[name], detector, p)
+                            row.update(detection_cell(b, scores))
+                            if success and name in success:
+                                row["reached"] = reached_cell(b, scores, success[name])
                         else:
                             row["auc"] = None
                             row["missing"] = ("adaptive attacks skipped (--skip adaptive)"

@@ -71,8 +71,9 @@ def _table1(rows: list, settings: dict) -> list:
 
 def _rates(rows: list) -> list:
     lines = ["| detector | attack | adaptive | AUC | TPR@1% FPR | TPR@5% FPR | rate @ min-benign "
-             "(benign FPR) | rate @ fpr 0.01 (benign FPR) | benign / adv frames |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "(benign FPR) | rate @ fpr 0.01 (benign FPR) | benign / adv frames | AUC on frames "
+             ">= 90% on target (n) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r.get("auc") is None:
             continue
@@ -88,8 +89,13 @@ def _rates(rows: list) -> list:
                      f"{'yes' if r['adaptive'] else 'no'} | {_f(r['auc'], 3)} | "
                      f"{_f(r['tpr_at_fpr']['0.01'])} | {_f(r['tpr_at_fpr']['0.05'])} | "
                      f"{rate('min-benign')} | {rate('fpr-0.01')} | "
-                     f"{r['benign_frames']} / {r['adversarial_frames']} |")
+                     f"{r['benign_frames']} / {r['adversarial_frames']} | {_reached(r)} |")
     return lines
+
+
+def _reached(row) -> str:
+    reached = row.get("reached")
+    return "n/a" if reached is None else f"{_f(reached['auc'], 3)} ({reached['frames']})"
 
 
 def _attacks(attacks: dict) -> list:
@@ -137,6 +143,18 @@ def reading(results: dict) -> list:
             out.append(f"  - ... and {len(off) - 8} more (results.json, table1).")
     else:
         out.append("- No cell of this grid has a value in the paper's Table 1 to compare with.")
+    for det in ("scale", "spatial"):
+        partial = [r for r in rows if r["detector"] == det and r.get("reached")
+                   and r["reached"]["auc"] is not None and r["reached"]["frames"] < r["adversarial_frames"]]
+        if partial:
+            low = min(partial, key=lambda r: r["reached"]["auc"])
+            out.append(f"- {det} detector on the frames whose attack reached >= "
+                       f"{partial[0]['reached']['min_success']:.0%} of its target, in the {len(partial)} "
+                       f"cell(s) where some did not: mean AUC {np.mean([r['reached']['auc'] for r in partial]):.3f} "
+                       f"against {np.mean([r['auc'] for r in partial]):.3f} on all their frames (lowest: "
+                       f"{low['reached']['auc']:.3f} on {low['reached']['frames']} frames, {_param(low)} "
+                       f"{low['method']} {low['target']}{' adaptive' if low['adaptive'] else ''}); lower "
+                       "means the misses are not only the attacks that failed.")
     for det in ("scale", "spatial"):
         plain = [r["auc"] for r in rows if r["detector"] == det and not r["adaptive"]]
         adap = [r["auc"] for r in rows if r["detector"] == det and r["adaptive"]]

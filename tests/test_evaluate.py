@@ -104,6 +104,35 @@ def test_a_plain_attack_key_does_not_depend_on_the_batch():
         ev.EvalSettings(data="d", out="o", model="m", max_iter=100), plain), "sha")
 
 
+def test_reached_cell_scores_only_the_frames_that_reached_the_target():
+    benign = [0.8, 0.9, 1.0]
+    cell = ev.reached_cell(benign, [0.1, 0.85, 0.95], success=[1.0, 0.5, 0.95])
+    # frames 0 and 2: 0.1 ranks below all three benign scores, 0.95 below one of them: 4 of 6
+    assert cell == {"min_success": 0.9, "frames": 2, "auc": pytest.approx(4 / 6)}
+    assert ev.reached_cell(benign, [0.1], success=[0.3]) == {"min_success": 0.9, "frames": 0, "auc": None}
+
+
+def test_reading_compares_the_frames_that_reached_the_target_with_all():
+    from edge_guard.calibration.report import reading
+
+    def row(auc, reached_auc, reached_frames):
+        return {"detector": "spatial", "param": 5, "method": "dag", "target": "pure", "adaptive": False,
+                "auc": auc, "paper_auc": None, "adversarial_frames": 10,
+                "reached": {"min_success": 0.9, "frames": reached_frames, "auc": reached_auc}}
+
+    def lines(*rows):
+        return [line for line in reading({"sample_sizes": {"benign": 100, "adversarial": 10},
+                                          "table1": list(rows), "settings": {},
+                                          "attacks": {"dag_pure_plain": {"mean": {"success": 0.8}}}})
+                if "reached >= 90%" in line]
+
+    (line,) = lines(row(0.78, 0.68, 6))
+    assert "in the 1 cell(s) where some did not: mean AUC 0.680 against 0.780" in line
+    assert "lowest: 0.680 on 6 frames, K=5 dag pure" in line
+    assert lines(row(1.0, 1.0, 10)) == []        # every frame reached its target: nothing to compare
+    assert lines(row(0.9, None, 0)) == []
+
+
 def test_attack_stop_reaches_the_attack_and_its_cache_key():
     from edge_guard.cli.evaluate import settings_from_args
 
@@ -227,6 +256,10 @@ def test_results_have_every_cell(evaluated):
         assert set(r["tpr_at_fpr"]) == {"0.01", "0.05"}
         assert r["benign_frames"] == BENIGN and r["adversarial_frames"] == ADVERSARIAL
         assert "threshold" in r["detection"]["min-benign"] and "error" in r["detection"]["fpr-0.01"]
+        reached = r["reached"]
+        success = np.array(res["attacks"][r["attack"]]["success"])
+        assert len(success) == ADVERSARIAL and reached["frames"] == int((success >= 0.9).sum())
+        assert (reached["auc"] is None) == (reached["frames"] == 0)
     by = {(r["detector"], r["param"], r["method"], r["adaptive"]): r for r in rows}
     assert by[("spatial", 1, "dag", False)]["paper_auc"] == 0.91
     assert by[("scale", 3.0, "houdini", True)]["paper_auc"] == 0.97
@@ -267,6 +300,7 @@ def test_report_is_generated_from_the_numbers(evaluated):
     assert "## Reading" in report and "below a report's minimum" in report
     assert "## Table 1" in report and "## Fig. 7" in report and "## Fig. 3" in report and "## Fig. 8" in report
     assert "## Our own adaptive adversary" in report and "| dag pure | 1 | 2 |" in report
+    assert "AUC on frames >= 90% on target (n) |" in report
     assert any(line.startswith("- Our own adversary") for line in report.splitlines())
     for png in ("roc_spatial.png", "fig7_k_attack.png", "fig3_entropy.png", "fig8_transfer.png"):
         assert f"]({png})" in report
