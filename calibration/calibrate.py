@@ -105,12 +105,12 @@ def benign_sets(data, split: str, calib: int, holdout: int) -> tuple[ImageSet, I
 def describe_benign(cal: ImageSet, held: ImageSet | None) -> str:
     """One line saying where the benign frames come from, so that a wrong --data shows."""
     info = cal.info
-    used = f"{len(cal)} calibration + {len(held) if held else 0} held-out benign frames"
+    n_held = len(held) if held else 0
+    used = f"{len(cal)} calibration + {n_held} held-out benign frames: the first {len(cal) + n_held} of"
     if info["layout"] == "images":
-        return (f"{used}: the first of {info['available']} images found under {info['data']} and its "
-                "subfolders (a plain image folder, in name order; --split does not apply)")
-    return (f"{used}: the first of {info['available']} in split {info['split']!r} of {info['data']} "
-            f"({info['layout']})")
+        return (f"{used} {info['available']} images found under {info['data']} and its subfolders "
+                "(a plain image folder, in name order; --split does not apply)")
+    return f"{used} {info['available']} in split {info['split']!r} of {info['data']} ({info['layout']})"
 
 
 def _attack_name(settings: dict, fallback: str) -> str:

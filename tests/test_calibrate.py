@@ -187,8 +187,8 @@ def test_calibrate_writes_a_complete_bundle(calibrated, workspace):
     print(stdout)
     assert "threshold" in stdout and "held out" in stdout and "noise_none" in stdout
     assert "warning: 16 calibration frames" in stderr          # 16 < 10 / 0.1
-    assert (f"{CALIB} calibration + {HOLDOUT} held-out benign frames: the first of {CALIB + HOLDOUT} "
-            f"in split 'val' of {workspace['data'].resolve()} (cityscapes)") in stdout
+    assert (f"{CALIB} calibration + {HOLDOUT} held-out benign frames: the first {CALIB + HOLDOUT} of "
+            f"{CALIB + HOLDOUT} in split 'val' of {workspace['data'].resolve()} (cityscapes)") in stdout
     bundle = load_bundle(out)
     doc = bundle.doc
     det, rule = doc["detector"], doc["detector"]["threshold_rule"]
@@ -222,7 +222,7 @@ def test_a_plain_image_folder_is_named_as_such(tmp_path):
         cv2.imwrite(str(tmp_path / name), np.zeros((8, 8, 3), np.uint8))
     cal, held = benign_sets(tmp_path, "val", 2, 0)
     line = describe_benign(cal, held)
-    assert line.startswith("2 calibration + 0 held-out benign frames: the first of 3 images found under")
+    assert line.startswith("2 calibration + 0 held-out benign frames: the first 2 of 3 images found under")
     assert "subfolders" in line and "--split does not apply" in line
 
 
