@@ -81,8 +81,6 @@ def main(argv=None) -> int:
     p.add_argument("--report-only", action="store_true", help="attack nothing; print the table")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
-    if not 0 < args.attack_stop <= 1:
-        p.error(f"--attack-stop {args.attack_stop} must be in (0, 1]")
 
     model = Path(args.model or DEFAULT_MODEL)
     h, w = (int(v) for v in args.frame.split("x"))
@@ -90,6 +88,7 @@ def main(argv=None) -> int:
     s = EvalSettings(data=args.data, out=args.out, model=str(model), frame=(h, w), patch=patch,
                      b_low=b_low, b_high=b_high, max_iter=args.max_iter, attack_stop=args.attack_stop,
                      batch=args.batch)
+    s.check()  # evaluate's own checks of these settings (one line through exit_status)
     sha = sha256_file(model)
     plan = [(a, attack_settings(s, a)) for a in cells(args)]
     folders = [Path(args.out) / "attacks" / setting_key(a, st, sha) for a, st in plan]

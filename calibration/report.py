@@ -24,6 +24,8 @@ PAPER_DRN_CITYSCAPES = {
     ("spatial", 50): {"plain": (1.00, 1.00, 1.00, 1.00), "adaptive": (1.00, 1.00, 1.00, 1.00)},
 }
 _COLUMNS = {("dag", "pure"): 0, ("dag", "emblem"): 1, ("houdini", "pure"): 2, ("houdini", "emblem"): 3}
+#: The attacks' stop fraction of a results.json written before `--attack-stop` existed.
+EARLIER_ATTACK_STOP = 0.99
 #: |ours - paper| at most this counts as matching the paper.
 MATCH = 0.05
 #: Sample sizes below which the report says the numbers are not yet a report.
@@ -166,7 +168,7 @@ def reading(results: dict) -> list:
                        + ("reports the scale detector broken by adaptive attacks (AUC down to 0.00)."
                           if det == "scale" else "reports the spatial detector at 0.92-1.00 under "
                                                  "adaptive attacks."))
-            stop = results["settings"].get("attack_stop", 0.99)
+            stop = results["settings"].get("attack_stop", EARLIER_ATTACK_STOP)
             if det == "scale" and stop < 1 and change != "drops":
                 out.append(f"  - These attacks stopped at {stop:.0%} of pixels on target; the stray pixels "
                            "left fall in several classes, each of which the paper's mIoU counts with "
@@ -221,8 +223,8 @@ def write_report(results: dict, out) -> Path:
              f"frames resized to {h}x{w}; patch s={s['patch']}, displacement b in [{s['b_low']}, "
              f"{s['b_high']}); {results['sample_sizes']['benign']} benign and "
              f"{results['sample_sizes']['adversarial']} adversarial frames per cell; attacks "
-             f"{s['max_iter']} iterations, stopping at {s.get('attack_stop', 0.99):.0%} of pixels on "
-             f"target; seed {s['seed']}; device {results['device']}; "
+             f"{s['max_iter']} iterations, stopping at {s.get('attack_stop', EARLIER_ATTACK_STOP):.0%} of "
+             f"pixels on target; seed {s['seed']}; device {results['device']}; "
              f"{results['seconds']:.0f} s{' (--quick)' if s['quick'] else ''}.", ""]
     if results.get("cached_only"):
         lines += ["Assembled with `--cached-only` from attacks and scores made earlier (possibly on "

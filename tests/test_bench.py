@@ -218,9 +218,9 @@ def test_attack_table_fills_evaluates_folders_in_rounds(tmp_path, capsys):
     assert table.main([*args, "--attack-stop", "1", "--report-only"]) == 0
     out = capsys.readouterr().out
     assert "| frames >= 100% |" in out and out.count("| 0 | not run |") == 8
-    with pytest.raises(SystemExit):
+    with pytest.raises(UserError) as bad:
         table.main([*args, "--attack-stop", "0"])
-    assert "--attack-stop 0.0 must be in (0, 1]" in capsys.readouterr().err
+    assert "--attack-stop 0.0 must be in (0, 1]" in str(bad.value)
 
 
 def test_benchmark_scripts_report_user_mistakes_in_one_line(tmp_path):
