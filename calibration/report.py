@@ -289,6 +289,10 @@ def write_report(results: dict, out) -> Path:
         labels = [m["label"] for m in f8["models"]]
         lines += ["", f"## Fig. 8: transferability (target {f8['target']}, {f8['frames']} frames; "
                       f"models {f8['source']})", "", f"Cell (i, j): {f8['convention'].split(': ', 1)[1]}.", ""]
+        quality = [(m["label"], m.get("clean_miou")) for m in f8["models"]]
+        if any(q is not None for _, q in quality):
+            lines += ["Clean mIoU of each model on the evaluated frames (against their labels): "
+                      + ", ".join(f"{lab} {_f(q, 3)}" for lab, q in quality) + ".", ""]
         for method, d in f8["methods"].items():
             for metric, title in (("miou", "normalised mIoU"), ("success", "pixel success")):
                 lines += [f"{method}, {title}:", "", "| i \\ j | " + " | ".join(labels) + " |",

@@ -26,11 +26,15 @@ import numpy as np
 from edge_guard.errors import DataError, UserError
 
 LABELS = "ABCDEFGH"
+#: Checkpoint period of the Fig. 8 models (steps): a resumed run loses at most this many.
+SAVE_EVERY = 100
+#: TrainConfig fields that make two training runs the same run (with the data root and crop).
+RUN_KEYS = ("arch", "split", "steps", "batch_size", "seed", "lr", "weight_decay", "scale_min",
+            "scale_max", "class_weights", "model_kwargs")
 
 
 def _train_models(s, meta: dict, progress: bool, log, device: str = "cpu") -> list:
     from .data.folders import open_dataset
-    from .models.checkpoint import load_segmenter
     from .train import TrainConfig, train
 
     try:
@@ -42,6 +46,7 @@ def _train_models(s, meta: dict, progress: bool, log, device: str = "cpu") -> li
         raise DataError(f"Fig. 8 trains on labelled frames, but {s.data} split {s.transfer_split!r} has "
                         "no labels: pass --transfer-models CKPT,CKPT,CKPT or --skip fig8")
     folder = Path(s.out) / "transfer" / "models"
+    crop = min(s.transfer_crop, *frames[0][1].shape)  # what train() records: the crop it could take
     paths = []
     gpu = str(device).startswith("cuda")
     for i in range(3):
@@ -51,17 +56,34 @@ def _train_models(s, meta: dict, progress: bool, log, device: str = "cpu") -> li
                           crop=s.transfer_crop, batch_size=4 if s.quick else 8,
                           # On a GPU the loaders, not the model, set the pace: decode once, load in parallel.
                           workers=min(8, os.cpu_count() or 1) if gpu else 0, preload=gpu,
-                          save_every=max(1, s.transfer_steps), model_kwargs=dict(meta.get("model_kwargs") or {}))
-        done = False
-        if path.is_file():
-            _, m = load_segmenter(path)
-            done = ((m.get("train") or {}).get("step", 0) >= s.transfer_steps
-                    and (m.get("train") or {}).get("config", {}).get("seed") == cfg.seed)
-        if not done:
-            log(f"Fig. 8: training model {LABELS[i]} (seed {cfg.seed}, {cfg.steps} steps) -> {path}")
-            train(cfg, resume=False, progress=progress, log=log, device=device)
+                          # Hours on a CPU: checkpoints often enough that an interrupted run resumes.
+                          save_every=max(1, min(SAVE_EVERY, s.transfer_steps)),
+                          model_kwargs=dict(meta.get("model_kwargs") or {}))
+        done = _steps_done(path, cfg, crop)
+        if done < cfg.steps:
+            what = f"resuming model {LABELS[i]} at step {done}" if done else f"training model {LABELS[i]}"
+            log(f"Fig. 8: {what} (seed {cfg.seed}, {cfg.steps} steps) -> {path}")
+            train(cfg, resume=done > 0, progress=progress, log=log, device=device)
         paths.append(path)
     return paths
+
+
+def _steps_done(path: Path, cfg, crop: int) -> int:
+    """Steps of ``cfg``'s run already in the checkpoint at ``path``: 0 when there is none or
+    it holds another run (other seed, data, schedule or crop), which is then trained afresh."""
+    from .models.checkpoint import load_segmenter
+
+    if not path.is_file():
+        return 0
+    _, meta = load_segmenter(path)
+    state = meta.get("train") or {}
+    saved = state.get("config") or {}
+    wanted = {**{k: getattr(cfg, k) for k in RUN_KEYS}, "crop": crop}
+    if any(saved.get(k) != v for k, v in wanted.items()):
+        return 0
+    if Path(saved.get("data", "")).resolve() != Path(cfg.data).resolve():
+        return 0
+    return int(state.get("step", 0))
 
 
 def cross_metrics(pred: np.ndarray, target: np.ndarray, clean_pred: np.ndarray, num_classes: int) -> dict:
@@ -103,8 +125,9 @@ def transferability(s, names: list, device: str, progress: bool, log, meta: dict
     segments = [torch_segment(m, device) for m in models]
     shas = [sha256_file(p) for p in paths]
     out = Path(s.out)
-    result = {"models": [{"label": lab, "path": str(p.resolve()), "sha256": sha}
-                         for lab, p, sha in zip(labels, paths, shas)],
+    quality = _clean_miou(models, s, len(names), device, progress)
+    result = {"models": [{"label": lab, "path": str(p.resolve()), "sha256": sha, "clean_miou": q}
+                         for lab, p, sha, q in zip(labels, paths, shas, quality)],
               "source": source, "target": target, "frames": len(names),
               "convention": "cell [i][j]: adversarial frames made against model j, segmented by model i",
               "methods": {}}
@@ -136,3 +159,16 @@ def transferability(s, names: list, device: str, progress: bool, log, meta: dict
         result["methods"][method] = {"success": success.tolist(), "miou": mious.tolist(),
                                      "white_box_success": attack_success}
     return result
+
+
+def _clean_miou(models: list, s, n: int, device: str, progress: bool) -> list:
+    """Each model's mIoU (0-1) on the first ``n`` frames of the evaluated split against their
+    labels (None for an unlabelled folder): how good the models are whose transfer is measured."""
+    from .data.folders import open_dataset
+    from .segeval import evaluate_segmentation
+
+    frames = open_dataset(s.data, s.split)
+    if not getattr(frames, "labeled", False):
+        return [None] * len(models)
+    return [round(evaluate_segmentation(m, frames, limit=n, device=device, progress=progress)["miou"], 4)
+            for m in models]

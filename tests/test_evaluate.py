@@ -163,6 +163,10 @@ def test_quick_preset_and_explicit_flags():
     assert (s.benign, s.adversarial, s.frame, s.patch, s.b_low, s.b_high) == (100, 50, (512, 1024), 256, 16, 32)
     assert s.ks == (1, 5, 10, 50) and s.stds == (0.5, 3.0, 5.0) and s.k_attack == (0, 1, 5, 10, 50)
     assert s.k_pairs == (5,) and ev.AttackSet("dag", "pure", "spatial-pairs", 5) in ev.plan_attacks(s)
+    assert (s.transfer_steps, s.transfer_crop) == (2000, 512)
+    s = settings_from_args(parser.parse_args(["evaluate", "--data", ".", "--out", "o", "--transfer-crop", "384",
+                                              "--transfer-steps", "900"]))
+    assert (s.transfer_steps, s.transfer_crop) == (900, 384)
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -286,6 +290,7 @@ def test_results_have_every_cell(evaluated):
     for m in ("dag", "houdini"):
         assert np.array(f8["methods"][m]["success"]).shape == (3, 3)
         assert np.array(f8["methods"][m]["miou"]).shape == (3, 3)
+    assert all(0 <= m["clean_miou"] <= 1 for m in f8["models"])  # the generated frames are labelled
     assert res["fig3"]["patches"] == 6 and set(res["fig3"]["maps"]) == {"benign", "dag_pure", "houdini_pure"}
     assert len(res["roc"]) == sum(r["auc"] is not None for r in rows)
     for name in ("roc_spatial.png", "roc_scale.png", "fig7_k_attack.png", "fig3_entropy.png", "fig8_transfer.png"):
@@ -304,6 +309,8 @@ def test_report_is_generated_from_the_numbers(evaluated):
     assert any(line.startswith("- Our own adversary") for line in report.splitlines())
     for png in ("roc_spatial.png", "fig7_k_attack.png", "fig3_entropy.png", "fig8_transfer.png"):
         assert f"]({png})" in report
+    a = res["fig8"]["models"][0]
+    assert f"Clean mIoU of each model on the evaluated frames (against their labels): A {a['clean_miou']:.3f}, B " in report
     cell = next(r for r in res["table1"] if r["detector"] == "spatial" and r["param"] == 1 and not r["adaptive"])
     assert f"{cell['auc']:.2f} (0.91)" in report
     compared = [r for r in res["table1"] if r.get("auc") is not None and r["paper_auc"] is not None]
@@ -380,3 +387,39 @@ def test_fig8_trains_its_models_when_none_are_given(workspace, tmp_path):
     stamp = [p.stat().st_mtime_ns for p in paths]
     _train_models(s, meta, progress=False, log=lambda *a: None)      # trained already: reused
     assert [p.stat().st_mtime_ns for p in paths] == stamp
+
+
+def test_fig8_resumes_a_model_whose_training_was_interrupted(workspace, tmp_path, monkeypatch):
+    from edge_guard.calibration import train as train_mod
+    from edge_guard.calibration import transfer
+    from edge_guard.calibration.models.checkpoint import load_segmenter
+
+    s = ev.EvalSettings(data=str(workspace["data"]), out=str(tmp_path), model=str(workspace["ckpts"][0]),
+                        transfer_steps=4, transfer_crop=32, quick=True)
+    _, meta = load_segmenter(workspace["ckpts"][0])
+    monkeypatch.setattr(transfer, "SAVE_EVERY", 1)
+    poly_lr = train_mod.poly_lr
+
+    def interrupted(base, step, steps):
+        if step == 3:
+            raise KeyboardInterrupt
+        return poly_lr(base, step, steps)
+
+    monkeypatch.setattr(train_mod, "poly_lr", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        transfer._train_models(s, meta, progress=False, log=lambda *a: None)
+    path = tmp_path / "transfer" / "models" / "model_A.pt"
+    assert load_segmenter(path)[1]["train"]["step"] == 3
+    monkeypatch.setattr(train_mod, "poly_lr", poly_lr)
+    said = []
+    paths = transfer._train_models(s, meta, progress=False, log=said.append)
+    assert "Fig. 8: resuming model A at step 3 (seed 1, 4 steps)" in said[0]
+    state = load_segmenter(paths[0])[1]["train"]
+    assert state["step"] == 4 and [h["from_step"] for h in state["history"]] == [0, 3]
+    # Another run's checkpoint (here: another step count) is not resumed but trained afresh.
+    s.transfer_steps = 2
+    said.clear()
+    transfer._train_models(s, meta, progress=False, log=said.append)
+    assert "training model A" in said[0]
+    state = load_segmenter(paths[0])[1]["train"]
+    assert state["step"] == 2 and [h["from_step"] for h in state["history"]] == [0]

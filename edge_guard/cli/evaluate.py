@@ -86,6 +86,8 @@ def register(sub) -> None:
                    help="Fig. 8's models (default: train three with different seeds)")
     p.add_argument("--transfer-steps", type=positive_int, default=None,
                    help="training steps of each Fig. 8 model (default: 2000; --quick 30)")
+    p.add_argument("--transfer-crop", type=positive_int, default=None,
+                   help="square training crop of each Fig. 8 model in pixels (default: 512; --quick 128)")
     p.add_argument("--transfer-split", default="train", help="split Fig. 8's models train on (default: train)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
@@ -135,7 +137,7 @@ def settings_from_args(args):
         attack_stop=args.attack_stop, batch=args.batch, seed=args.seed,
         entropy_patches=pick("entropy_patches"), skip=tuple(sorted(skip)),
         transfer_models=transfer, transfer_steps=pick("transfer_steps"),
-        transfer_split=args.transfer_split, transfer_crop=preset["transfer_crop"], quick=bool(args.quick))
+        transfer_split=args.transfer_split, transfer_crop=pick("transfer_crop"), quick=bool(args.quick))
 
 
 def run(args) -> int:
