@@ -120,8 +120,22 @@ class EvalSettings:
         bad = [s for s in self.skip if s not in SKIPPABLE]
         if bad:
             raise UserError(f"--skip {','.join(bad)}: choose from {', '.join(SKIPPABLE)}")
-        if "fig8" not in self.skip and self.transfer_models and len(self.transfer_models) < 2:
+        if "fig8" not in self.skip and self.transfer_models:
+            self._check_transfer_models()
+
+    def _check_transfer_models(self) -> None:
+        # Now, not after the hours of attacks that come before Fig. 8.
+        from .models.registry import list_models
+        from .transfer import transfer_entry
+
+        if len(self.transfer_models) < 2:
             raise UserError("--transfer-models needs at least 2 checkpoints (the paper uses 3)")
+        for arch, path in (transfer_entry(e, self.arch) for e in self.transfer_models):
+            if not path.is_file():
+                raise UserError(f"--transfer-models: {path} does not exist")
+            if arch is not None and arch not in list_models():
+                raise UserError(f"--transfer-models: unknown architecture {arch!r} for {path}: "
+                                f"choose one of {', '.join(list_models())}")
 
     def record(self) -> dict:
         return json.loads(json.dumps(asdict(self)))

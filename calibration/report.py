@@ -292,10 +292,12 @@ def write_report(results: dict, out) -> Path:
         labels = [m["label"] for m in f8["models"]]
         lines += ["", f"## Fig. 8: transferability (target {f8['target']}, {f8['frames']} frames; "
                       f"models {f8['source']})", "", f"Cell (i, j): {f8['convention'].split(': ', 1)[1]}.", ""]
-        quality = [(m["label"], m.get("clean_miou")) for m in f8["models"]]
-        if any(q is not None for _, q in quality):
+        models = f8["models"]
+        if any(m.get("clean_miou") is not None for m in models):
             lines += ["Clean mIoU of each model on the evaluated frames (against their labels): "
-                      + ", ".join(f"{lab} {_f(q, 3)}" for lab, q in quality) + ".", ""]
+                      + ", ".join(f"{m['label']} {_f(m['clean_miou'], 3)}" for m in models) + ".", ""]
+        if len({m.get("arch") for m in models}) > 1:
+            lines += ["Architectures: " + ", ".join(f"{m['label']} {m['arch']}" for m in models) + ".", ""]
         for method, d in f8["methods"].items():
             for metric, title in (("miou", "normalised mIoU"), ("success", "pixel success")):
                 lines += [f"{method}, {title}:", "", "| i \\ j | " + " | ".join(labels) + " |",

@@ -1,7 +1,8 @@
 """Fig. 8: do adversarial frames made against one model fool another of the same architecture?
 
-Models: ``--transfer-models`` checkpoints, or three models of the evaluated model's
-architecture trained here with different seeds (``train``, on the data's train split). Each
+Models: ``--transfer-models`` checkpoints (``ARCH=PATH`` for an official checkpoint of another
+architecture than the evaluated one's), or three models of the evaluated model's architecture
+trained here with different seeds (``train``, on the data's train split). Each
 model j is attacked (plain attack, the emblem target when evaluated, else the first target);
 every model i then segments model j's adversarial frames. Cell (i, j), as in the paper:
 
@@ -19,11 +20,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
-from edge_guard.errors import DataError, UserError
+from edge_guard.errors import DataError
 
 LABELS = "ABCDEFGH"
 #: Checkpoint period of the Fig. 8 models (steps): a resumed run loses at most this many.
@@ -86,6 +89,17 @@ def _steps_done(path: Path, cfg, crop: int) -> int:
     return int(state.get("step", 0))
 
 
+def transfer_entry(text: str, default_arch: Optional[str]) -> tuple:
+    """'[ARCH=]PATH' of --transfer-models -> (arch, Path): ARCH names the architecture of a raw
+    (official) checkpoint, so Fig. 8 can pair architectures (e.g. ``dla34=dla34.pth``); without
+    it the evaluated model's --arch applies (none: the file must be an edge-guard checkpoint,
+    which names its own)."""
+    arch, sep, path = text.partition("=")
+    if not (sep and re.fullmatch(r"[A-Za-z_]\w*", arch)):
+        arch, path = default_arch, text
+    return arch, Path(path).expanduser()
+
+
 def cross_metrics(pred: np.ndarray, target: np.ndarray, clean_pred: np.ndarray, num_classes: int) -> dict:
     """Success and normalised mIoU of one prediction (see the module docstring)."""
     from edge_guard.consistency import miou
@@ -111,23 +125,21 @@ def transferability(s, names: list, device: str, progress: bool, log, meta: dict
     from .scoring import torch_segment
 
     if s.transfer_models:
-        paths = [Path(p).expanduser() for p in s.transfer_models]
-        for p in paths:
-            if not p.is_file():
-                raise UserError(f"--transfer-models: {p} does not exist")
+        archs, paths = zip(*(transfer_entry(e, s.arch) for e in s.transfer_models))  # checked by EvalSettings
         source = "given"
     else:
         paths = _train_models(s, meta, progress, log, device)
+        archs = [s.arch] * len(paths)
         source = f"trained here: {s.transfer_steps} steps each, seeds {s.seed + 1}..{s.seed + 3}"
     labels = LABELS[:len(paths)]
     target = "emblem" if "emblem" in s.targets else s.targets[0]
-    models = [load_segmenter(p, arch=s.arch)[0].to(device).eval() for p in paths]
+    models = [load_segmenter(p, arch=a)[0].to(device).eval() for p, a in zip(paths, archs)]
     segments = [torch_segment(m, device) for m in models]
     shas = [sha256_file(p) for p in paths]
     out = Path(s.out)
     quality = _clean_miou(models, s, len(names), device, progress)
-    result = {"models": [{"label": lab, "path": str(p.resolve()), "sha256": sha, "clean_miou": q}
-                         for lab, p, sha, q in zip(labels, paths, shas, quality)],
+    result = {"models": [{"label": lab, "path": str(p.resolve()), "arch": m.name, "sha256": sha, "clean_miou": q}
+                         for lab, p, m, sha, q in zip(labels, paths, models, shas, quality)],
               "source": source, "target": target, "frames": len(names),
               "convention": "cell [i][j]: adversarial frames made against model j, segmented by model i",
               "methods": {}}
@@ -140,7 +152,7 @@ def transferability(s, names: list, device: str, progress: bool, log, meta: dict
         for j, path in enumerate(paths):
             folder = out / "transfer" / "attacks" / f"{labels[j]}_{setting_key(a, settings, shas[j])}"
             log(f"Fig. 8: {method} against model {labels[j]} -> {folder.relative_to(out)}")
-            run_attacks(path, s.data, s.split, settings, folder, arch=s.arch, limit=s.adversarial,
+            run_attacks(path, s.data, s.split, settings, folder, arch=archs[j], limit=s.adversarial,
                         device=device, progress=progress)
             doc = json.loads((folder / "manifest.json").read_text())
             recs = [(n, doc["images"][n]) for n in names]

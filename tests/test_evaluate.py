@@ -20,6 +20,7 @@ from edge_guard.calibration.report import paper_auc  # noqa: E402
 from edge_guard.calibration.transfer import cross_metrics  # noqa: E402
 from edge_guard.cli import build_parser  # noqa: E402
 from edge_guard.consistency import mean_score  # noqa: E402
+from edge_guard.paths import DEFAULT_MODEL  # noqa: E402
 from cli_run import run_cli  # noqa: E402
 
 FRAME = (64, 128)
@@ -68,6 +69,14 @@ def test_paper_table1_lookup():
     assert paper_auc("spatial", 50, "dag", "emblem", True) == 1.0
     assert paper_auc("spatial", 2, "dag", "pure", False) is None         # not a paper K
     assert paper_auc("spatial", 1, "dag", "strip", False) is None        # not a paper target
+
+
+def test_transfer_entries_name_the_architecture_of_official_checkpoints():
+    from edge_guard.calibration.transfer import transfer_entry
+
+    assert transfer_entry("dla34=w/dla34.pth", None) == ("dla34", Path("w/dla34.pth"))
+    assert transfer_entry("w/ours.pt", "drn_d_22") == ("drn_d_22", Path("w/ours.pt"))
+    assert transfer_entry("runs/lr=0.1/m.pt", None) == (None, Path("runs/lr=0.1/m.pt"))  # a path, not ARCH=
 
 
 def test_cross_metrics_exclude_pixels_already_on_target():
@@ -176,6 +185,9 @@ def test_quick_preset_and_explicit_flags():
     (["--ks", "1,x"], "comma-separated"),
     (["--frame", "64x64", "--patch", "60"], "too small"),
     (["--fig8", "--transfer-models", "a.pt"], "at least 2"),
+    (["--fig8", "--transfer-models", f"{DEFAULT_MODEL},gone.pt"], "--transfer-models: gone.pt does not exist"),
+    (["--fig8", "--transfer-models", f"{DEFAULT_MODEL},drn_d_99={DEFAULT_MODEL}"],
+     "unknown architecture 'drn_d_99'"),
     (["--attack-stop", "1.5"], "--attack-stop 1.5 must be in (0, 1]"),
     (["--k-pairs", "-1"], "--k-pairs needs counts >= 0"),
 ])
@@ -211,7 +223,7 @@ def test_reading_points_at_the_stop_rule_only_where_the_scale_detector_survives(
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     from edge_guard.calibration.data.layout import write_split
-    from edge_guard.calibration.models import build_segmenter
+    from edge_guard.calibration.models import build_segmenter, create_model
     from edge_guard.calibration.models.checkpoint import save_checkpoint
 
     root = tmp_path_factory.mktemp("evaluate")
@@ -220,6 +232,9 @@ def workspace(tmp_path_factory):
         torch.manual_seed(seed)
         ckpts.append(save_checkpoint(root / f"tiny{seed}.pt",
                                      build_segmenter("edge_small", width=16, dilations=(1, 2))))
+    # Fig. 8 across architectures: an official (raw state_dict) DRN-D-22 beside our checkpoints.
+    torch.manual_seed(3)
+    torch.save(create_model("drn_d_22", num_classes=19).state_dict(), root / "drn_raw.pth")
     write_split(root / "data", split="val", frames=BENIGN, size=FRAME, seed=5, progress=False)
     write_split(root / "data", split="train", frames=2, size=FRAME, seed=6, progress=False)
     return {"root": root, "ckpts": ckpts, "data": root / "data"}
@@ -231,7 +246,8 @@ def _args(ws, out):
             "--ks", ",".join(map(str, KS)), "--stds", ",".join(map(str, STDS)),
             "--k-attack", ",".join(map(str, K_ATTACK)), "--k-pairs", "1", "--methods", "dag,houdini", "--targets", "pure",
             "--max-iter", "3", "--benign", str(BENIGN), "--adversarial", str(ADVERSARIAL),
-            "--entropy-patches", "6", "--transfer-models", ",".join(map(str, ws["ckpts"])),
+            "--entropy-patches", "6", "--transfer-models",
+            ",".join([str(ws["ckpts"][0]), str(ws["ckpts"][1]), f"drn_d_22={ws['root'] / 'drn_raw.pth'}"]),
             "--device", "cpu", "--quiet"]
 
 
@@ -291,6 +307,7 @@ def test_results_have_every_cell(evaluated):
         assert np.array(f8["methods"][m]["success"]).shape == (3, 3)
         assert np.array(f8["methods"][m]["miou"]).shape == (3, 3)
     assert all(0 <= m["clean_miou"] <= 1 for m in f8["models"])  # the generated frames are labelled
+    assert [m["arch"] for m in f8["models"]] == ["edge_small", "edge_small", "drn_d_22"]
     assert res["fig3"]["patches"] == 6 and set(res["fig3"]["maps"]) == {"benign", "dag_pure", "houdini_pure"}
     assert len(res["roc"]) == sum(r["auc"] is not None for r in rows)
     for name in ("roc_spatial.png", "roc_scale.png", "fig7_k_attack.png", "fig3_entropy.png", "fig8_transfer.png"):
@@ -311,6 +328,7 @@ def test_report_is_generated_from_the_numbers(evaluated):
         assert f"]({png})" in report
     a = res["fig8"]["models"][0]
     assert f"Clean mIoU of each model on the evaluated frames (against their labels): A {a['clean_miou']:.3f}, B " in report
+    assert "Architectures: A edge_small, B edge_small, C drn_d_22." in report
     cell = next(r for r in res["table1"] if r["detector"] == "spatial" and r["param"] == 1 and not r["adaptive"])
     assert f"{cell['auc']:.2f} (0.91)" in report
     compared = [r for r in res["table1"] if r.get("auc") is not None and r["paper_auc"] is not None]

@@ -82,8 +82,9 @@ def register(sub) -> None:
                    help="parts to skip, comma-separated: fig3, fig7, fig8, and adaptive (no adaptive "
                         "attack, so no Fig. 7: Table 1's plain rows, a first reading on a CPU)")
     p.add_argument("--fig8", action="store_true", help="run Fig. 8 with --quick too")
-    p.add_argument("--transfer-models", default=None, metavar="CKPT,CKPT,...",
-                   help="Fig. 8's models (default: train three with different seeds)")
+    p.add_argument("--transfer-models", default=None, metavar="[ARCH=]CKPT,...",
+                   help="Fig. 8's models (default: train three with different seeds); ARCH= names the "
+                        "architecture of an official checkpoint, e.g. dla34=dla34.pth, to mix architectures")
     p.add_argument("--transfer-steps", type=positive_int, default=None,
                    help="training steps of each Fig. 8 model (default: 2000; --quick 30)")
     p.add_argument("--transfer-crop", type=positive_int, default=None,
