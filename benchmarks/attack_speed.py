@@ -1,6 +1,7 @@
 """Iterations per second of the attacks (one forward + backward + projection + 8-bit
 rounding each), --batch images at once (default 1), edge_small with random weights unless
---checkpoint. On CUDA it also prints the peak GPU memory of each attack.
+--checkpoint. It prints the peak GPU memory of each attack on CUDA, the process's peak
+resident memory so far on the CPU (an upper bound on what the attack itself holds).
 
     python benchmarks/attack_speed.py                            # CPU, 256x512 and 512x1024
     python benchmarks/attack_speed.py --device cuda --arch drn_d_22 --sizes 1024x2048
@@ -12,6 +13,7 @@ The attack never stops early here (threshold 1.0), so every image runs --iters s
 """
 
 import argparse
+import resource
 import sys
 import time
 
@@ -64,7 +66,10 @@ def main():
                     torch.cuda.synchronize()
                 dt = time.perf_counter() - t0
                 steps = int(res.iterations[0]) + 1  # + the final evaluation forward
-                memory = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if cuda else ""
+                if cuda:
+                    memory = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
+                else:  # the process's high-water mark so far: weights, activations and gradients
+                    memory = f", peak process memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
                 print(f"{args.arch} {h}x{w} batch {n} {name:8s} adaptive={args.adaptive} device={args.device} "
                       f"fused={not args.no_fuse} threads={args.threads}: {args.iters / dt:.2f} it/s, {n * args.iters / dt:.1f} "
                       f"image-it/s ({dt / steps:.3f} s per step){memory}", flush=True)

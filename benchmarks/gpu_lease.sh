@@ -73,6 +73,8 @@ if [ "${BENCH:-1}" = 1 ]; then
   timeout 60 $PY benchmarks/kernel_bench.py --json "$OUT/kernel_bench.json" 2>&1 | tail -8
   timeout 60 $PY benchmarks/attack_speed.py --device cuda --sizes 512x1024 --batch 1 8 50 --iters 10 2>&1 | tail -6
   timeout 30 $PY benchmarks/attack_speed.py --device cuda --sizes 512x1024 --batch 50 --iters 10 --no-fuse 2>&1 | tail -2
+  # Issue 4's memory bound: full Cityscapes frames with DRN-D-22 at batch 1 within a 16 GB GPU.
+  timeout 60 $PY benchmarks/attack_speed.py --device cuda --arch drn_d_22 --sizes 1024x2048 --iters 5 2>&1 | tail -3
 fi
 wait $G1 $G2  # never a bare wait: it would wait for the log's tee too
 t "data: $(find $WORK/scenes/leftImg8bit/train -name '*.png' | wc -l) train, $(find $WORK/scenes/leftImg8bit/val -name '*.png' | wc -l) val"
