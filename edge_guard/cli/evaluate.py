@@ -5,7 +5,8 @@ adaptive (on the scale detector's blurs; on K_attack random patches of the spati
 scores them and the first --benign frames with both detectors, and writes OUT/results.json
 (every number), OUT/report.md (read this first) and PNG figures: ROC curves, Table 1 with the
 paper's numbers beside ours, Fig. 7 (defender K x attacker K_attack), Fig. 3 (vote-entropy
-maps) and Fig. 8 (transferability between models of one architecture). Attacks and scores
+maps) and Fig. 8 (transferability between models: three of the same architecture trained
+with different seeds, or any --transfer-models, other architectures included). Attacks and scores
 are cached under OUT: run the same command again to resume.
 """
 
