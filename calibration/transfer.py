@@ -1,4 +1,5 @@
-"""Fig. 8: do adversarial frames made against one model fool another of the same architecture?
+"""Fig. 8: do adversarial frames made against one model fool another (of the same architecture
+or, with --transfer-models ARCH=PATH, of another)?
 
 Models: ``--transfer-models`` checkpoints (``ARCH=PATH`` for an official checkpoint of another
 architecture than the evaluated one's), or three models of the evaluated model's architecture
