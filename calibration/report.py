@@ -198,6 +198,9 @@ def reading(results: dict) -> list:
                        f"{grid[-1].min():.3f} at the largest defender K={d['k_defender'][-1]}.")
     fig8 = results.get("fig8")
     if fig8:
+        quality = [m["clean_miou"] for m in fig8["models"] if m.get("clean_miou") is not None]
+        models = (f"; the models here segment clean frames at mIoU {min(quality):.2f}-{max(quality):.2f}"
+                  if quality else "")
         for method, d in fig8["methods"].items():
             s = np.array(d["success"])
             diag = float(np.nanmean(np.diag(s)))
@@ -210,7 +213,7 @@ def reading(results: dict) -> list:
             else:
                 verdict = "by this measure the attack transfers substantially"
             out.append(f"- Fig. 8 {method}: pixel success {diag:.3f} on the attacked model (diagonal), "
-                       f"{offd:.3f} on the others; {verdict} (the paper reports low transfer).")
+                       f"{offd:.3f} on the others; {verdict} (the paper reports low transfer{models}).")
     return out
 
 

@@ -329,6 +329,9 @@ def test_report_is_generated_from_the_numbers(evaluated):
     a = res["fig8"]["models"][0]
     assert f"Clean mIoU of each model on the evaluated frames (against their labels): A {a['clean_miou']:.3f}, B " in report
     assert "Architectures: A edge_small, B edge_small, C drn_d_22." in report
+    lo = min(m["clean_miou"] for m in res["fig8"]["models"])
+    fig8_line = next(line for line in report.splitlines() if line.startswith("- Fig. 8 dag:"))
+    assert f"the models here segment clean frames at mIoU {lo:.2f}-" in fig8_line
     cell = next(r for r in res["table1"] if r["detector"] == "spatial" and r["param"] == 1 and not r["adaptive"])
     assert f"{cell['auc']:.2f} (0.91)" in report
     compared = [r for r in res["table1"] if r.get("auc") is not None and r["paper_auc"] is not None]
