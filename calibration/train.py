@@ -133,6 +133,13 @@ def class_weights(frames, num_classes: int, limit: int = 100) -> list[float]:
     return [round(float(v), 4) for v in w]
 
 
+def crop_size(crop: int, frames) -> int:
+    """The square crop (pixels) training takes: ``crop`` clipped to the frames' labels, or
+    their short side when ``crop`` <= 0; it is what a checkpoint records as its crop."""
+    shape = frames[0][1].shape
+    return min(crop, *shape) if crop > 0 else min(shape)
+
+
 def poly_lr(base: float, step: int, steps: int, warmup: int = 100) -> float:
     """Linear warm-up then poly(0.9) decay, the usual schedule of DRN/DLA training."""
     if step < warmup:
@@ -205,7 +212,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     # weights' prior back out (see Segmenter), which this run's weights alone determine.
     segmenter.set_logit_bias(None if weights is None else (-torch.log(weights)).tolist())
 
-    crop = min(cfg.crop, *frames[0][1].shape) if cfg.crop > 0 else min(frames[0][1].shape)
+    crop = crop_size(cfg.crop, frames)
     if cfg.preload:
         log(f"decoding {len(frames)} frames into memory")
         frames = preload(frames)

@@ -39,7 +39,7 @@ RUN_KEYS = ("arch", "split", "steps", "batch_size", "seed", "lr", "weight_decay"
 
 def _train_models(s, meta: dict, progress: bool, log, device: str = "cpu") -> list:
     from .data.folders import open_dataset
-    from .train import TrainConfig, train
+    from .train import TrainConfig, crop_size, train
 
     try:
         frames = open_dataset(s.data, s.transfer_split)
@@ -50,7 +50,7 @@ def _train_models(s, meta: dict, progress: bool, log, device: str = "cpu") -> li
         raise DataError(f"Fig. 8 trains on labelled frames, but {s.data} split {s.transfer_split!r} has "
                         "no labels: pass --transfer-models CKPT,CKPT,CKPT or --skip fig8")
     folder = Path(s.out) / "transfer" / "models"
-    crop = min(s.transfer_crop, *frames[0][1].shape)  # what train() records: the crop it could take
+    crop = crop_size(s.transfer_crop, frames)  # what train() records as the run's crop
     paths = []
     gpu = str(device).startswith("cuda")
     for i in range(3):
