@@ -100,18 +100,26 @@ def _export_record(root: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise BundleError(f"{path} is not readable JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise BundleError(f"{path} must hold a JSON object: re-export the model (`edge-guard export`)")
+    return record
 
 
 def segment_graph(bundle: Bundle) -> tuple[Path | None, str]:
     """(path of the bundle's full-frame graph, why there is none)."""
     record = _export_record(bundle.root) or {}
     seg = record.get("segment")
+    reexport = (f"re-export with `edge-guard export --frame {bundle.frame_size[0]}x{bundle.frame_size[1]}` "
+                "to measure plain segmentation")
     if not seg:
-        return None, (f"{bundle.root} has no segment.onnx: re-export with `edge-guard export --frame "
-                      f"{bundle.frame_size[0]}x{bundle.frame_size[1]}` to measure plain segmentation")
+        return None, f"{bundle.root} has no segment.onnx: {reexport}"
+    size = seg.get("frame_size") if isinstance(seg, dict) else None
+    if (not isinstance(seg.get("file") if isinstance(seg, dict) else None, str) or not isinstance(size, list)
+            or len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)):
+        return None, f"{EXPORT_FILE}'s segment record is malformed (needs file and frame_size [H, W]): {reexport}"
     path = bundle.root / seg["file"]
     if not path.is_file():
         return None, f"{path} is missing"

@@ -51,6 +51,10 @@ THRESHOLD_RULES = ("fpr", "min-benign")
 OUTPUT_KINDS = ("labels", "logits")
 LABEL_DTYPES = ("int32", "int64", "uint8", "int16", "uint16")
 LOGIT_DTYPES = ("float32", "float16")
+# Sanity bounds, so that a corrupt file is refused instead of allocating gigabytes: the paper
+# uses K <= 50, and 16384 pixels is twice an 8K frame's width.
+MAX_PAIRS = 1024
+MAX_SIDE = 16384
 
 
 class BundleError(DataError):
@@ -89,13 +93,26 @@ def _kind(value) -> str:
             type(None): "null"}.get(type(value), f"{type(value).__name__} {value!r}")
 
 
-def _int(section: dict, key: str, path: str, minimum: int | None = None) -> int:
+def _int(section: dict, key: str, path: str, minimum: int | None = None,
+         maximum: int | None = None) -> int:
     value = _get(section, key, path)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise BundleError(f"{path}.{key} must be an integer, got {_kind(value)}")
     if minimum is not None and value < minimum:
         raise BundleError(f"{path}.{key} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise BundleError(f"{path}.{key} must be <= {maximum}, got {value}")
     return int(value)
+
+
+def _finite(value) -> bool:
+    """A real number (not a bool) that is finite; an int too large for a float is not."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _number(section: dict, key: str, path: str, lo: float | None = None, hi: float | None = None,
@@ -103,7 +120,7 @@ def _number(section: dict, key: str, path: str, lo: float | None = None, hi: flo
     value = _get(section, key, path, optional)
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    if not _finite(value):
         raise BundleError(f"{path}.{key} must be a finite number, got {_kind(value)}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise BundleError(f"{path}.{key} must lie in [{lo:g}, {hi:g}], got {value!r}")
@@ -121,8 +138,7 @@ def _str(section: dict, key: str, path: str, choices=None) -> str:
 
 def _triple(section: dict, key: str, path: str, positive: bool = False) -> list:
     value = _get(section, key, path)
-    ok = (isinstance(value, list) and len(value) == 3 and all(
-        isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+    ok = isinstance(value, list) and len(value) == 3 and all(_finite(v) for v in value)
     if not ok or (positive and min(value) <= 0):
         what = "3 positive numbers" if positive else "3 numbers"
         raise BundleError(f"{path}.{key} must be a list of {what}, got {value!r}")
@@ -137,7 +153,7 @@ def _check_model(model: dict) -> None:
     sha = _str(model, "sha256", p)
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise BundleError(f"model.sha256 must be 64 lowercase hex digits, got {sha!r}")
-    _int(model, "patch_size", p, minimum=1)
+    _int(model, "patch_size", p, minimum=1, maximum=MAX_SIDE)
     classes = _int(model, "num_classes", p, minimum=1)
     names = _get(model, "class_names", p)
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -171,7 +187,7 @@ def check_model_section(model: dict) -> None:
 def _check_detector(det: dict, patch: int) -> None:
     p = "detector"
     _str(det, "method", p, choices=METHODS)
-    size = _int(det, "patch_size", p, minimum=1)
+    size = _int(det, "patch_size", p, minimum=1, maximum=MAX_SIDE)
     if size != patch:
         raise BundleError(f"detector.patch_size={size} differs from model.patch_size={patch}: "
                           f"the graph takes {patch}x{patch} patches; recalibrate the bundle")
@@ -180,7 +196,7 @@ def _check_detector(det: dict, patch: int) -> None:
     if high <= low or high > size:
         raise BundleError(f"detector needs b_low < b_high <= patch_size, got b_low={low}, "
                           f"b_high={high}, patch_size={size}")
-    _int(det, "k", p, minimum=1)
+    _int(det, "k", p, minimum=1, maximum=MAX_PAIRS)
     _str(det, "pairing", p, choices=PAIRINGS)
     _number(det, "threshold", p, 0.0, 1.0)
     rule = _dict(det, "threshold_rule", p)
@@ -196,8 +212,8 @@ def _check_detector(det: dict, patch: int) -> None:
 
 
 def _check_frame(frame: dict, det: dict) -> None:
-    height = _int(frame, "height", "frame", minimum=1)
-    width = _int(frame, "width", "frame", minimum=1)
+    height = _int(frame, "height", "frame", minimum=1, maximum=MAX_SIDE)
+    width = _int(frame, "width", "frame", minimum=1, maximum=MAX_SIDE)
     try:
         check_geometry(height, width, det["patch_size"], det["b_low"], det["b_high"])
     except UserError as exc:

@@ -183,15 +183,27 @@ def validate_engine(engine: Path, onnx_path: Path | None = None, device: DeviceI
         if built != device.as_dict():
             return EngineCheck(False, f"{engine.name} was built for {built}, this is {device.as_dict()}", meta)
     profile = meta.get("profile") or {}
-    if patch is not None and (profile.get("max") or [0, 0])[1] != int(patch):
-        return EngineCheck(False, f"{engine.name} takes {(profile.get('max') or [0, 0])[1]}px patches, "
-                                  f"not {patch}px", meta)
+    lo_shape, hi_shape = (_profile_shape(profile, key) for key in ("min", "max"))
+    if (patch is not None or batch is not None) and (lo_shape is None or hi_shape is None):
+        return EngineCheck(False, f"{engine.name}'s record has no valid input profile (min/max shapes)", meta)
+    if patch is not None and hi_shape[1] != int(patch):
+        return EngineCheck(False, f"{engine.name} takes {hi_shape[1]}px patches, not {patch}px", meta)
     if batch is not None:
-        lo, hi = (profile.get("min") or [None])[0], (profile.get("max") or [None])[0]
-        if lo is None or hi is None or not lo <= int(batch) <= hi:
+        lo, hi = lo_shape[0], hi_shape[0]
+        if not lo <= int(batch) <= hi:
             return EngineCheck(False, f"{engine.name} runs batches of {lo}..{hi} patches, "
                                       f"{batch} needed: rebuild with a larger --max-pairs", meta)
     return EngineCheck(True, "ok", meta)
+
+
+def _profile_shape(profile, key: str) -> list | None:
+    """The sidecar's profile[key] as a list of >= 2 ints (batch, side, ...), None if malformed."""
+    shape = profile.get(key) if isinstance(profile, dict) else None
+    if not isinstance(shape, list) or len(shape) < 2:
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in shape):
+        return None
+    return shape
 
 
 def current_device(tensorrt_version: str, device_index: int = 0) -> DeviceInfo:

@@ -1,5 +1,7 @@
 """Errors a user can fix. The CLI prints them as one line and exits with status 2."""
 
+import contextlib
+import os
 import sys
 
 
@@ -43,3 +45,7 @@ def exit_status(run, prog: str) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output left (`... | head`): not an error to report
+        with contextlib.suppress(OSError, ValueError):  # keep the exit-time flush from failing too
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by it

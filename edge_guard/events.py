@@ -62,7 +62,10 @@ class EventWriter:
             if not path.parent.is_dir():
                 raise UserError(f"cannot write events to {path}: the folder {path.parent} does not exist")
             try:
+                torn = _ends_torn(path)
                 self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+                if torn:  # a crash cut the last line: end it, or our first record would join it
+                    self._file.write("\n")
             except OSError as exc:
                 raise UserError(f"cannot write events to {path}: {exc.strerror or exc}") from None
             self._owned, self.name = True, str(path)
@@ -90,18 +93,38 @@ class EventWriter:
         self.close()
 
 
+def _ends_torn(path: Path) -> bool:
+    """Whether the file exists, is not empty and its last byte is not a newline."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
+
+
 def read_events(path) -> list[dict]:
-    """All records of a JSON Lines file (a torn last line, from a crash, is dropped)."""
+    """All records of a JSON Lines file. A line torn by a crash (the last one, or one that the
+    next run's "start" record follows) is dropped; any other bad line is a ValueError."""
     records = []
     with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
+        lines = [(n, line) for n, line in enumerate(f.read().split("\n"), 1) if line.strip()]
+    for i, (number, line) in enumerate(lines):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            if i == len(lines) - 1:  # no newline after it: the line being written when it stopped
-                break
-            raise
+            if i + 1 == len(lines) or _is_start(lines[i + 1][1]):
+                continue
+            raise ValueError(f"{path}: line {number} is not JSON: {line[:60]!r}") from None
     return records
+
+
+def _is_start(line: str) -> bool:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(record, dict) and record.get("type") == "start"

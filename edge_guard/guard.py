@@ -30,7 +30,7 @@ from time import perf_counter
 import numpy as np
 
 from .backends import FunctionRunner, Runner, open_runner
-from .bundle import Bundle, BundleError, load_bundle
+from .bundle import MAX_PAIRS, Bundle, BundleError, load_bundle
 from .consistency import mean_score, pair_mious
 from .crop import crop_patches
 from .errors import UserError
@@ -79,6 +79,8 @@ def _pairs_count(pairs, default: int) -> int:
         return default
     if isinstance(pairs, bool) or not isinstance(pairs, numbers.Integral) or pairs < 1:
         raise UserError(f"the number of patch pairs must be a positive integer, got {pairs!r}")
+    if pairs > MAX_PAIRS:
+        raise UserError(f"at most {MAX_PAIRS} patch pairs per frame, got {pairs}")
     return int(pairs)
 
 
@@ -111,11 +113,23 @@ class Guard:
         s = bundle.patch_size
         height, width = bundle.frame_size
         # The buffers live as long as the Guard: no allocation per frame in steady state.
-        self._batch = np.empty((2 * self.k, s, s, 3), np.uint8)
-        self._resized = np.empty((height, width, 3), np.uint8)
-        self._swapped = np.empty((height, width, 3), np.uint8)
+        try:
+            self._batch = np.empty((2 * self.k, s, s, 3), np.uint8)
+            self._resized = np.empty((height, width, 3), np.uint8)
+            self._swapped = np.empty((height, width, 3), np.uint8)
+        except MemoryError:
+            raise UserError(f"not enough memory for {2 * self.k} patches of {s}x{s} and a {height}x{width} "
+                            f"frame: use fewer pairs (--pairs) or a bundle with smaller frames") from None
         # rgb flag of check() -> whether the frame's channel order differs from the graph's
         self._swap = {False: bundle.channels == "RGB", True: bundle.channels == "BGR"}
+
+    @property
+    def k_text(self) -> str:
+        """The pair count for headers: e.g. "K=5", or "K=50 (threshold set for K=5)" when
+        ``pairs`` overrode the bundle's K (the score is a mean over K pairs, so its benign
+        spread, and the threshold's false-positive rate, depend on K)."""
+        calibrated = self.bundle.k
+        return f"K={self.k}" if self.k == calibrated else f"K={self.k} (threshold set for K={calibrated})"
 
     @classmethod
     def load(cls, bundle_dir=None, backend: str = "auto", seed=None, pairs: int | None = None,

@@ -122,7 +122,7 @@ def parse_source(camera: int | None = None, source: str | None = None) -> Source
     text = str(source).strip()
     if not text:
         raise UserError("--source is empty")
-    if "!" in text:
+    if "!" in text and not Path(text).expanduser().is_file():  # a file name may contain '!'
         return Source(text, "gstreamer")
     if _URL.match(text):
         if text.lower().startswith("file://"):
@@ -152,6 +152,12 @@ def has_gstreamer() -> bool:
     return False
 
 
+# OpenCV's log level and file descriptor 2 are process-wide: streams opening (or reconnecting)
+# in several threads at once would save and restore them interleaved, leaving stderr pointed
+# at a deleted file for good. One reentrant lock serialises the probes.
+_PROBE_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def _quiet_opencv():
     """Silence OpenCV's own warnings while probing a source: our one-line error says it all."""
@@ -159,37 +165,39 @@ def _quiet_opencv():
     if logging is None:
         yield
         return
-    level = logging.getLogLevel()
-    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        logging.setLogLevel(level)
+    with _PROBE_LOCK:
+        level = logging.getLogLevel()
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+        try:
+            yield
+        finally:
+            logging.setLogLevel(level)
 
 
 @contextlib.contextmanager
 def _captured_stderr():
     """Collect what C libraries (OpenCV, FFmpeg) write to file descriptor 2 meanwhile.
 
-    Yields a list that holds the text afterwards. Used while opening a source only, before the
-    reader thread starts, so nothing else of ours writes to stderr in between.
+    Yields a list that holds the text afterwards. Used while opening a source only, before its
+    reader thread starts; another thread's stderr output in that window lands here too.
     """
     text: list = []
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no usable fd 2 (e.g. pythonw)
-        yield text
-        return
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
+    with _PROBE_LOCK:
         try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no usable fd 2 (e.g. pythonw)
             yield text
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            text.append(tmp.read().decode("utf-8", "replace"))
+            return
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield text
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                text.append(tmp.read().decode("utf-8", "replace"))
 
 
 def _last_message(text: str) -> str:
@@ -552,7 +560,12 @@ class Stream:
         return cap, (frame, time.time(), perf_counter())
 
     def run(self) -> dict:
-        """Read and check until the source ends, max_frames, stop() or Ctrl-C; the summary."""
+        """Read and check until the source ends, max_frames, stop() or Ctrl-C; the summary.
+        Callable again (e.g. after "source lost"): each run starts with a fresh alarm window."""
+        self._stop.clear()
+        self._stop_reason = None
+        self.alarm = AlarmWindow(self.alarm.m, self.alarm.n)
+        self.scores.clear()
         cap, first = self._open()
         fps = _prop(cap, cv2.CAP_PROP_FPS)
         fps = fps if fps is not None and fps < 1000 else None
@@ -560,6 +573,8 @@ class Stream:
         try:
             if self.warmup:
                 self.guard.check(first[0])
+                # Frame 0 counts as read now: its latency must not include the warm-up.
+                first = (first[0], time.time(), perf_counter())
         except BaseException:
             cap.release()
             raise
@@ -575,7 +590,7 @@ class Stream:
                     "alarm": {"m": self.alarm.m, "n": self.alarm.n}, **self.extra})
         h, w = g.bundle.frame_size
         self._say(f"# {self.source} -> {g.bundle.root} | {g.backend} ({g.provider}) | frame {h}x{w}, "
-                  f"K={g.k}, threshold {g.threshold:.4f} | "
+                  f"{g.k_text}, threshold {g.threshold:.4f} | "
                   f"{'newest frame only' if self.realtime else 'every frame in order'}"
                   f"{f', one in {self.every}' if self.every > 1 else ''} | "
                   f"alarm {self.alarm.m}/{self.alarm.n}")

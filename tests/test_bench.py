@@ -89,6 +89,22 @@ def test_segment_graph_of_another_frame_size_is_not_used(tmp_path):
     assert doc.segmentation is None and "re-export with --frame" in doc.segmentation_note
 
 
+@pytest.mark.parametrize("record, words", [
+    ([], "must hold a JSON object"),
+    ({"segment": "segment.onnx"}, "segment record is malformed"),
+    ({"segment": {"frame_size": [48, 64]}}, "segment record is malformed"),
+])
+def test_malformed_export_json_is_one_line(tmp_path, record, words):
+    root = make_guard_bundle(tmp_path / "b", frame=FRAME)
+    (root / "export.json").write_text(json.dumps(record))
+    if isinstance(record, list):
+        with pytest.raises(BundleError, match=words):
+            run_bench(root, backend="onnxruntime-cpu", pairs=[1], iters=1, warmup=0, log=lambda _: None)
+        return
+    doc = run_bench(root, backend="onnxruntime-cpu", pairs=[1], iters=1, warmup=0, log=lambda _: None)
+    assert doc.segmentation is None and words in doc.segmentation_note
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path):
     with pytest.raises(BundleError, match="neither guard.json nor export.json"):
         open_bundle(tmp_path)

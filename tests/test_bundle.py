@@ -81,6 +81,11 @@ MALFORMED = [
     ("detector.threshold_rule.rule", "magic", "threshold_rule.rule is 'magic'"),
     ("detector.threshold_rule.target_fpr", _DELETE, "threshold_rule lacks the key 'target_fpr'"),
     ("detector.threshold_rule.quantiles", {"0.5": "high"}, "quantiles.0.5 must be a finite number"),
+    ("detector.k", 10**6, "detector.k must be <= 1024"),  # a corrupt K would allocate gigabytes
+    ("detector.threshold", 10**400, "detector.threshold must be a finite number"),  # no float holds it
+    ("detector.threshold_rule.quantiles", {"0.5": -10**400}, "quantiles.0.5 must be a finite number"),
+    ("model.normalization.mean", [0, 10**400, 0], "must be a list of 3 numbers"),
+    ("frame.height", 10**7, "frame.height must be <= 16384"),
     ("frame.height", 12.5, "frame.height must be an integer"),
     ("frame.height", 17, "too small for 16x16 patch pairs"),
     ("frame.width", 10, "too small for 16x16 patch pairs"),

@@ -89,6 +89,16 @@ def test_damaged_engine_is_refused(built, damage, reason):
     assert not check.ok and reason in check.reason
 
 
+@pytest.mark.parametrize("profile", ["fp16", [2, 64], {"min": [2, 64], "max": [2]}, {"max": ["2", 64]}])
+def test_sidecar_with_a_malformed_profile_is_refused_not_raised(built, profile):
+    eng, onnx_path = built
+    meta = json.loads(sidecar_path(eng).read_text())
+    meta["profile"] = profile
+    sidecar_path(eng).write_text(json.dumps(meta))
+    check = validate_engine(eng, onnx_path, ORIN, "fp16", batch=10, patch=PATCH)
+    assert not check.ok and "no valid input profile" in check.reason
+
+
 def test_engine_for_other_device_precision_or_batch_is_refused(built):
     eng, onnx_path = built
     assert "built for" in validate_engine(eng, onnx_path, DeviceInfo("Orin", (8, 7), "10.4.0")).reason

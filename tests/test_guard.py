@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import subprocess
 import sys
 
 import cv2
@@ -175,6 +176,12 @@ def test_pairs_override_and_timings(bundle_dir):
     for bad in (0, -1, 2.5, True):
         with pytest.raises(UserError, match="positive integer"):
             Guard.load(bundle_dir, backend="onnxruntime-cpu", pairs=bad)
+    with pytest.raises(UserError, match="at most 1024 patch pairs"):  # not a MemoryError traceback
+        Guard.load(bundle_dir, backend="onnxruntime-cpu", pairs=10**9)
+    # Headers say when the threshold was set for another K (the score's spread depends on K).
+    assert g.k_text == f"K=3 (threshold set for K={g.bundle.k})" and g.bundle.k != 3
+    with Guard.load(bundle_dir, backend="onnxruntime-cpu", threads=1) as same:
+        assert same.k_text == f"K={same.bundle.k}"
     with pytest.raises(UserError, match="seed must be"):
         Guard.load(bundle_dir, backend="onnxruntime-cpu", seed=-1)
 
@@ -264,6 +271,17 @@ def test_cli_exit_statuses(bundle_dir, images):
                                         f"edge-guard check: error: {images}: not a file"]
     rc, out, err = _cli(["check", "--bundle", str(images), str(images / "flat.png")])
     assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1 and "has no guard.json" in err
+
+
+def test_cli_output_into_a_closed_pipe_is_quiet(bundle_dir, images):
+    # `edge-guard check ... | head -c 10`: the reader leaves early; no BrokenPipeError traceback.
+    cmd = [sys.executable, "-m", "edge_guard", "check", "--bundle", str(bundle_dir), "--backend",
+           "onnxruntime-cpu", "--threads", "1", "--json"] + [str(images / "flat.png")] * 200
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.read(10)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and err == ""
 
 
 def test_cli_json_lines(bundle_dir, images):

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -248,6 +249,9 @@ def test_parse_source():
 def test_source_folder_and_pattern(tmp_path):
     with pytest.raises(UserError, match="is a folder"):
         parse_source(source=str(tmp_path))
+    odd = tmp_path / "clip!1.avi"  # a file name with '!' is a file, not a GStreamer pipeline
+    odd.write_bytes(b"")
+    assert parse_source(source=str(odd)) == Source(str(odd), "file")
     pattern = parse_source(source=str(tmp_path / "%06d.png"))
     assert pattern.kind == "file" and not pattern.live
 
@@ -305,6 +309,51 @@ def test_camera_dropping_mid_stream_is_reopened_with_back_off(bundle_dir, tmp_pa
     assert summary["frames_read"] == summary["frames_checked"] == 9
     assert [r["frame"] for r in _frames(records)] == list(range(9))
     assert all(cap.released for cap in made)
+
+
+def test_a_stream_runs_again_after_its_source_was_lost(bundle_dir, tmp_path):
+    # A service restarts the same Stream after "source lost": the second run checks frames.
+    opener, _ = _opener([3, 2])
+    guard = Guard.from_function(load_bundle(bundle_dir), contrast_labels, seed=0)
+    stream = Stream(guard, Source(0, "camera"), opener=opener, realtime=False, reconnect=())
+    first = stream.run()
+    second = stream.run()
+    assert (first["reason"], first["frames_checked"]) == ("source lost", 3)
+    assert (second["reason"], second["frames_checked"]) == ("source lost", 2)
+
+
+def test_frame_0_latency_leaves_out_the_warm_up(bundle_dir, tmp_path):
+    calls = []
+
+    def segment(batch):  # the first call (the warm-up) is slow, as a cold engine is
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(0.5)
+        return contrast_labels(batch)
+    guard = Guard.from_function(load_bundle(bundle_dir), segment, seed=0)
+    ev = tmp_path / "ev.jsonl"
+    opener, _ = _opener([3])
+    with EventWriter(ev) as events:
+        Stream(guard, Source(0, "camera"), opener=opener, events=events, realtime=False, reconnect=()).run()
+    frames = _frames(read_events(ev))
+    assert len(calls) == 4 and frames[0]["frame"] == 0
+    assert frames[0]["latency_ms"] < 400  # the warm-up's 500 ms is not frame 0's
+
+
+def test_streams_opening_in_threads_leave_stderr_working(bundle_dir, capfd):
+    # Each open captures file descriptor 2; interleaved, they once left it on a deleted file.
+    def opener():
+        time.sleep(0.05)
+        return FakeCapture(2)
+    guard = Guard.from_function(load_bundle(bundle_dir), contrast_labels, seed=0)
+    threads = [threading.Thread(target=Stream(guard, Source(i, "camera"), opener=opener,
+                                              realtime=False, reconnect=()).run) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    os.write(2, b"still here\n")  # what C libraries and a crashing interpreter write to
+    assert "still here" in capfd.readouterr().err
 
 
 def test_lost_camera_exits_2_after_the_summary(bundle_dir, monkeypatch, capsys):
@@ -424,5 +473,14 @@ def test_event_writer(tmp_path):
     with open(path, "a") as f:
         f.write('{"type": "fra')  # a line torn by a crash
     assert len(read_events(path)) == 1
+    # The restarted service's log goes on after the torn line, on a line of its own.
+    with EventWriter(path) as events:
+        events.write({"type": "start"})
+        events.write({"type": "end"})
+    assert _types(read_events(path)) == ["frame", "start", "end"]
+    with open(path, "a") as f:
+        f.write('{"type": "fra\n{"type": "frame"}\n')  # torn, and not by a restart
+    with pytest.raises(ValueError, match="line 5 is not JSON"):
+        read_events(path)
     with pytest.raises(UserError, match="does not exist"):
         EventWriter(tmp_path / "nope" / "ev.jsonl")

@@ -76,7 +76,8 @@ def add_runtime_options(parser: argparse.ArgumentParser, unit: str = "frame") ->
                         help="inference backend (default: auto: TensorRT with an engine built for this "
                              "GPU, else ONNX Runtime CUDA, else ONNX Runtime CPU)")
     parser.add_argument("--pairs", type=positive_int, default=None, metavar="K",
-                        help=f"patch pairs per {unit} (default: the bundle's K)")
+                        help=f"patch pairs per {unit} (default: the bundle's K; its threshold was set for that "
+                             "K, so another K changes the false-positive rate)")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads of the backend (default: the backend's choice)")
     parser.add_argument("--precision", choices=("fp16", "int8", "fp32"), default=None,

@@ -58,7 +58,7 @@ def run(args) -> int:
         if not args.json:
             h, w = guard.bundle.frame_size
             print(f"# {guard.bundle.root} | backend {guard.backend} ({guard.provider}) | "
-                  f"frame {h}x{w}, K={guard.k}, threshold {guard.threshold:.4f}")
+                  f"frame {h}x{w}, {guard.k_text}, threshold {guard.threshold:.4f}")
             print(f"# backend choice: {guard.selection}")
             print(f"{'verdict':<12} {'score':>7} {'min pair':>8} {'ms':>8}  image")
         for path in args.images:
