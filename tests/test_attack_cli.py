@@ -104,6 +104,31 @@ def test_the_model_is_its_sha_not_its_path(setup, capsys, tmp_path):
     assert "other settings (model_sha256:" in capsys.readouterr().err
 
 
+def test_symlinked_split_and_a_changed_source_frame(setup, tmp_path):
+    """A split that is a symlink (a common Cityscapes subset set-up) is attacked like a real
+    folder; a source frame changed since its attack is attacked anew, the others are kept."""
+    import shutil
+
+    root, ckpt, _ = setup
+    data = tmp_path / "data"
+    shutil.copytree(root / "data", tmp_path / "real")
+    for kind in ("leftImg8bit", "gtFine"):
+        (data / kind).mkdir(parents=True)
+        (data / kind / "val").symlink_to(tmp_path / "real" / kind / "val", target_is_directory=True)
+    args = ["attack", "--model", str(ckpt), "--data", str(data), "--split", "val", "--max-iter", "1",
+            "--device", "cpu", "--method", "dag", "--target", "pure", "--limit", "2", "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    first = json.loads((tmp_path / "out" / "manifest.json").read_text())["images"]
+    assert all(rec["adversarial"].startswith("leftImg8bit/val/") for rec in first.values())
+    changed, kept = sorted(first)
+    source = first[changed]["source"]
+    cv2.imwrite(source, 255 - cv2.imread(source))  # the frame is regenerated in place
+    assert main(args) == 0
+    second = json.loads((tmp_path / "out" / "manifest.json").read_text())["images"]
+    assert second[kept] == first[kept]
+    assert second[changed]["source_sha256"] != first[changed]["source_sha256"]
+
+
 @pytest.mark.parametrize("extra,message", [
     (("--method", "fgsm", "--target", "pure"), "unknown attack method"),
     (("--method", "dag", "--target", "kitty"), "unknown target"),

@@ -10,13 +10,15 @@ Output folder::
     OUT/manifest.json                                     settings + per-image metrics
 
 The manifest is rewritten after every frame, so an interrupted run resumes where it
-stopped; a run with other settings into the same folder is refused.
+stopped (a frame whose source file changed since, by its recorded sha256, is attacked anew);
+a run with other settings into the same folder is refused.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import zlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -160,10 +162,15 @@ class Manifest:
                             f"({'; '.join(diff[:3])}): use another --out, or the same settings to resume")
         self.images = dict(old.get("images") or {})
 
-    def done(self, name: str) -> bool:
+    def done(self, name: str, source_sha256: Optional[str] = None) -> bool:
+        """Whether ``name`` was attacked and its files are there; a record that holds its source
+        frame's sha256 must also match ``source_sha256`` (a regenerated frame is attacked anew)."""
         rec = self.images.get(name)
-        return bool(rec) and all((self.path.parent / rec[k]).is_file()
-                                 for k in ("adversarial", "target", "target_color"))
+        if not rec or not all((self.path.parent / rec[k]).is_file()
+                              for k in ("adversarial", "target", "target_color")):
+            return False
+        recorded = rec.get("source_sha256")
+        return recorded is None or source_sha256 is None or recorded == source_sha256
 
     def add(self, name: str, record: dict) -> None:
         self.images[name] = record
@@ -261,9 +268,12 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
     views = make_views(s.adaptive, s.k_attack, s.patch_size, s.b_low, s.b_high, s.blur_stds, s.pair_weight)
     attack = ATTACKS[s.method]
     hyper = {"gamma": s.step} if s.method == "dag" else {"step": s.step}
-    root = data.resolve()
+    # Paths inside the folder as the loader lists them, not resolved: a symlinked split
+    # (e.g. leftImg8bit/train -> elsewhere) would leave the folder.
+    root = Path(os.path.abspath(data))
     count = len(frames) if limit is None else min(int(limit), len(frames))
-    todo = [i for i in range(count) if not manifest.done(frames.names[i])]
+    source_sha = {i: sha256_file(frames.image_paths[i]) for i in range(count)}
+    todo = [i for i in range(count) if not manifest.done(frames.names[i], source_sha[i])]
     bar = _progress(len(todo), f"{s.method} -> {s.target}", progress)
     for chunk in _batches(todo, s.batch, lambda i: s.size or frames[i][0].shape[:2]):
         prepared = [_prepare(frames, i, s, segmenter, device) for i in chunk]
@@ -274,14 +284,15 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         for j, (p, metrics) in enumerate(zip(prepared, result.records())):
             i, name, target = p["index"], p["name"], p["target"]
             adv = (result.images[j].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            rel = frames.image_paths[i].resolve().relative_to(root).with_suffix(".png")
+            rel = Path(os.path.abspath(frames.image_paths[i])).relative_to(root).with_suffix(".png")
             tdir = Path("targets") / rel.parent
             paths = {"adversarial": str(rel), "target": str(tdir / f"{name}_target.png"),
                      "target_color": str(tdir / f"{name}_target_color.png")}
             _write_png(out / paths["adversarial"], cv2.cvtColor(adv, cv2.COLOR_RGB2BGR))
             _write_png(out / paths["target"], target)
             _write_png(out / paths["target_color"], cv2.cvtColor(colorize(target), cv2.COLOR_RGB2BGR))
-            record = {"source": str(frames.image_paths[i].resolve()), **paths, "seed": p["seed"],
+            record = {"source": str(frames.image_paths[i].resolve()), "source_sha256": source_sha[i],
+                      **paths, "seed": p["seed"],
                       "clean_success": p["clean_success"], **metrics}
             if len(prepared) > 1:  # "seconds" is then the batch's time until this frame stopped
                 record.update(batch=len(prepared), batch_first=prepared[0]["name"],
