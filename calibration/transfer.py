@@ -37,18 +37,26 @@ RUN_KEYS = ("arch", "split", "steps", "batch_size", "seed", "lr", "weight_decay"
             "scale_max", "class_weights", "model_kwargs")
 
 
-def _train_models(s, meta: dict, progress: bool, log, device: str = "cpu") -> list:
+def training_frames(s):
+    """The labelled frames Fig. 8's models train on; DataError (one line) when there are none.
+    ``evaluate`` calls it before any attack, so a bad split costs seconds, not a run."""
     from .data.folders import open_dataset
-    from .train import TrainConfig, crop_size, train
 
     try:
         frames = open_dataset(s.data, s.transfer_split)
     except DataError as exc:
         raise DataError(f"Fig. 8 trains its models on split {s.transfer_split!r}, which is not "
                         f"usable ({exc}); pass --transfer-models CKPT,CKPT,CKPT or --skip fig8") from None
-    if not getattr(frames, "labeled", False):
+    if not getattr(frames, "labeled", False) or len(frames) == 0:
         raise DataError(f"Fig. 8 trains on labelled frames, but {s.data} split {s.transfer_split!r} has "
-                        "no labels: pass --transfer-models CKPT,CKPT,CKPT or --skip fig8")
+                        "none: pass --transfer-models CKPT,CKPT,CKPT or --skip fig8")
+    return frames
+
+
+def _train_models(s, meta: dict, progress: bool, log, device: str = "cpu") -> list:
+    from .train import TrainConfig, crop_size, train
+
+    frames = training_frames(s)
     folder = Path(s.out) / "transfer" / "models"
     crop = crop_size(s.transfer_crop, frames)  # what train() records as the run's crop
     paths = []
@@ -180,7 +188,10 @@ def _clean_miou(models: list, s, n: int, device: str, progress: bool) -> list:
     from .data.folders import open_dataset
     from .segeval import evaluate_segmentation
 
-    frames = open_dataset(s.data, s.split)
+    try:  # a Cityscapes/BDD layout without its label folder raises rather than says "unlabelled"
+        frames = open_dataset(s.data, s.split)
+    except DataError:
+        return [None] * len(models)
     if not getattr(frames, "labeled", False):
         return [None] * len(models)
     return [round(evaluate_segmentation(m, frames, limit=n, device=device, progress=progress)["miou"], 4)

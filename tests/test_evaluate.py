@@ -62,6 +62,19 @@ def test_spatial_scores_at_k_are_the_runtime_mean_of_the_first_k_pairs():
     assert ev.spatial_at(pairs, 4)[0] == 0.4375
 
 
+def test_fig7_rows_run_from_the_smallest_defender_k_whatever_the_order_given():
+    # The report reads the last row as "the largest defender K".
+    s = ev.EvalSettings(data="d", out="o", model="m", methods=("dag",), targets=("pure",),
+                        ks=(50, 1), k_attack=(5, 0))
+    benign = {"spatial": [[0.9] * 50, [0.8] * 50]}
+    adv = {"dag_pure_plain": {"spatial": [[0.85] + [0.1] * 49]},
+           "dag_pure_spatial5": {"spatial": [[0.1] * 50]}}
+    f7 = ev.fig7(s, benign, adv)["dag_pure"]
+    assert f7["k_defender"] == [1, 50] and f7["k_attack"] == [0, 5]
+    # K=1 sees one pair: 0.85 sits between the benign scores (AUC 0.5); K=50 separates all.
+    assert f7["auc"] == [[0.5, 1.0], [1.0, 1.0]]
+
+
 def test_paper_table1_lookup():
     assert paper_auc("scale", 3, "dag", "emblem", True) == 0.0          # Kitty, adaptive
     assert paper_auc("scale", 5.0, "houdini", "pure", True) == 0.71
@@ -197,6 +210,30 @@ def test_user_mistakes_exit_2_in_one_line(tmp_path, extra, message):
     assert rc == 2, stderr
     assert stderr.count("\n") == 1 and stderr.startswith("edge-guard evaluate: error:")
     assert message in stderr
+
+
+def test_fig8_without_training_frames_is_refused_before_any_attack(tmp_path):
+    from edge_guard.calibration.data.layout import write_split
+
+    write_split(tmp_path / "data", split="val", frames=2, size=FRAME, seed=3, progress=False)
+    out = tmp_path / "o"
+    rc, _, stderr = run_cli(["evaluate", "--data", str(tmp_path / "data"), "--out", str(out), "--quick",
+                             "--quiet", "--fig8", "--frame", "64x128", "--patch", "32", "--b-low", "4",
+                             "--b-high", "8", "--benign", "2", "--adversarial", "1"])
+    assert rc == 2 and stderr.count("\n") == 1 and "Fig. 8 trains its models on split 'train'" in stderr
+    assert not (out / "attacks").exists()  # found in seconds, not after Table 1's attacks
+
+
+def test_fig8_clean_miou_is_none_for_a_layout_without_labels(tmp_path):
+    import shutil
+
+    from edge_guard.calibration.data.layout import write_split
+    from edge_guard.calibration.transfer import _clean_miou
+
+    write_split(tmp_path / "data", split="val", frames=1, size=FRAME, seed=3, progress=False)
+    shutil.rmtree(tmp_path / "data" / "gtFine")  # images only: Fig. 8 with --transfer-models needs no labels
+    s = ev.EvalSettings(data=str(tmp_path / "data"), out="o", model="m")
+    assert _clean_miou(["a model"], s, 1, "cpu", False) == [None]
 
 
 def test_reading_points_at_the_stop_rule_only_where_the_scale_detector_survives():

@@ -114,6 +114,11 @@ def _list(text: str, option: str, kind=str) -> tuple:
     return values
 
 
+def _counts(text: str, option: str, kind) -> tuple:
+    """A numeric list, ascending and without repeats: tables and figures run from small to large."""
+    return tuple(sorted(set(_list(text, option, kind))))
+
+
 def settings_from_args(args):
     """EvalSettings from the parsed arguments: an explicit flag wins over --quick's preset."""
     from edge_guard.calibration.evaluate import EvalSettings
@@ -132,8 +137,8 @@ def settings_from_args(args):
         data=str(args.data), out=str(args.out), model=str(args.model), arch=args.arch, split=args.split,
         benign=pick("benign"), adversarial=pick("adversarial"),
         methods=_list(pick("methods"), "--methods"), targets=_list(pick("targets"), "--targets"),
-        ks=_list(pick("ks"), "--ks", int), stds=_list(pick("stds"), "--stds", float),
-        k_attack=_list(pick("k_attack"), "--k-attack", int), k_pairs=_list(pick("k_pairs"), "--k-pairs", int),
+        ks=_counts(pick("ks"), "--ks", int), stds=_counts(pick("stds"), "--stds", float),
+        k_attack=_counts(pick("k_attack"), "--k-attack", int), k_pairs=_counts(pick("k_pairs"), "--k-pairs", int),
         frame=tuple(pick("frame")),
         patch=pick("patch"), b_low=pick("b_low"), b_high=pick("b_high"), max_iter=pick("max_iter"),
         attack_stop=args.attack_stop, batch=args.batch, seed=args.seed,
