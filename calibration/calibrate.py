@@ -239,6 +239,7 @@ def calibrate(checkpoint, data, out, settings: CalibrationSettings | None = None
     segment = torch_segment(segmenter, device)
 
     warnings = []
+    model_sha = sha256_file(checkpoint)
     cal_scores = _score_set(bundle, segment, cal, s.seed, STREAM_CALIBRATION, progress)
     choice = thr.pick_threshold(cal_scores, s.rule, s.fpr)
     if choice.warning:
@@ -262,9 +263,17 @@ def calibrate(checkpoint, data, out, settings: CalibrationSettings | None = None
             scores = _score_set(bundle, segment, adv, s.seed, stream, progress)
             adv_scores[adv.name] = scores
             auc = thr.detection_auc(benign, scores)
+            # Frames made against another model measure transferred attacks, not this model's.
+            made_for = adv.info.get("attack", {}).get("model_sha256")
+            white_box = None if not made_for else made_for == model_sha
+            if white_box is False:
+                warnings.append(f"adversarial set {adv.name} was made against another model (sha256 "
+                                f"{str(made_for)[:12]}...): its detection rate and AUC are for transferred "
+                                "attacks, not white-box ones on this model")
             evaluation["adversarial"][adv.name] = {
                 **thr.summary(scores), "detection_rate": thr.flag_rate(scores, t), "auc": auc,
-                "auc_benign_frames": int(benign.size), "pair_stream": stream, **adv.info}
+                "auc_benign_frames": int(benign.size), "pair_stream": stream, "white_box": white_box,
+                **adv.info}
             evaluation["auc"][adv.name] = auc
 
     rule = {"rule": choice.rule, "benign_frames": choice.frames,
@@ -287,7 +296,7 @@ def calibrate(checkpoint, data, out, settings: CalibrationSettings | None = None
         "data": cal.info, "seed": s.seed,
         "pair_streams": "SeedSequence([seed, stream]): 0 calibration, 1 held-out, 2+i adversarial set i",
         "device": str(device), "source_checkpoint": {"file": checkpoint.name,
-                                                     "sha256": sha256_file(checkpoint)},
+                                                     "sha256": model_sha},
         "export_verification": record.get("verification"),
         "trt_compatible": (record.get("trt_compat") or {}).get("ok"),
         "warnings": warnings}

@@ -162,7 +162,8 @@ def workspace(tmp_path_factory):
         images[name] = {"adversarial": f"{name}.png", "success": 1.0}
     (noisy / "manifest.json").write_text(json.dumps({
         "format": "edge-guard-attack", "version": 1,
-        "settings": {"method": "noise", "target": "none", "adaptive": None}, "images": images}))
+        "settings": {"method": "noise", "target": "none", "adaptive": None, "model_sha256": "0" * 64},
+        "images": images}))
     return {"root": root, "ckpt": ckpt, "data": data, "noisy": noisy, "plain": plain}
 
 
@@ -206,6 +207,9 @@ def test_calibrate_writes_a_complete_bundle(calibrated, workspace):
         assert adv["frames"] == 4 and 0 <= adv["detection_rate"] <= 1 and 0 <= adv["auc"] <= 1
         assert adv["auc"] == ev["auc"][name] and adv["auc_benign_frames"] == CALIB + HOLDOUT
     assert ev["adversarial"]["noise_none"]["attack"]["method"] == "noise"
+    # Made against another model (its manifest says so): recorded and said, not taken as white-box.
+    assert ev["adversarial"]["noise_none"]["white_box"] is False and ev["adversarial"]["plain"]["white_box"] is None
+    assert "adversarial set noise_none was made against another model" in stderr
     cal = doc["provenance"]["calibration"]
     assert cal["seed"] == 3 and cal["settings"]["calib_frames"] == CALIB
     assert cal["source_checkpoint"]["sha256"] == doc["model"]["source_checkpoint"]["sha256"]
