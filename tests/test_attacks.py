@@ -357,6 +357,25 @@ def test_patch_views_follow_the_detector_geometry():
     assert list(PatchViews(k=0).groups(x, t, t == 0, np.random.default_rng(0))) == []
 
 
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_per_image_seeds_make_adaptive_results_independent_of_the_batch(attack):
+    # A resumed run batches other frames together: an image's views must not depend on that.
+    model = prototype_segmenter()
+    x = eight_bit((3, 3, 32, 64), seed=2)
+    target = torch.full((3, 32, 64), 3, dtype=torch.long)
+    views = PatchViews(k=2, size=16, low=2, high=4)
+    kwargs = dict(views=views, max_iter=4, threshold=1.0, l2=0.06)
+    batched = attack(model, x, target, seed=[7, 8, 9], **kwargs)
+    alone = [attack(model, x[i:i + 1], target[i:i + 1], seed=[s], **kwargs) for i, s in enumerate((7, 8, 9))]
+    for i, one in enumerate(alone):
+        assert torch.allclose(batched.images[i], one.images[0], atol=1e-6)
+    # One shared seed draws the batch's views from one stream: image 1 then differs.
+    shared = attack(model, x, target, seed=7, **kwargs)
+    assert not torch.allclose(shared.images[1], alone[1].images[0], atol=1e-6)
+    with pytest.raises(ValueError, match="one value per image"):
+        attack(model, x, target, seed=[7, 8], **kwargs)
+
+
 def test_pair_consistency_is_zero_for_agreeing_patches():
     views = PairViews(k=1, size=16, low=2, high=4)
     x = torch.rand(1, 3, 40, 40)

@@ -11,7 +11,7 @@ after ``max_iter`` steps (200 in the paper).
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 
@@ -36,7 +36,7 @@ def dag(model: Callable, images: torch.Tensor, target: torch.Tensor, *,
         mask: Optional[torch.Tensor] = None, gamma: float = 0.5 / 255, max_iter: int = 200,
         threshold: float = 0.99, l2: Optional[float] = None, linf: Optional[float] = None,
         quantize: bool = False, views: Optional[Views] = None,
-        seed: Optional[int] = None) -> AttackResult:
+        seed: Union[int, Sequence[int], None] = None) -> AttackResult:
     """Targeted DAG. images (N, 3, H, W) in [0, 1]; target (N, H, W) class ids, 255 ignored;
     mask (N, H, W) bool limits the pixels that count; l2 (RMS) / linf budgets; quantize
     returns 8-bit images; views adds EOT views (adaptive attacks). See AttackResult."""

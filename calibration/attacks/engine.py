@@ -10,8 +10,9 @@ Finished images leave the batch; graphs are freed after every forward/backward.
 
 from __future__ import annotations
 
+import numbers
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -51,11 +52,15 @@ def descend(model: Callable, images: torch.Tensor, target: torch.Tensor, *, crit
             norm: str, step: float, mask: Optional[torch.Tensor] = None, max_iter: int = 200,
             threshold: float = 0.99, l2: Optional[float] = None, linf: Optional[float] = None,
             quantize: bool = False, views: Optional[Views] = None,
-            seed: Optional[int] = None) -> AttackResult:
+            seed: Union[int, Sequence[int], None] = None) -> AttackResult:
     """Minimise ``criterion`` toward ``target`` by steps of size ``step`` along the gradient
     normalised per image (``norm``: 'linf', 'l2' = RMS, 'sign' per value, or 'adam'); an
     image stops when the fraction of its valid pixels on target reaches ``threshold`` on the
-    (quantised) image and on every view of that step, or after ``max_iter`` steps."""
+    (quantised) image and on every view of that step, or after ``max_iter`` steps.
+
+    ``seed`` draws the random views (adaptive attacks): an int seeds one generator for the
+    batch; one int per image gives each image its own, so an image's views, and its result,
+    do not depend on which images it was batched with (a resumed run's batches differ)."""
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
     check_inputs(images, target, mask)
@@ -72,7 +77,7 @@ def descend(model: Callable, images: torch.Tensor, target: torch.Tensor, *, crit
     if (valid.flatten(1).sum(1) == 0).any():
         raise ValueError("an image has no valid target pixel (all ignored or masked out)")
     safe_target = torch.where(valid, target, torch.zeros_like(target))
-    rng = np.random.default_rng(seed)
+    rng_of = _view_generators(seed, len(clean))
 
     def evaluate(x, idx):
         return quantize_8bit(clean[idx], x, l2, linf) if quantize else project(clean[idx], x, l2, linf)
@@ -103,7 +108,8 @@ def descend(model: Callable, images: torch.Tensor, target: torch.Tensor, *, crit
                 grad = torch.autograd.grad(criterion(logits, t, v).sum(), xq)[0]
                 del logits
                 if views is not None:
-                    view_grad, views_done = _view_grads(model, views, xq, t, v, rng, criterion, threshold)
+                    view_grad, views_done = _view_grads(model, views, xq, t, v, rng_of(active),
+                                                           criterion, threshold)
                     grad = grad + view_grad
                     done = done & views_done
             else:
@@ -132,6 +138,17 @@ def descend(model: Callable, images: torch.Tensor, target: torch.Tensor, *, crit
         success=success_rate(pred_out, target, valid).cpu(),
         miou=miou(pred_out, target, valid, num_classes).cpu(),
         l2=l2_d.cpu(), linf=linf_d.cpu(), iterations=iterations, seconds=seconds)
+
+
+def _view_generators(seed, n: int):
+    """active indices -> what Views.groups takes: one shared Generator, or one per image."""
+    if seed is None or isinstance(seed, numbers.Integral):
+        shared = np.random.default_rng(seed)
+        return lambda active: shared
+    rngs = [np.random.default_rng(int(v)) for v in seed]
+    if len(rngs) != n:
+        raise ValueError(f"seed needs one value per image ({n}), got {len(rngs)}")
+    return lambda active: [rngs[i] for i in active.tolist()]
 
 
 class _Adam:

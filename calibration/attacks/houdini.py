@@ -31,7 +31,7 @@ Variant implemented, and why:
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 
@@ -60,7 +60,7 @@ def houdini(model: Callable, images: torch.Tensor, target: torch.Tensor, *,
             mask: Optional[torch.Tensor] = None, step: float = 1.0 / 255, max_iter: int = 200,
             threshold: float = 0.99, l2: Optional[float] = None, linf: Optional[float] = None,
             quantize: bool = False, views: Optional[Views] = None,
-            seed: Optional[int] = None, norm: str = "adam") -> AttackResult:
+            seed: Union[int, Sequence[int], None] = None, norm: str = "adam") -> AttackResult:
     """Targeted Houdini. images (N, 3, H, W) in [0, 1]; target (N, H, W) class ids, 255
     ignored; step: Adam's learning rate on [0, 1] images (the size of each update with
     ``norm='sign'``); other arguments as ``dag``."""

@@ -280,7 +280,7 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         x = torch.cat([p["x"] for p in prepared])
         t = torch.from_numpy(np.stack([p["target"] for p in prepared]).astype(np.int64)).to(device)
         result = attack(segmenter, x, t, quantize=True, l2=s.l2, linf=s.linf, max_iter=s.max_iter,
-                        threshold=s.threshold, views=views, seed=prepared[0]["seed"], **hyper)
+                        threshold=s.threshold, views=views, seed=[p["seed"] for p in prepared], **hyper)
         for j, (p, metrics) in enumerate(zip(prepared, result.records())):
             i, name, target = p["index"], p["name"], p["target"]
             adv = (result.images[j].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

@@ -101,9 +101,13 @@ class _PatchSampling(Views):
         self.k, self.size, self.low, self.high = int(k), int(size), int(low), int(high)
 
     def _pairs(self, n: int, h: int, w: int, count: int, rng) -> tuple:
-        """(n, count, 4) pairs per image, drawn with the detector's sampler, and the size."""
+        """(n, count, 4) pairs per image, drawn with the detector's sampler, and the size;
+        ``rng``: one Generator for all images, or a list of one per image."""
         s, lo, hi = fit_geometry(h, w, self.size, self.low, self.high)
-        pairs = np.stack([sample_pairs(h, w, s, lo, hi, count, rng) for _ in range(n)])
+        rngs = list(rng) if isinstance(rng, (list, tuple)) else [rng] * n
+        if len(rngs) != n:
+            raise ValueError(f"need one generator per image ({n}), got {len(rngs)}")
+        pairs = np.stack([sample_pairs(h, w, s, lo, hi, count, r) for r in rngs])
         return pairs, s
 
     def settings(self):
