@@ -9,6 +9,7 @@ much data the model has seen.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 from edge_guard.classes import IGNORE, NUM_CLASSES
 from edge_guard.engine_cache import sha256_file
@@ -147,6 +148,19 @@ def poly_lr(base: float, step: int, steps: int, warmup: int = 100) -> float:
     return base * (1 - (step - warmup) / max(1, steps - warmup)) ** 0.9
 
 
+class _SkipFirst(Sampler):
+    """The indices of ``sampler`` after its first ``skip`` (no frame is loaded to skip it)."""
+
+    def __init__(self, sampler, skip: int):
+        self.sampler, self.skip = sampler, int(skip)
+
+    def __iter__(self):
+        return itertools.islice(iter(self.sampler), self.skip, None)
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.skip)
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=print,
           device: str = "cpu") -> dict:
     """Train per `cfg` on `device`, writing a checkpoint to cfg.out every cfg.save_every steps
@@ -161,6 +175,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     if getattr(frames, "labeled", True) is False:
         raise UserError(f"{cfg.data} has no labels for split {cfg.split!r}: training needs a labelled folder")
     out = Path(cfg.out)
+    if out.is_dir():  # found now, not when the first checkpoint is written
+        raise UserError(f"--out {out} is a folder: give a checkpoint file name, e.g. {out / 'model.pt'}")
     out.parent.mkdir(parents=True, exist_ok=True)
 
     state, init_meta = None, {}
@@ -171,7 +187,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
             raise UserError(f"{out} holds a {segmenter.name} model, not {cfg.arch}: pick another --out")
         log(f"resuming {out} at step {state.get('step', 0)}")
     elif cfg.init:
-        segmenter, init_meta = load_segmenter(cfg.init)
+        segmenter, init_meta = load_segmenter(cfg.init, arch=cfg.arch)  # arch: official weights
         if segmenter.name != cfg.arch:
             raise UserError(f"--init {cfg.init} holds a {segmenter.name} model, not {cfg.arch}: pass --arch {segmenter.name}")
         log(f"starting from the weights of {cfg.init}")
@@ -236,12 +252,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     per_epoch = max(1, len(data) // cfg.batch_size)
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.arch}", unit="step")
     while step < cfg.steps:
-        # The epoch seeds both the shuffle and the augmentation, so a resumed run continues
-        # the same stream of crops rather than repeating the first ones.
+        # The epoch seeds both the shuffle and the augmentation, and a run resumed mid-epoch
+        # skips the batches it already took: it continues the same stream of crops.
         data.epoch = step // per_epoch
-        loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=len(data) >= cfg.batch_size,
-                            num_workers=cfg.workers, pin_memory=cuda,
-                            generator=torch.Generator().manual_seed(cfg.seed * 100003 + data.epoch))
+        generator = torch.Generator().manual_seed(cfg.seed * 100003 + data.epoch)
+        order = _SkipFirst(RandomSampler(data, generator=generator), (step % per_epoch) * cfg.batch_size)
+        loader = DataLoader(data, batch_size=cfg.batch_size, sampler=order, drop_last=len(data) >= cfg.batch_size,
+                            num_workers=cfg.workers, pin_memory=cuda, generator=generator)
         for images, labels in loader:
             if step >= cfg.steps:
                 break

@@ -140,6 +140,11 @@ def test_confusion_and_iou_by_hand():
     assert table["iou"] == [0.5, 0.5, None]
     assert table["miou"] == pytest.approx(0.5)
     assert table["pixel_accuracy"] == pytest.approx(2 / 3)
+    # A class predicted where the ground truth has none scores 0 (cityscapesScripts' rule):
+    # ground truth all 0, half predicted 1 -> IoU_0 = 2/4, IoU_1 = 0/2 -> mIoU 0.25, not 0.5.
+    half = iou_table(confusion_matrix(np.array([[0, 0, 1, 1]], np.uint8), np.zeros((1, 4), np.uint8), 3))
+    assert half["iou"] == [0.5, 0.0, None] and half["miou"] == pytest.approx(0.25)
+    assert half["miou_gt_classes"] == pytest.approx(0.5)
 
 
 def test_init_starts_from_a_checkpoint_and_preload_gives_the_same_crops(scenes, tmp_path):
@@ -166,6 +171,43 @@ def test_init_starts_from_a_checkpoint_and_preload_gives_the_same_crops(scenes, 
     assert s0["loss"] == pytest.approx(s1["loss"], rel=1e-5)
     for a, b in zip(m0.state_dict().values(), m1.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-6)
+
+
+def test_a_run_resumed_mid_epoch_takes_the_crops_an_uninterrupted_run_takes(scenes, tmp_path):
+    # 6 frames, batches of 2: 3 steps an epoch; stopping at step 2 leaves the epoch half done.
+    def run(out, steps, resume=False):
+        cfg = TrainConfig(data=str(scenes), out=str(out), steps=steps, batch_size=2, crop=48, workers=0,
+                          save_every=100, model_kwargs={"width": 16})
+        return train(cfg, resume=resume, progress=False, log=lambda *_: None)
+
+    run(tmp_path / "straight.pt", 5)
+    run(tmp_path / "resumed.pt", 2)
+    run(tmp_path / "resumed.pt", 5, resume=True)
+    a, _ = load_segmenter(tmp_path / "straight.pt")
+    b, _ = load_segmenter(tmp_path / "resumed.pt")
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.allclose(x.float(), y.float(), atol=1e-6), name
+
+
+def test_init_from_official_weights_and_out_that_is_a_folder(scenes, tmp_path, capsys):
+    # A bare state_dict (as the official DRN/DLA files), without BatchNorm's step counters
+    # (they predate PyTorch 0.4.1): --init takes it with the run's --arch.
+    net = build_segmenter("edge_small").net  # an official file has the architecture's default shape
+    bare = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(bare, tmp_path / "official.pth")
+    seg, meta = load_segmenter(tmp_path / "official.pth", arch="edge_small", mean=[0.5] * 3, std=[0.2] * 3)
+    assert meta["format"] == "official"
+    for k, v in bare.items():
+        assert torch.equal(seg.net.state_dict()[k], v)
+    out = tmp_path / "ft.pt"
+    assert main(["train", "--data", str(scenes), "--out", str(out), "--steps", "1", "--batch-size", "2",
+                 "--crop", "48", "--workers", "0", "--init", str(tmp_path / "official.pth")]) == 0
+    assert out.is_file()
+    capsys.readouterr()
+    assert main(["train", "--data", str(scenes), "--out", str(tmp_path), "--steps", "1"]) == 2
+    assert main(["train", "--data", str(scenes), "--out", str(out), "--workers", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "is a folder" in err[0] and "--workers" in err[-1] and not any("Traceback" in e for e in err)
 
 
 def test_init_of_another_architecture_and_init_with_resume_are_refused(scenes, tmp_path, capsys):

@@ -49,8 +49,12 @@ def save_checkpoint(path, segmenter: Segmenter, train_state: Optional[dict] = No
     }
     # Write then rename, so an interrupted save never leaves a truncated checkpoint behind.
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(payload, tmp)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -133,7 +137,8 @@ def _load_ours(path: Path, obj: dict, arch, mean, std):
         raise UserError(f"{path} is a damaged edge-guard checkpoint (no {', '.join(missing)})")
     name = obj["model"]
     if arch is not None and arch != name:
-        raise UserError(f"{path} holds a {name!r} model, not {arch!r}: drop --arch or pick the right file")
+        raise UserError(f"{path} holds a {name!r} model, not {arch!r}: use --arch {name} (or no --arch), "
+                        "or pick another file")
     kwargs = dict(obj.get("model_kwargs") or {})
     net = create_model(name, num_classes=obj["num_classes"], **kwargs)
     _load_strict(net, obj["state_dict"], path, name)
@@ -170,6 +175,9 @@ def _official_state_dict(obj) -> Optional[dict]:
 
 def _load_strict(net, state: dict, path: Path, name: str) -> None:
     own = net.state_dict()
+    # BatchNorm's step counter arrived in PyTorch 0.4.1, after the official DRN weights were
+    # released; it plays no part in eval mode, so a file without it keeps the model's own.
+    state = {**{k: v for k, v in own.items() if k.endswith(".num_batches_tracked")}, **state}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"

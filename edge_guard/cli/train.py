@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from edge_guard.cli._args import existing_path, positive_float, positive_int
+from edge_guard.cli._args import existing_path, non_negative_int, positive_float, positive_int
 
 EXAMPLE = """\
 examples (the README has the shipped model's exact recipe):
@@ -40,8 +40,9 @@ def register(sub) -> None:
                         "checkpoint then adds -log(weight) to each class's logits so that the "
                         "weights shape learning without making the model over-predict rare "
                         "classes (default: enet)")
-    p.add_argument("--seed", type=int, default=0, help="default: 0")
-    p.add_argument("--workers", type=int, default=2, help="data-loading processes (default: 2)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
+    p.add_argument("--workers", type=non_negative_int, default=2,
+                   help="data-loading processes (default: 2; 0 loads in the training process)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for PyTorch (default: PyTorch's choice; 1 on a busy machine "
                         "avoids stalls from oversubscription)")
