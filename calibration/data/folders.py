@@ -6,6 +6,7 @@ None for unlabelled data. Labels are checked when loaded: any other id is a Data
 the file. Every problem with a folder or file is a one-line DataError.
 """
 
+import warnings
 from pathlib import Path
 
 import cv2
@@ -177,13 +178,19 @@ class BDD100KFolder(_Folder):
         names = [p.stem for p in images]
         labels = None
         if labeled:
+            # The first 10K image zips hold images that the mask zip lacks (bdd100k issues
+            # #103, #127): pair what matches, say how many were left out, refuse only none.
             label_dir = root / label_sub / split
-            labels = []
-            for image, name in zip(images, names):
-                path = label_dir / f"{name}{suffix}.png"
-                if not path.is_file():
-                    raise DataError(f"image {image.name} has no label: expected {path}")
-                labels.append(path)
+            paths = [label_dir / f"{name}{suffix}.png" for name in names]
+            keep = [i for i, path in enumerate(paths) if path.is_file()]
+            if not keep:
+                raise DataError(f"no image of {image_dir} has a label: expected e.g. {paths[0]}")
+            if len(keep) < len(images):
+                missing = next(images[i].name for i in range(len(images)) if i not in set(keep))
+                warnings.warn(f"BDD100K {split}: {len(images) - len(keep)} of {len(images)} images have no "
+                              f"mask in {label_dir} (e.g. {missing}) and are left out", stacklevel=2)
+            images, names = [images[i] for i in keep], [names[i] for i in keep]
+            labels = [paths[i] for i in keep]
         super().__init__(images, labels, names)
 
 
