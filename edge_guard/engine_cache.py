@@ -196,6 +196,20 @@ def validate_engine(engine: Path, onnx_path: Path | None = None, device: DeviceI
     return EngineCheck(True, "ok", meta)
 
 
+def precision_record_path(onnx_path: Path) -> Path:
+    """model.fp16.onnx -> model.fp16.json: what that file was made from (build-engine writes it)."""
+    return Path(onnx_path).with_suffix(".json")
+
+
+def made_from(onnx_path: Path) -> str | None:
+    """sha256 of the model.onnx that a derived fp16/int8 ONNX was made from; None if unrecorded."""
+    try:
+        record = json.loads(precision_record_path(onnx_path).read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("source_sha256") if isinstance(record, dict) else None
+
+
 def _profile_shape(profile, key: str) -> list | None:
     """The sidecar's profile[key] as a list of >= 2 ints (batch, side, ...), None if malformed."""
     shape = profile.get(key) if isinstance(profile, dict) else None

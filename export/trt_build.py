@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_guard.engine_cache import (ONNX_FILES, check_precision, current_device, engine_path,
-                                     profile_shapes, sha256_file, timing_cache_path,
-                                     validate_engine, write_sidecar)
+                                     precision_record_path, profile_shapes, sha256_file,
+                                     timing_cache_path, validate_engine, write_sidecar)
 from edge_guard.errors import UserError, require
 
 from .bundle_info import PAPER_K, BundleInfo, read_bundle
@@ -129,10 +129,6 @@ def calibration_set(info: BundleInfo, calib_dir=None, count: int = 16, pairs: in
     return CalibrationSet(sets, reference, quant, f"{source}, seed {seed}")
 
 
-def _provenance_path(onnx_path: Path) -> Path:
-    return onnx_path.with_suffix(".json")
-
-
 def ensure_precision_onnx(info: BundleInfo, precision: str, calib: CalibrationSet,
                           calibration_method: str = "percentile",
                           percentile: float = DEFAULT_PERCENTILE, log=print) -> Path:
@@ -140,7 +136,7 @@ def ensure_precision_onnx(info: BundleInfo, precision: str, calib: CalibrationSe
     if precision == "fp32":
         return info.onnx_path
     path = info.root / ONNX_FILES[precision]
-    prov_path = _provenance_path(path)
+    prov_path = precision_record_path(path)
     source_sha = sha256_file(info.onnx_path)
     # int8 scales depend on the calibration data: other frames or method -> recalibrate.
     calib_key = (f"{calib.source}, {calibration_method}"
@@ -173,6 +169,12 @@ def ensure_precision_onnx(info: BundleInfo, precision: str, calib: CalibrationSe
     prov_path.write_text(json.dumps(prov, indent=1))
     log(f"wrote {path.name} ({', '.join(f'{k}={v}' for k, v in details.items())})")
     return path
+
+
+def read_only_hint(root: Path) -> str:
+    """One line for a bundle folder that engines cannot be cached in."""
+    return (f"cannot write into {root}: engines are built and cached beside model.onnx; copy the "
+            f"bundle to a writable folder (e.g. cp -r {root} ~/edge-guard-bundle) and pass --bundle")
 
 
 @contextmanager
@@ -252,6 +254,8 @@ def build_engine(bundle, precision: str = "fp16", calib_frames=None, calib_count
     info = read_bundle(bundle)
     if info.k is not None and max_pairs < info.k:
         raise UserError(f"--max-pairs {max_pairs} is below the bundle's K = {info.k}")
+    if not os.access(info.root, os.W_OK):  # before minutes of building, not after
+        raise UserError(read_only_hint(info.root))
     calib = calibration_set(info, calib_frames, calib_count, calib_pairs, seed, log)
     onnx_path = ensure_precision_onnx(info, precision, calib, calibration_method, percentile, log)
     compat = check_trt_compat(onnx_path)
@@ -322,7 +326,7 @@ def build_engine(bundle, precision: str = "fp16", calib_frames=None, calib_count
 
 
 def _record_check(onnx_path: Path, figures: dict) -> None:
-    prov_path = _provenance_path(onnx_path)
+    prov_path = precision_record_path(onnx_path)
     try:
         prov = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
     except ValueError:

@@ -200,6 +200,18 @@ def test_build_failures_are_one_line_user_errors(bundle, trt_kwargs, message):
     assert not list((root / "engines").glob("*.engine"))
 
 
+def test_read_only_bundle_is_refused_before_building(bundle, monkeypatch):
+    from edge_guard.export import trt_build
+
+    root, frames = bundle
+    real_access = trt_build.os.access
+    monkeypatch.setattr(trt_build.os, "access", lambda path, mode: False if mode == trt_build.os.W_OK
+                        else real_access(path, mode))  # (root may write anywhere: simulate a RO mount)
+    with pytest.raises(UserError, match="cannot write into .*copy the bundle to a writable folder"):
+        _build(root, frames, make_fake_trt(), "fp16")
+    assert not (root / "model.fp16.onnx").exists()
+
+
 def test_max_pairs_below_bundle_k_is_refused(bundle):
     root, frames = bundle
     with pytest.raises(UserError, match="below the bundle's K"):

@@ -5,6 +5,7 @@ so buffer handling, name-based binding and the fused crop -> engine -> score pat
 exercised; the GPU tests at the end check the real engine and kernels against NumPy.
 """
 
+import json
 import shutil
 
 import numpy as np
@@ -16,8 +17,8 @@ from edge_guard.backends import open_runner, select
 from edge_guard.backends import tensorrt as trt_backend
 from edge_guard.backends.tensorrt import TensorRTRunner, find_engine
 from edge_guard.bundle import check_graph, load_bundle
-from edge_guard.engine_cache import (ONNX_FILES, DeviceInfo, engine_path, profile_shapes,
-                                     sidecar_path, write_sidecar)
+from edge_guard.engine_cache import (ONNX_FILES, DeviceInfo, engine_path, precision_record_path, profile_shapes,
+                                     sha256_file, sidecar_path, write_sidecar)
 from edge_guard.errors import MissingDependency, UserError
 from edge_guard.guard import Guard
 
@@ -30,6 +31,8 @@ def put_engine(root, precision="fp32", device=ORIN, max_pairs=K, garbage=False):
     onnx_file = root / ONNX_FILES[precision]
     if not onnx_file.exists():
         shutil.copy(root / "model.onnx", onnx_file)
+    if precision != "fp32":  # what build-engine records of the model.onnx it converted
+        precision_record_path(onnx_file).write_text(json.dumps({"source_sha256": sha256_file(root / "model.onnx")}))
     builder = make_fake_trt(device.tensorrt).Builder(None)
     net = builder.create_network(0)
     net.raw = onnx_file.read_bytes()
@@ -227,6 +230,17 @@ def test_precision_order_and_explicit_precision(root):
     assert find_engine(bundle, ORIN, 2 * K, "fp32").precision == "fp32"
     other = DeviceInfo("Orin", (8, 7), "10.4.0")
     assert find_engine(bundle, other, 2 * K).path is None
+
+
+def test_engine_of_a_model_onnx_replaced_since_is_refused(root):
+    # Re-export + recalibrate replace model.onnx and guard.json; an fp16 engine built from the
+    # old model.fp16.onnx still matches that file, but not the bundle's model.
+    bundle = load_bundle(root)
+    put_engine(root, "fp16")
+    assert find_engine(bundle, ORIN, 2 * K, "fp16").precision == "fp16"
+    precision_record_path(root / ONNX_FILES["fp16"]).write_text(json.dumps({"source_sha256": "0" * 64}))
+    choice = find_engine(bundle, ORIN, 2 * K, "fp16")
+    assert choice.path is None and "model.fp16.onnx was made from another model.onnx" in choice.reason
 
 
 def test_undeserializable_engine_is_refused(root):

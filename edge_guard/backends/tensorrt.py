@@ -31,8 +31,8 @@ from time import perf_counter
 import numpy as np
 
 from edge_guard.bundle import Bundle, TensorSpec
-from edge_guard.engine_cache import (ENGINE_DIR, ONNX_FILES, DeviceInfo, current_device,
-                                     engine_path, validate_engine)
+from edge_guard.engine_cache import (ENGINE_DIR, ONNX_FILES, DeviceInfo, EngineCheck, current_device,
+                                     engine_path, made_from, validate_engine)
 from edge_guard.errors import UserError, require
 
 from .base import Runner
@@ -238,6 +238,10 @@ def find_engine(bundle: Bundle, device: DeviceInfo, batch: int, precision: str |
         path = engine_path(bundle.root, p, device)
         check = validate_engine(path, bundle.root / ONNX_FILES[p], device, p, batch=batch,
                                 patch=bundle.patch_size)
+        if check.ok and p != "fp32" and made_from(bundle.root / ONNX_FILES[p]) != bundle.model_sha256:
+            # The engine matches its fp16/int8 ONNX, but that was made from an earlier model.onnx.
+            check = EngineCheck(False, f"{ONNX_FILES[p]} was made from another {bundle.model['file']} "
+                                       "(re-exported since): rebuild the engine")
         if check.ok:
             return EngineChoice(path, p, device, "ok")
         if path.exists() or precision:
@@ -368,17 +372,20 @@ class TensorRTRunner(Runner):
     def _build_engine(self, trt, cudart, missing: EngineChoice) -> EngineChoice:
         """First use on this device: build and check the engine (`edge-guard build-engine`),
         then find it again. Minutes on a Jetson, so it says so before it starts."""
-        require("onnx", "offline", "building a TensorRT engine on first use")
-        require("onnxruntime", "cpu", "checking a TensorRT engine on first use")
-        from edge_guard.export.trt_build import build_engine
+        require("onnx", "gpu", "building a TensorRT engine on first use")
+        require("onnxruntime", "gpu", "checking a TensorRT engine on first use")
+        from edge_guard.export.trt_build import build_engine, read_only_hint
 
         precision = self.precision or "fp16"
         device = missing.device or self._device_info or current_device(trt.__version__)
         self._log(f"edge-guard: {missing.reason}: building a TensorRT {precision} engine for "
                   f"{device.gpu} on first use (minutes; it is cached in {self.bundle.root / ENGINE_DIR})")
-        build_engine(self.bundle.root, precision, max_pairs=max(BUILD_MAX_PAIRS, self.k), trt=trt,
-                     device=device, runner_factory=lambda path, t: TrtRunner(path, trt=t, cudart=cudart),
-                     log=self._log)
+        try:
+            build_engine(self.bundle.root, precision, max_pairs=max(BUILD_MAX_PAIRS, self.k), trt=trt,
+                         device=device, runner_factory=lambda path, t: TrtRunner(path, trt=t, cudart=cudart),
+                         log=self._log)
+        except PermissionError:  # a bundle installed read-only (site-packages, a mounted image)
+            raise UserError(read_only_hint(self.bundle.root)) from None
         return find_engine(self.bundle, device, 2 * self.k, precision)
 
     def _load_kernels(self, exe: TrtRunner):

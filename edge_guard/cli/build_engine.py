@@ -52,8 +52,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from edge_guard.errors import require
 
-    require("onnx", "offline", "building engines")
-    require("onnxruntime", "cpu", "checking engines")
+    require("onnx", "gpu", "building engines")
+    require("onnxruntime", "gpu", "checking engines")
     from edge_guard.export.trt_build import build_engine
 
     summary = build_engine(args.bundle, args.precision, calib_frames=args.calib_frames,
