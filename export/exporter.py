@@ -173,6 +173,9 @@ def export_bundle(checkpoint, out_dir, patch: int = 512, output: str = "labels",
         if not compat.ok and require_trt:
             raise ExportCheckError(f"{compat.verdict()}; nothing was written "
                                    "(--allow-non-trt writes it anyway, for ONNX Runtime only)")
+        # The full-frame graph is made and checked before model.onnx is replaced: if it fails,
+        # the folder keeps its previous, consistent model.onnx, segment.onnx and export.json.
+        segment = export_segment(segmenter, out_dir, segment_frame, opset, seed, log) if segment_frame else None
         os.replace(partial, final)
     finally:
         if partial.exists():
@@ -183,8 +186,7 @@ def export_bundle(checkpoint, out_dir, patch: int = 512, output: str = "labels",
         "model": model_section(final, segmenter, patch, output, opset, Path(checkpoint)),
         "verification": figures,
         "trt_compat": compat.as_dict(),
-        "segment": (export_segment(segmenter, out_dir, segment_frame, opset, seed, log)
-                    if segment_frame else None),
+        "segment": segment,
         "exported": {"edge_guard": __version__, "torch": _torch_version(), "onnx": onnx.__version__,
                      "time": datetime.now(timezone.utc).isoformat(timespec="seconds")},
     }

@@ -141,6 +141,28 @@ def test_failed_verification_writes_nothing(exported, checkpoint, tmp_path, monk
     assert not list(out.glob(".*partial"))
 
 
+def test_a_failed_full_frame_graph_leaves_the_previous_export_whole(exported, checkpoint, tmp_path, monkeypatch):
+    import shutil
+
+    import edge_guard.export.exporter as exporter
+
+    out = tmp_path / "b"
+    shutil.copytree(exported[0], out)
+    before = {name: (out / name).stat().st_ino for name in ("model.onnx", "export.json")}
+    monkeypatch.setattr(exporter, "export_onnx",
+                        lambda seg, path, *a, **k: shutil.copyfile(exported[0] / "model.onnx", path))
+
+    def fails(*a, **k):
+        raise exporter.ExportCheckError("the full-frame graph does not match PyTorch; nothing was written")
+    monkeypatch.setattr(exporter, "export_segment", fails)
+    rc, _, stderr = run_cli(["export", "--model", str(checkpoint), "--out", str(out), "--patch", str(PATCH),
+                             "--verify-frames", "1", "--verify-pairs", "2", "--frame", "128x256"])
+    assert rc == 2 and "full-frame graph" in stderr
+    # model.onnx was not replaced: it still matches the export.json (and guard.json) beside it.
+    assert {name: (out / name).stat().st_ino for name in before} == before
+    assert not list(out.glob(".*partial"))
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["--patch", "8"], "too small"),
     (["--opset", "12"], "opset 12 is not supported"),
