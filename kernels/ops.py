@@ -57,6 +57,11 @@ class _PairsOnDevice:
         self.buf.upload(host, stream)  # pageable memory: staged before the call returns
         return self.buf.ptr, len(host)
 
+    def free(self) -> None:
+        if self.buf is not None:
+            self.buf.free()
+            self.buf = None
+
 
 class PatchCropKernel:
     """Crop a frame's 2K patches into the engine input batch in one launch.
@@ -79,6 +84,11 @@ class PatchCropKernel:
             self.coeffs = tuple(_F32(v) for v in (*scale, *bias))
         self.module = load_module("patch_crop", device)
         self._pairs = _PairsOnDevice()
+
+    def close(self) -> None:
+        """Free the pairs buffer and unload the module (a Guard that closes gives them back)."""
+        self._pairs.free()
+        self.module.unload()
 
     def __call__(self, frame_ptr: int, height: int, width: int, pairs, size: int, out_ptr: int,
                  stream=None, k: int | None = None, pitch: int | None = None) -> None:
@@ -122,6 +132,15 @@ class OverlapConfusionKernel:
         self._pairs = _PairsOnDevice()
         self._workspace: DeviceBuffer | None = None
         self._out: DeviceBuffer | None = None
+
+    def close(self) -> None:
+        """Free the workspace and buffers and unload the module."""
+        for buf in (self._workspace, self._out):
+            if buf is not None:
+                buf.free()
+        self._workspace = self._out = None
+        self._pairs.free()
+        self.module.unload()
 
     def blocks_per_pair(self, k: int, size: int) -> int:
         """Blocks sharing one pair: fill the GPU (4 blocks per SM) but keep >= 16 rows each,

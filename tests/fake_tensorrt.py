@@ -294,6 +294,10 @@ class FakeCropKernel:
     def __init__(self, swap_rb):
         self.swap_rb = swap_rb
         self.calls = []
+        self.closed = False
+
+    def close(self):
+        self.closed = True
 
     def __call__(self, frame_ptr, height, width, pairs, size, out_ptr, stream=None, k=None, pitch=None):
         from edge_guard.crop import crop_patches
@@ -312,6 +316,10 @@ class FakeScoreKernel:
     def __init__(self, num_classes, label_dtype):
         self.num_classes, self.label_dtype = num_classes, label_dtype
         self.calls = []
+        self.closed = False
+
+    def close(self):
+        self.closed = True
 
     def __call__(self, labels_ptr, pairs, size, out_ptr, stream=None, k=None):
         from edge_guard.consistency import mean_score, pair_mious

@@ -115,6 +115,9 @@ def test_fused_path_gives_the_numpy_verdict_with_one_sync(root):
         assert {c["out"] for c in crop[True].calls} == {runner.exe.input_ptr}
         assert {c["labels"] for c in runner.kernels.score.calls} == {runner.exe.output_ptr}
         assert {c["stream"] for c in runner.kernels.score.calls} == {runner.exe.stream_handle}
+        kernels = runner.kernels
+    # Closing the Guard gives the kernels' modules and buffers back, not only the engine's.
+    assert all(k.closed for k in (*kernels.crop.values(), kernels.score))
     assert reference.check(noisy_frames()[0]).score < 1.0  # the frames do test disagreement
 
 

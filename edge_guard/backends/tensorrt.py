@@ -284,6 +284,13 @@ class DeviceKernels:
     crop: dict
     score: object
 
+    def close(self) -> None:
+        """Give back the kernels' modules and buffers (kernels without ``close`` hold none)."""
+        for kernel in (*self.crop.values(), self.score):
+            close = getattr(kernel, "close", None)
+            if close is not None:
+                close()
+
 
 def default_kernels(num_classes: int, label_dtype: str, device: int = 0) -> DeviceKernels:
     """NVRTC-compiled (cached) crop kernels for both channel orders and the scoring kernel."""
@@ -411,12 +418,12 @@ class TensorRTRunner(Runner):
         if frame_bytes > self._frame_bytes:
             if self._frame_ptr is not None:
                 exe.cudart.cudaFree(self._frame_ptr)
-                self._frame_ptr = None
+                self._frame_ptr, self._frame_bytes = None, 0  # a failed malloc leaves no stale size
             self._frame_ptr, self._frame_bytes = exe.malloc(frame_bytes), frame_bytes
         if k > self._score_pairs:
             if self._score_ptr is not None:
                 exe.cudart.cudaFree(self._score_ptr)
-                self._score_ptr = None
+                self._score_ptr, self._score_pairs = None, 0
             self._score_ptr, self._score_pairs = exe.malloc(4 * (k + 1)), k
 
     def check_device(self, image: np.ndarray, pairs: np.ndarray, swap_rb: bool = False,
@@ -469,6 +476,8 @@ class TensorRTRunner(Runner):
             for ptr in (self._frame_ptr, self._score_ptr):
                 if ptr is not None:
                     exe.cudart.cudaFree(ptr)
+            if self.kernels is not None:
+                self.kernels.close()
             exe.close()
         self.exe, self.kernels = None, None
         self._frame_ptr, self._frame_bytes, self._score_ptr, self._score_pairs = None, 0, None, 0
