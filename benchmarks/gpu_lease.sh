@@ -83,7 +83,7 @@ t "data: $(find $WORK/scenes/leftImg8bit/train -name '*.png' | wc -l) train, $(f
 MODEL=$REPO/edge_guard/assets/edge_small.pt
 if [ "$TRAIN_SECONDS" -gt 0 ]; then
   t "probe"
-  eg train --data $WORK/scenes --out $WORK/probe.pt --steps 60 --batch-size $BS --crop $CROP --workers $WORKERS \
+  eg train --data $WORK/scenes --out $WORK/probe.pt --overwrite --steps 60 --batch-size $BS --crop $CROP --workers $WORKERS \
      --preload --device $DEV $TRAIN_ARGS >$WORK/probe.log 2>&1
   STEPS=$($PY - <<PY
 import json
@@ -94,7 +94,7 @@ print(max(10, int(budget * rate)) if not "${SMOKE:-}" else 3)
 PY
 )
   t "train $STEPS steps"
-  timeout $(left) $PY -m edge_guard train --data $WORK/scenes --out $WORK/model.pt --steps $STEPS --batch-size $BS \
+  timeout $(left) $PY -m edge_guard train --data $WORK/scenes --out $WORK/model.pt --overwrite --steps $STEPS --batch-size $BS \
      --crop $CROP --workers $WORKERS --preload --device $DEV --save-every 500 $TRAIN_ARGS 2>&1 | tail -c 400
   cp $WORK/model.pt "$OUT/model.pt" && MODEL=$WORK/model.pt
 fi

@@ -131,7 +131,9 @@ def adversarial_set(folder, split: str) -> ImageSet:
 
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise DataError(f"adversarial folder {folder} does not exist (make one with `edge-guard attack`)")
+        raise DataError(f"adversarial folder {folder} " + ("is a file: give a folder of frames"
+                                                           if folder.exists() else "does not exist")
+                        + " (make one with `edge-guard attack`)")
     manifest = folder / "manifest.json"
     if not manifest.is_file():
         frames = open_dataset(folder, split, labeled=False)
@@ -266,6 +268,9 @@ def calibrate(checkpoint, data, out, settings: CalibrationSettings | None = None
             # Frames made against another model measure transferred attacks, not this model's.
             made_for = adv.info.get("attack", {}).get("model_sha256")
             white_box = None if not made_for else made_for == model_sha
+            if "attack" not in adv.info:
+                warnings.append(f"adversarial set {adv.name} has no attack manifest: its frames are counted "
+                                "as adversarial unchecked (an `edge-guard attack` folder records how they were made)")
             if white_box is False:
                 warnings.append(f"adversarial set {adv.name} was made against another model (sha256 "
                                 f"{str(made_for)[:12]}...): its detection rate and AUC are for transferred "

@@ -385,11 +385,13 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
     started = time.perf_counter()
     s.check()
     out = Path(s.out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
     model_path = Path(s.model).expanduser()
     if not model_path.is_file():
         raise UserError(f"checkpoint {model_path} does not exist")
     frames = _benign_frames(s)
+    out.mkdir(parents=True, exist_ok=True)  # after the inputs are known to be usable
     if "fig8" not in s.skip and not s.transfer_models and not cached_only:
         from .transfer import training_frames
 

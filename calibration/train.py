@@ -266,7 +266,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
             labels = labels.to(device, non_blocking=True)
             for group in optimizer.param_groups:
                 group["lr"] = poly_lr(cfg.lr, step, cfg.steps)
-            logits = segmenter.raw_logits(images)
+            try:
+                logits = segmenter.raw_logits(images)
+            except ValueError as exc:  # e.g. BatchNorm over a 1x1 map: a crop too small for the net
+                raise UserError(f"{cfg.arch} cannot train on {tuple(images.shape[-2:])} crops in batches of "
+                                f"{images.shape[0]} ({str(exc).splitlines()[0]}): use a larger --crop or "
+                                "--batch-size") from None
             loss = F.cross_entropy(logits, labels, weight=weights, ignore_index=IGNORE)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -76,7 +76,8 @@ def open_bundle(bundle_dir=None, frame=None) -> Bundle:
     scaled to its patch size, at ``frame`` (or segment.onnx's frame size): timing only."""
     root = Path(bundle_dir) if bundle_dir is not None else Path(DEFAULT_BUNDLE)
     if not root.is_dir():
-        raise UserError(f"bundle folder {root} does not exist")
+        raise UserError(f"bundle folder {root} " + ("is a file: give the folder that holds guard.json"
+                                                     if root.exists() else "does not exist"))
     if (root / GUARD_FILE).is_file():
         return load_bundle(root)
     record = _export_record(root)

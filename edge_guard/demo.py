@@ -255,10 +255,10 @@ def run_demo(opts: DemoOptions, say=print) -> DemoResult:
     out = Path(opts.out).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file: give a folder")
-    out.mkdir(parents=True, exist_ok=True)
     notes: list = []
     guard = Guard.load(opts.bundle, backend=opts.backend, pairs=opts.pairs, threads=opts.threads)
     with guard:
+        out.mkdir(parents=True, exist_ok=True)  # once the bundle loaded: a failed start leaves nothing
         bundle = guard.bundle
         # ------------------------------------------------------------ which adversarial frames
         model = Path(opts.model).expanduser()

@@ -704,6 +704,18 @@ def check_display() -> None:
                         "run headless without --show, or record with --save VIDEO")
 
 
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
+
+
+def check_video_path(save) -> None:
+    """UserError (one line) unless ``save`` names a video file in an existing folder."""
+    path = Path(save).expanduser()
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UserError(f"--save {save}: give a video file name ending in {', '.join(VIDEO_SUFFIXES)}")
+    if path.is_dir() or not path.resolve().parent.is_dir():
+        raise UserError(f"cannot write {save}: the folder {path.parent} does not exist")
+
+
 class Display:
     """A sink that annotates each checked frame and shows it (``show``) and/or writes it (``save``).
 
@@ -717,8 +729,8 @@ class Display:
         self.patch, self.show, self.save, self.fourcc = patch, show, save, fourcc
         self._writer = None
         self.written = 0
-        if save is not None and not Path(save).expanduser().resolve().parent.is_dir():
-            raise UserError(f"cannot write {save}: the folder {Path(save).parent} does not exist")
+        if save is not None:
+            check_video_path(save)
 
     def write(self, frame, verdict, info) -> bool:
         from .overlay import annotate
@@ -729,9 +741,10 @@ class Display:
         if self.save is not None:
             if self._writer is None:
                 h, w = img.shape[:2]
-                self._writer = cv2.VideoWriter(str(Path(self.save).expanduser()),
-                                               cv2.VideoWriter_fourcc(*self.fourcc),
-                                               float(info.get("fps", DEFAULT_FPS)), (w, h))
+                with _captured_stderr(), _quiet_opencv():  # our one line says it; not FFmpeg's
+                    self._writer = cv2.VideoWriter(str(Path(self.save).expanduser()),
+                                                   cv2.VideoWriter_fourcc(*self.fourcc),
+                                                   float(info.get("fps", DEFAULT_FPS)), (w, h))
                 if not self._writer.isOpened():
                     raise UserError(f"cannot write the video {self.save} (codec {self.fourcc})")
             self._writer.write(img)

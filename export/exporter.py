@@ -137,7 +137,7 @@ def export_segment(segmenter, out_dir: Path, frame: tuple, opset: int = 17, seed
             "trt_compat": compat.ok}
 
 
-def export_bundle(checkpoint, out_dir, patch: int = 512, output: str = "labels", opset: int = 17,
+def export_bundle(checkpoint, out_dir, patch: int = 256, output: str = "labels", opset: int = 17,
                   arch: str | None = None, frames: int = 2, pairs: int = 8, seed: int = 0,
                   frame_size: tuple | None = None, require_trt: bool = True,
                   segment_frame: tuple | None = None, log=print) -> dict:

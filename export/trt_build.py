@@ -32,7 +32,7 @@ import numpy as np
 from edge_guard.engine_cache import (ONNX_FILES, check_precision, current_device, engine_path,
                                      precision_record_path, profile_shapes, sha256_file,
                                      timing_cache_path, validate_engine, write_sidecar)
-from edge_guard.errors import UserError, require
+from edge_guard.errors import MissingDependency, UserError, require
 
 from .bundle_info import PAPER_K, BundleInfo, read_bundle
 from .frames import check_frames_fit, default_frame_size, folder_frames, generated_frames
@@ -256,6 +256,12 @@ def build_engine(bundle, precision: str = "fp16", calib_frames=None, calib_count
         raise UserError(f"--max-pairs {max_pairs} is below the bundle's K = {info.k}")
     if not os.access(info.root, os.W_OK):  # before minutes of building, not after
         raise UserError(read_only_hint(info.root))
+    if not onnx_only and trt is None:  # before the calibration frames and the ONNX checks
+        try:
+            trt = require("tensorrt", "gpu", "building TensorRT engines")
+        except MissingDependency as exc:
+            raise MissingDependency(f"{exc} (or --onnx-only to make and check the {precision} ONNX "
+                                    "graph without TensorRT)") from None
     calib = calibration_set(info, calib_frames, calib_count, calib_pairs, seed, log)
     onnx_path = ensure_precision_onnx(info, precision, calib, calibration_method, percentile, log)
     compat = check_trt_compat(onnx_path)

@@ -210,6 +210,7 @@ def test_calibrate_writes_a_complete_bundle(calibrated, workspace):
     # Made against another model (its manifest says so): recorded and said, not taken as white-box.
     assert ev["adversarial"]["noise_none"]["white_box"] is False and ev["adversarial"]["plain"]["white_box"] is None
     assert "adversarial set noise_none was made against another model" in stderr
+    assert "adversarial set plain has no attack manifest" in stderr
     cal = doc["provenance"]["calibration"]
     assert cal["seed"] == 3 and cal["settings"]["calib_frames"] == CALIB
     assert cal["source_checkpoint"]["sha256"] == doc["model"]["source_checkpoint"]["sha256"]

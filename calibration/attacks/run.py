@@ -31,6 +31,7 @@ import torch
 from edge_guard.classes import NUM_CLASSES, colorize
 from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import DataError, UserError
+from edge_guard.patches import check_geometry
 
 from .. import targets as target_maps
 from ..models.segmenter import labels_of
@@ -248,15 +249,22 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
     data = Path(data).expanduser()
     if not data.exists():
         raise DataError(f"data folder {data} does not exist")
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder: the attack writes a folder of frames")
     frames = open_dataset(data, split, labeled=s.target == "scene")
     if len(frames) == 0:
         raise DataError(f"{data} has no frames in split {split!r}")
     model_path = Path(model_path).expanduser()
     segmenter, meta = load_attack_model(model_path, arch=arch, device=device)
-    height = s.size[0] if s.size else frames[0][0].shape[0]
+    height, width = s.size if s.size else frames[0][0].shape[:2]
     s = replace(s, **dict(zip(("patch_size", "b_low", "b_high"),
                               detector_geometry(height, s.patch_size, s.b_low, s.b_high))))
-    out = Path(out).expanduser()
+    # Settings that every frame would refuse: one line now, not under the progress bar.
+    if s.target == "text" and not str(s.text or "").strip():
+        raise UserError("--text is empty: the text target needs a string to draw")
+    if s.adaptive in ("spatial", "spatial-pairs"):
+        check_geometry(height, width, s.patch_size, s.b_low, s.b_high)
     out.mkdir(parents=True, exist_ok=True)
     record_settings = {
         **asdict(s), "data": str(data.resolve()), "split": split, "model": str(model_path.resolve()),

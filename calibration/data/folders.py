@@ -110,6 +110,17 @@ def _need_dir(path: Path, what: str) -> Path:
     return path
 
 
+def _split_dir(parent: Path, split: str, what: str) -> Path:
+    """``parent/split`` as a folder; the error lists the splits that are there."""
+    path = parent / split
+    if not path.is_dir() and parent.is_dir():
+        found = sorted(d.name for d in parent.iterdir() if d.is_dir())
+        if found:
+            raise DataError(f"{path} does not exist ({what}); splits here: {', '.join(found)} "
+                            f"(pass --split {found[0]})")
+    return _need_dir(path, what)
+
+
 def _label_ids_to_train_ids(labels, path):
     if not path.name.endswith("_gtFine_labelIds.png"):
         return labels
@@ -132,8 +143,8 @@ class CityscapesFolder(_Folder):
 
     def __init__(self, root, split="val", labeled=True):
         root = _need_dir(Path(root).expanduser(), "expected a Cityscapes folder")
-        image_dir = _need_dir(root / "leftImg8bit" / split,
-                              f"expected leftImg8bit/{split}/<city>/*_leftImg8bit.png")
+        image_dir = _split_dir(root / "leftImg8bit", split,
+                               f"expected leftImg8bit/{split}/<city>/*_leftImg8bit.png")
         images = sorted(image_dir.glob("*/*_leftImg8bit.png")) + sorted(
             image_dir.glob("*_leftImg8bit.png"))
         if not images:
@@ -171,7 +182,7 @@ class BDD100KFolder(_Folder):
             raise DataError(f"{root} is not a BDD100K folder: expected images/10k/<split>/ "
                             "or seg/images/<split>/")
         image_sub, label_sub, suffix = layout
-        image_dir = _need_dir(root / image_sub / split, f"BDD100K split {split!r}")
+        image_dir = _split_dir(root / image_sub, split, f"BDD100K split {split!r}")
         images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not images:
             raise DataError(f"no images in {image_dir}")

@@ -56,8 +56,14 @@ def make_runner(bundle: Bundle, backend: str = "auto", threads: int | None = Non
     """
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}: choose {', '.join(BACKENDS)}")
+    if precision and backend.startswith("onnxruntime"):
+        raise UserError(f"--precision {precision} picks a TensorRT engine; the {backend} backend runs "
+                        "model.onnx in fp32: drop --precision, or use --backend tensorrt")
     if backend == "auto":
         choice = select.select_backend(bundle, pairs, precision)
+        if precision and choice.backend != "tensorrt":
+            choice = select.Selection(choice.backend, f"{choice.note}; --precision {precision} applies to "
+                                                      "TensorRT engines only: model.onnx runs in fp32")
     else:
         choice = select.Selection(backend, f"{backend} (asked for)")
     return _runner(bundle, choice, threads, pairs, precision)

@@ -36,6 +36,17 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def at_least(minimum: int):
+    """An argparse type: an integer >= ``minimum``."""
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be >= {minimum}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -51,6 +62,23 @@ def existing_path(text: str) -> Path:
     if not path.exists():
         raise argparse.ArgumentTypeError(f"{text} does not exist")
     return path
+
+
+def check_writable(path, option: str) -> None:
+    """UserError now, not after a long run, when ``path`` cannot be written; creates nothing."""
+    import os
+
+    from edge_guard.errors import UserError
+
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder: give a file name, e.g. {path / 'results.json'}")
+    parent = path.parent if str(path.parent) else Path(".")
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UserError(f"cannot write {option} {path}: {existing or parent} is not a writable folder")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"cannot write {option} {path}: the file is read-only")
 
 
 def add_model_option(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_guard.cli._args import existing_path, frame_size, non_negative_int, positive_int
+from edge_guard.cli._args import check_writable, existing_path, frame_size, non_negative_int, positive_int
 
 EXAMPLE = """\
 examples:
@@ -14,9 +14,9 @@ examples:
       --segment-engine bundle-drn/segment.engine
 
 For each K: warm-up frames, then N checks of one street frame (the camera frame is
---frame, resized by the guard to the bundle's frame size). Printed per stage (resize,
-sample, crop, infer, consistency, total): mean, p50, p99 in ms; frames per second; peak
-host memory and GPU memory in use. Plain segmentation of the whole frame (the bundle's
+--frame, resized by the guard to the bundle's frame size). Printed: the mean of each stage
+(resize, sample, crop, infer, consistency) and the total's mean, p50 and p99 in ms; frames
+per second; peak host memory and GPU memory in use (--json adds every stage's p50/p99). Plain segmentation of the whole frame (the bundle's
 segment.onnx, written by `edge-guard export --frame HxW` and by `calibrate`) is timed in
 the same run on the same backend, so the overhead ratio guard/segmentation is measured
 under the same load; its floor for independent pairs is 2K s^2 / (H W) (1.25x at K=5 for
@@ -69,23 +69,11 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _writable(path: Path) -> None:
-    """Fail before a long run, not after it, when --json cannot be written."""
-    from edge_guard.errors import UserError
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a"):
-            pass
-    except OSError as exc:
-        raise UserError(f"cannot write --json {path}: {exc.strerror or exc}") from None
-
-
 def run(args) -> int:
     from edge_guard.bench import run_bench
 
     if args.json:
-        _writable(args.json)
+        check_writable(args.json, "--json")
     result = run_bench(args.bundle, backend=args.backend, frame=args.frame, pairs=args.pairs,
                        iters=args.iters, warmup=args.warmup, threads=args.threads,
                        precision=args.precision, segment_engine=args.segment_engine, seed=args.seed,
@@ -97,6 +85,7 @@ def run(args) -> int:
           + ("" if first["gpu_memory_mb"] is None else
              f", GPU memory in use {max(r['gpu_memory_mb'] for r in doc['runs']):.0f} MiB"))
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0

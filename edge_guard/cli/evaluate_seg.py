@@ -2,15 +2,18 @@
 
 import argparse
 import json
+from pathlib import Path
 
-from edge_guard.cli._args import add_model_option, existing_path, positive_int
+from edge_guard.cli._args import add_model_option, check_writable, existing_path, positive_int
 
 EXAMPLE = """\
 example (the shipped model on a fresh generated validation split):
   edge-guard generate --out scenes --split val --frames 100 --seed 7
   edge-guard evaluate-seg --data scenes --split val
 
-mIoU is the mean IoU over the classes present in the ground truth of the split.
+mIoU is the mean IoU over the classes present in the ground truth or the prediction (a class
+predicted where the ground truth has none scores 0), as cityscapesScripts computes it; when
+the two sets differ, the mean over the ground truth's classes alone is printed below it.
 """
 
 
@@ -36,14 +39,18 @@ def run(args) -> int:
     from edge_guard.calibration.segeval import evaluate_segmentation, format_table
     from edge_guard.errors import UserError
 
+    if args.json:
+        check_writable(args.json, "--json")
+    device = pick_device(args.device)
     segmenter, _ = load_segmenter(args.model, arch=args.arch)
     frames = open_dataset(args.data, args.split)
     if getattr(frames, "labeled", True) is False:
         raise UserError(f"{args.data} has no labels for split {args.split!r}: evaluate-seg needs labels")
-    table = evaluate_segmentation(segmenter, frames, limit=args.limit, device=pick_device(args.device))
+    table = evaluate_segmentation(segmenter, frames, limit=args.limit, device=device)
     print(f"model {args.model} on {args.data} [{args.split}]")
     print(format_table(table))
     if args.json:
-        with open(args.json, "w") as f:
+        Path(args.json).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        with open(Path(args.json).expanduser(), "w") as f:
             json.dump(table, f, indent=2)
     return 0

@@ -113,11 +113,13 @@ def run(args) -> int:
 
     from edge_guard.events import EventWriter
     from edge_guard.guard import Guard
-    from edge_guard.stream import Display, Stream, check_display, parse_source
+    from edge_guard.stream import Display, Stream, check_display, check_video_path, parse_source
 
     source = parse_source(args.camera, args.source)
     if args.show:
         check_display()
+    if args.save:
+        check_video_path(args.save)  # before the model loads
     out = sys.stderr if args.events == "-" else sys.stdout
 
     def say(text):

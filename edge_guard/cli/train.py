@@ -2,8 +2,10 @@
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
-from edge_guard.cli._args import existing_path, non_negative_int, positive_float, positive_int
+from edge_guard.cli._args import at_least, existing_path, non_negative_int, positive_float, positive_int
 
 EXAMPLE = """\
 examples (the README has the shipped model's exact recipe):
@@ -30,7 +32,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write (.pt)")
     p.add_argument("--steps", type=positive_int, default=3000, help="optimiser steps (default: 3000)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="default: 8")
-    p.add_argument("--crop", type=positive_int, default=512, help="crop side in pixels (default: 512)")
+    p.add_argument("--crop", type=at_least(32), default=512, help="crop side in pixels, >= 32 (default: 512)")
     p.add_argument("--lr", type=positive_float, default=3e-3, help="peak AdamW learning rate (default: 3e-3)")
     p.add_argument("--width", type=positive_int, default=None,
                    help="base width of edge_small (default: the model's own)")
@@ -48,6 +50,8 @@ def register(sub) -> None:
                         "avoids stalls from oversubscription)")
     p.add_argument("--save-every", type=positive_int, default=250, help="checkpoint period in steps")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train afresh even if --out exists (without it, an existing --out is refused)")
     p.add_argument("--init", type=existing_path, metavar="CKPT", default=None,
                    help="start from the weights of this checkpoint (e.g. the shipped model) with a "
                         "fresh optimiser and schedule; the checkpoint records it")
@@ -67,6 +71,12 @@ def run(args) -> int:
     torch = require_torch("training")
     if args.init and args.resume:
         raise UserError("--init and --resume exclude each other: --resume continues --out, --init starts anew from CKPT")
+    out = Path(args.out).expanduser()
+    if out.is_file() and not args.resume and not args.overwrite:
+        # Hours of training are one forgotten flag away from the first save's overwrite.
+        raise UserError(f"--out {out} exists: --resume continues it, --overwrite trains afresh over it")
+    if args.resume and not out.exists():
+        print(f"edge-guard train: no checkpoint at {out} yet: starting at step 0", file=sys.stderr)
     device = pick_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

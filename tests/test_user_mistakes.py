@@ -1,0 +1,94 @@
+"""User mistakes across the commands: each is one line on stderr and exit status 2, found
+before any long work starts, and nothing is left behind."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cli_run import run_cli  # noqa: E402
+from tiny_bundle import make_guard_bundle  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    from edge_guard.calibration.data.layout import write_split
+
+    root = tmp_path_factory.mktemp("mistakes")
+    write_split(root / "scenes", split="val", frames=2, size=(64, 128), seed=2, progress=False)
+    (root / "notes.txt").write_text("not a folder")
+    return root
+
+
+def one_line(argv, *words):
+    rc, _, err = run_cli(argv)
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1, err
+    assert lines[0].startswith("edge-guard ") and "Traceback" not in err
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+def test_a_file_where_a_folder_is_written(scenes):
+    data, notes = scenes / "scenes", scenes / "notes.txt"
+    one_line(["attack", "--data", data, "--method", "dag", "--target", "pure", "--out", notes, "--limit", "1",
+              "--max-iter", "1", "--device", "cpu"], "exists and is not a folder")
+    one_line(["evaluate", "--data", data, "--out", notes, "--quick", "--quiet"], "exists and is not a folder")
+    one_line(["bench", "--bundle", notes], "is a file")
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_the_work(scenes, tmp_path):
+    one_line(["evaluate-seg", "--data", scenes / "scenes", "--json", tmp_path], "--json", "is a folder")
+    one_line(["evaluate-seg", "--data", scenes / "scenes", "--json", scenes / "notes.txt" / "x.json"],
+             "cannot write --json")
+    one_line(["run", "--source", scenes / "notes.txt", "--save", tmp_path / "out.txt"], "give a video file name")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_mistyped_device_names_the_choices(scenes):
+    one_line(["evaluate-seg", "--data", scenes / "scenes", "--device", "foo"], "--device foo: use cpu, cuda")
+    one_line(["attack", "--data", scenes / "scenes", "--method", "dag", "--target", "pure", "--out",
+              scenes / "a_dev", "--device", "gpu0"], "--device gpu0")
+
+
+def test_training_never_overwrites_a_checkpoint_silently(scenes, tmp_path):
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"hours of training")
+    one_line(["train", "--data", scenes / "scenes", "--split", "val", "--out", ckpt], "exists", "--resume", "--overwrite")
+    assert ckpt.read_bytes() == b"hours of training"
+    # A split that is not there: the error says which ones are.
+    one_line(["train", "--data", scenes / "scenes", "--out", tmp_path / "n.pt"], "splits here: val", "--split val")
+
+
+def test_attack_settings_that_every_frame_would_refuse(scenes):
+    base = ["attack", "--data", scenes / "scenes", "--method", "dag", "--limit", "1", "--max-iter", "1",
+            "--device", "cpu"]
+    one_line(base + ["--target", "text", "--text", " ", "--out", scenes / "a_text"], "--text is empty")
+    one_line(base + ["--target", "pure", "--adaptive", "spatial", "--patch-size", "500", "--out", scenes / "a_big"],
+             "too small")
+
+
+def test_precision_without_tensorrt(tmp_path):
+    from edge_guard.cli import main  # noqa: F401  (the bundle below is runtime-only)
+
+    bundle = make_guard_bundle(tmp_path / "b")
+    image = tmp_path / "x.png"
+    import cv2
+    import numpy as np
+    cv2.imwrite(str(image), np.zeros((40, 60, 3), np.uint8))
+    one_line(["check", "--bundle", bundle, "--backend", "onnxruntime-cpu", "--precision", "fp16", image],
+             "--precision fp16 picks a TensorRT engine")
+    rc, out, _ = run_cli(["check", "--bundle", bundle, "--precision", "fp16", "--threads", "1", image])
+    assert rc == 0 and "--precision fp16 applies to TensorRT engines only" in out
+
+
+def test_build_engine_without_tensorrt_says_so_before_the_slow_part(tmp_path):
+    pytest.importorskip("onnx")
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    bundle = make_guard_bundle(tmp_path / "b")
+    one_line(["build-engine", bundle], "needs tensorrt", "--onnx-only")
+    assert not (bundle / "model.fp16.onnx").exists()  # nothing was converted or calibrated first
