@@ -118,8 +118,9 @@ def segment_graph(bundle: Bundle) -> tuple[Path | None, str]:
     if not seg:
         return None, f"{bundle.root} has no segment.onnx: {reexport}"
     size = seg.get("frame_size") if isinstance(seg, dict) else None
-    if (not isinstance(seg.get("file") if isinstance(seg, dict) else None, str) or not isinstance(size, list)
-            or len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)):
+    well_formed = (isinstance(seg, dict) and isinstance(seg.get("file"), str) and isinstance(size, list)
+                   and len(size) == 2 and all(type(v) is int for v in size))
+    if not well_formed:
         return None, f"{EXPORT_FILE}'s segment record is malformed (needs file and frame_size [H, W]): {reexport}"
     path = bundle.root / seg["file"]
     if not path.is_file():

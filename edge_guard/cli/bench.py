@@ -16,11 +16,12 @@ examples:
 For each K: warm-up frames, then N checks of one street frame (the camera frame is
 --frame, resized by the guard to the bundle's frame size). Printed: the mean of each stage
 (resize, sample, crop, infer, consistency) and the total's mean, p50 and p99 in ms; frames
-per second; peak host memory and GPU memory in use (--json adds every stage's p50/p99). Plain segmentation of the whole frame (the bundle's
-segment.onnx, written by `edge-guard export --frame HxW` and by `calibrate`) is timed in
-the same run on the same backend, so the overhead ratio guard/segmentation is measured
-under the same load; its floor for independent pairs is 2K s^2 / (H W) (1.25x at K=5 for
-the shipped bundle and for the paper's s=512 on 1024x2048).
+per second; peak host memory and GPU memory in use (--json adds every stage's p50/p99).
+Plain segmentation of the whole frame (the bundle's segment.onnx, written by
+`edge-guard export --frame HxW` and by `calibrate`) is timed in the same run on the same
+backend, so the overhead ratio guard/segmentation is measured under the same load; its
+floor for independent pairs is 2K s^2 / (H W) (1.25x at K=5 for the shipped bundle and for
+the paper's s=512 on 1024x2048).
 
 --bundle may also be an uncalibrated export folder (model.onnx + export.json): it is timed
 with the paper's displacements scaled to its patch size; no threshold is needed to time.
