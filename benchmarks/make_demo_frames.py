@@ -8,7 +8,7 @@ It renders the demo's default clip, attacks the demo's default stretch with the 
 settings on the shipped checkpoint, and stores each frame's perturbation (adversarial -
 clean + 128, xz-compressed) with a manifest. `edge-guard demo` takes them like a cache hit when
 its settings are these (the defaults). Check the printed size: the default 200-step attack of
-6 frames makes 3.6 MB (its perturbations are noise-like, 0.6 MB a frame); keep it under 5 MB.
+6 frames makes 3.2 MB (its perturbations are noise-like, ~0.5 MB a frame); keep it under 5 MB.
 """
 
 import argparse

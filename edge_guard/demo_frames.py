@@ -13,7 +13,7 @@ A folder (the attack cache in ``--out``, or the frames shipped in ``assets/demo`
 
 Why perturbations: a generated 512x1024 frame carries sensor noise and is ~0.8 MB as PNG,
 but the clip re-renders byte for byte from its seed and a DAG perturbation is mostly 0 and
-+-1: xz squeezes one to ~0.2 MB (a third less than PNG would). ``clean_sha256`` tells whether the frame
++-1: xz squeezes one to ~0.5 MB (a third less than PNG would). ``clean_sha256`` tells whether the frame
 rendered here is the one that was attacked (a different OpenCV could draw it differently).
 The shift by 128 is exact while the perturbation stays within +-127 (L-inf < 0.5).
 """

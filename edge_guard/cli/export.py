@@ -5,7 +5,7 @@ import argparse
 from edge_guard.cli._args import add_model_option, frame_size, positive_int
 
 EXAMPLE = """\
-example (the shipped model, the paper's 512px patches):
+example (the shipped model, 256px patches as the shipped bundle; DRN-D-22 at the paper's 512):
   edge-guard export --out bundle
   edge-guard export --model runs/drn.pt --arch drn_d_22 --out bundle-drn --patch 512 --frame 1024x2048
 
