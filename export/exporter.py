@@ -154,6 +154,10 @@ def export_bundle(checkpoint, out_dir, patch: int = 256, output: str = "labels",
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} exists and is not a folder")
+    low = scaled_bounds(patch)[0]
+    if frame_size and min(frame_size) < patch + low:  # found now, not after the export
+        raise UserError(f"--verify-size {frame_size[0]}x{frame_size[1]} is too small for {patch}px patch pairs: "
+                        f"use at least {patch + low}x{patch + low}")
     out_dir.mkdir(parents=True, exist_ok=True)
     segmenter, _ = load_segmenter(checkpoint, arch=arch)
     final = out_dir / MODEL_FILE

@@ -165,6 +165,7 @@ def test_a_failed_full_frame_graph_leaves_the_previous_export_whole(exported, ch
 
 @pytest.mark.parametrize("argv, needle", [
     (["--patch", "8"], "too small"),
+    (["--patch", "64", "--verify-size", "32x32"], "--verify-size 32x32 is too small for 64px patch pairs: use at least"),
     (["--opset", "12"], "opset 12 is not supported"),
 ])
 def test_bad_export_options_are_one_line_errors(checkpoint, tmp_path, argv, needle):
