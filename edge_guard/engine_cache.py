@@ -201,13 +201,18 @@ def precision_record_path(onnx_path: Path) -> Path:
     return Path(onnx_path).with_suffix(".json")
 
 
-def made_from(onnx_path: Path) -> str | None:
-    """sha256 of the model.onnx that a derived fp16/int8 ONNX was made from; None if unrecorded."""
+def read_precision_record(onnx_path: Path) -> dict:
+    """The record beside a derived fp16/int8 ONNX; {} when missing or unreadable."""
     try:
         record = json.loads(precision_record_path(onnx_path).read_text())
     except (OSError, ValueError):
-        return None
-    return record.get("source_sha256") if isinstance(record, dict) else None
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def made_from(onnx_path: Path) -> str | None:
+    """sha256 of the model.onnx that a derived fp16/int8 ONNX was made from; None if unrecorded."""
+    return read_precision_record(onnx_path).get("source_sha256")
 
 
 def _profile_shape(profile, key: str) -> list | None:

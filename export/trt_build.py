@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_guard.engine_cache import (ONNX_FILES, check_precision, current_device, engine_path,
-                                     precision_record_path, profile_shapes, sha256_file,
-                                     timing_cache_path, validate_engine, write_sidecar)
+                                     precision_record_path, profile_shapes, read_precision_record,
+                                     sha256_file, timing_cache_path, validate_engine, write_sidecar)
 from edge_guard.errors import MissingDependency, UserError, require
 
 from .bundle_info import PAPER_K, BundleInfo, read_bundle
@@ -142,11 +142,8 @@ def ensure_precision_onnx(info: BundleInfo, precision: str, calib: CalibrationSe
     calib_key = (f"{calib.source}, {calibration_method}"
                  + (f" {percentile}" if calibration_method == "percentile" else "")
                  if precision == "int8" else None)
-    if path.is_file() and prov_path.is_file():
-        try:
-            prov = json.loads(prov_path.read_text())
-        except ValueError:
-            prov = {}
+    if path.is_file():
+        prov = read_precision_record(path)
         if prov.get("source_sha256") == source_sha and prov.get("sha256") == sha256_file(path) \
                 and prov.get("calibration_key") == calib_key:
             log(f"{path.name} is up to date (made from this {info.model_file})")
@@ -332,10 +329,6 @@ def build_engine(bundle, precision: str = "fp16", calib_frames=None, calib_count
 
 
 def _record_check(onnx_path: Path, figures: dict) -> None:
-    prov_path = precision_record_path(onnx_path)
-    try:
-        prov = json.loads(prov_path.read_text()) if prov_path.is_file() else {}
-    except ValueError:
-        prov = {}
+    prov = read_precision_record(onnx_path)
     prov["onnxruntime_check"] = figures
-    prov_path.write_text(json.dumps(prov, indent=1))
+    precision_record_path(onnx_path).write_text(json.dumps(prov, indent=1))
