@@ -20,6 +20,7 @@ import time
 import torch
 
 from edge_guard.calibration.attacks import ATTACKS, make_views
+from edge_guard.calibration.attacks.run import detector_geometry
 from edge_guard.calibration.models import build_segmenter
 from edge_guard.calibration.models.checkpoint import load_segmenter
 from edge_guard.calibration.models.fusion import fuse_segmenter
@@ -35,22 +36,28 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--adaptive", default=None)
-    p.add_argument("--k-attack", type=int, default=10)
+    p.add_argument("--k-attack", type=int, default=5, help="patches per step of a spatial attack (default 5)")
     p.add_argument("--batch", type=int, nargs="+", default=[1], help="images attacked together")
     p.add_argument("--no-fuse", action="store_true",
                    help="keep BatchNorm as its own layer (the attack commands fold it into the convolutions)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    model = (load_segmenter(args.checkpoint)[0] if args.checkpoint else build_segmenter(args.arch)).eval()
+    if args.checkpoint:
+        model, meta = load_segmenter(args.checkpoint)
+        arch = meta.get("model") or args.arch
+    else:
+        model, arch = build_segmenter(args.arch), args.arch
+    model = model.eval()
     model = model.to(args.device)
     for q in model.parameters():
         q.requires_grad_(False)
     if not args.no_fuse:
         model = fuse_segmenter(model)
-    views = make_views(args.adaptive, args.k_attack)
     cuda = args.device.startswith("cuda")
     for size in args.sizes.split(","):
         h, w = (int(v) for v in size.split("x"))
+        # the patches `attack` and `evaluate` use at this frame height (s = H/2)
+        views = make_views(args.adaptive, args.k_attack, *detector_geometry(h))
         for n in args.batch:
             x = (torch.randint(0, 256, (n, 3, h, w)).float() / 255).to(args.device)
             target = torch.full((n, h, w), 13, dtype=torch.long, device=args.device)
@@ -65,14 +72,16 @@ def main():
                 if cuda:
                     torch.cuda.synchronize()
                 dt = time.perf_counter() - t0
-                steps = int(res.iterations[0]) + 1  # + the final evaluation forward
+                # each of the --iters steps is a forward and a backward; the run adds one
+                # final forward (the quantised image's success), counted in the time
+                per_step = dt / args.iters
                 if cuda:
                     memory = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
                 else:  # the process's high-water mark so far: weights, activations and gradients
                     memory = f", peak process memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
-                print(f"{args.arch} {h}x{w} batch {n} {name:8s} adaptive={args.adaptive} device={args.device} "
-                      f"fused={not args.no_fuse} threads={args.threads}: {args.iters / dt:.2f} it/s, {n * args.iters / dt:.1f} "
-                      f"image-it/s ({dt / steps:.3f} s per step){memory}", flush=True)
+                print(f"{arch} {h}x{w} batch {n} {name:8s} adaptive={args.adaptive} device={args.device} "
+                      f"fused={not args.no_fuse} threads={args.threads}: {1 / per_step:.2f} it/s, {n / per_step:.1f} "
+                      f"image-it/s ({per_step:.3f} s per step){memory}", flush=True)
 
 if __name__ == "__main__":
     sys.exit(exit_status(main, "attack_speed.py"))

@@ -121,5 +121,5 @@ for g in "${GRID[@]}"; do
   pack
 done
 # shellcheck disable=SC2086
-$PY benchmarks/attack_table.py $TABLE_ARGS --adaptive plain,scale,spatial --report-only 2>&1 | tail -40
+$PY benchmarks/attack_table.py $TABLE_ARGS --adaptive plain,scale,spatial,spatial-pairs --report-only 2>&1 | tail -40
 t "done"

@@ -1,6 +1,7 @@
 """Adversarial targets: the label maps an attacker wants the segmenter to output.
 
-Each is a function of the frame shape and a seed and returns (H, W) uint8 train ids
+Each is a function of the frame shape and a seed (``remap`` also of the clean prediction,
+``scene`` of another frame's labels) and returns (H, W) uint8 train ids
 (255 = ignore, not counted by the attack). The paper's targets (§5.1 and supplementary):
 
 - ``pure``: one random class everywhere ("Pure");
@@ -88,7 +89,7 @@ def text(shape, seed: int, text: str = "ECCV 2018") -> np.ndarray:
 
 
 def emblem(shape, seed: int) -> np.ndarray:
-    """A cartoon cat face (ears, eyes, nose, whiskers, bow) of six classes on a background.
+    """A cartoon cat face (ears, eyes, nose, whiskers, bow) of five classes on a background.
 
     The seed picks the classes and jitters position and size; drawn with OpenCV primitives.
     """

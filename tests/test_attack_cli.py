@@ -129,6 +129,37 @@ def test_symlinked_split_and_a_changed_source_frame(setup, tmp_path):
     assert second[changed]["source_sha256"] != first[changed]["source_sha256"]
 
 
+def test_a_moved_data_folder_resumes_records_that_prove_their_frame(setup, tmp_path):
+    """A GPU lease's scenes come back under another path: the folder resumes there, but only
+    records that hold their source frame's sha256 count (older ones are attacked anew)."""
+    import shutil
+
+    root, ckpt, _ = setup
+    shutil.copytree(root / "data", tmp_path / "copy")
+    args = ["attack", "--model", str(ckpt), "--split", "val", "--max-iter", "1", "--device", "cpu",
+            "--method", "dag", "--target", "pure", "--out", str(tmp_path / "out")]
+    assert main([*args, "--data", str(root / "data"), "--limit", "2"]) == 0
+    path = tmp_path / "out" / "manifest.json"
+    doc = json.loads(path.read_text())
+    proved, legacy = sorted(doc["images"])
+    del doc["images"][legacy]["source_sha256"]  # a record from before the sha was kept
+    path.write_text(json.dumps(doc))
+    assert main([*args, "--data", str(tmp_path / "copy")]) == 0
+    after = json.loads(path.read_text())
+    assert after["settings"]["data"] == str((tmp_path / "copy").resolve())
+    assert after["images"][proved] == doc["images"][proved]
+    assert "source_sha256" in after["images"][legacy] and len(after["images"]) == 3
+
+
+def test_seconds_per_frame_shares_a_batch_among_its_frames():
+    from edge_guard.calibration.attacks.run import seconds_per_frame
+
+    batch = [{"seconds": 40.0, "batch": 4, "batch_first": "a", "batch_seconds": 40.0} for _ in range(4)]
+    assert seconds_per_frame(batch) == 10.0
+    assert seconds_per_frame(batch[:2]) == 10.0  # a table that reads 2 of the batch's 4 frames
+    assert seconds_per_frame(batch[:2] + [{"seconds": 7.0}]) == 9.0
+
+
 @pytest.mark.parametrize("extra,message", [
     (("--method", "fgsm", "--target", "pure"), "unknown attack method"),
     (("--method", "dag", "--target", "kitty"), "unknown target"),

@@ -210,6 +210,11 @@ def test_input_errors():
     x = eight_bit((1, 3, 8, 8))
     with pytest.raises(ValueError, match="8-bit"):
         dag(model, x + 0.001, torch.zeros(1, 8, 8, dtype=torch.long), quantize=True)
+    # an offset far below 1/255 would still land on the reported budgets (1e-6 is the contract)
+    with pytest.raises(ValueError, match="8-bit"):
+        dag(model, (x + 9e-5).clamp(max=1), torch.zeros(1, 8, 8, dtype=torch.long), quantize=True)
+    with pytest.raises(ValueError, match="negative"):
+        dag(model, x, torch.full((1, 8, 8), -1, dtype=torch.long))
     with pytest.raises(ValueError, match="no valid"):
         dag(model, x, torch.full((1, 8, 8), 255, dtype=torch.long))
     with pytest.raises(ValueError, match="classes"):
@@ -295,16 +300,22 @@ def view_objective(model, views, loss, images, target, seed):
     return total
 
 
-def test_blur_is_normalised_and_matches_opencv():
+@pytest.mark.parametrize("std", [0.4, 0.5, 0.7, 3.0, 5.0])
+def test_blur_is_normalised_and_is_the_scale_detectors(std):
+    """The layer blurs as the detector's scoring.gaussian_blur (8-bit OpenCV) does, kernel size
+    included (stds where OpenCV's own sizing differs, 0.4 and 0.7, are among them)."""
     import cv2
 
-    img = (eight_bit((1, 3, 24, 40), seed=3) * 255).round()
-    for std in (0.5, 3.0, 5.0):
-        ours = gaussian_blur(img.double(), std)[0].permute(1, 2, 0).numpy()
-        ref = cv2.GaussianBlur(img[0].permute(1, 2, 0).numpy().astype(np.float64), (0, 0), std,
-                               borderType=cv2.BORDER_REFLECT_101)
-        # OpenCV sizes float kernels from 4*std, ours from 3*std like its 8-bit path.
-        assert np.abs(ours - ref).max() < 1.5
+    from edge_guard.calibration.scoring import blur_ksize, gaussian_blur as detector_blur
+
+    img = (eight_bit((1, 3, 40, 56), seed=3) * 255).round()
+    ours = gaussian_blur(img.double(), std)[0].permute(1, 2, 0).numpy()
+    hwc = img[0].permute(1, 2, 0).numpy()
+    k = blur_ksize(std)  # the detector's kernel, in float: the same sums
+    exact = cv2.GaussianBlur(hwc.astype(np.float64), (k, k), std, borderType=cv2.BORDER_REFLECT_101)
+    assert np.abs(ours - exact).max() < 1e-6
+    # the detector itself blurs 8-bit frames in OpenCV's fixed point, rounded to 8 bits
+    assert np.abs(ours - detector_blur(hwc.astype(np.uint8), std)).max() < 2.0
     flat = torch.full((1, 3, 20, 20), 0.4)
     assert torch.allclose(gaussian_blur(flat, 3.0), flat)
 
@@ -325,16 +336,18 @@ def test_adaptive_scale_moves_its_objective(tiny, attack):
     assert all((b >= 0.9).all() for b in blurred), blurred  # the blurred frames are fooled too
 
 
+@pytest.mark.parametrize("attack", ATTACKS)
 @pytest.mark.parametrize("kind", ["spatial", "spatial-pairs"])
-def test_adaptive_spatial_moves_its_objective(tiny, kind):
+def test_adaptive_spatial_moves_its_objective(tiny, kind, attack):
     model, x, _ = tiny
     x = x[:2]
     t = torch.tensor(np.stack([pure(x.shape[-2:], s) for s in (5, 6)])).long()
     views = make_views(kind, k_attack=3, patch_size=512)
     assert isinstance(views, PatchViews if kind == "spatial" else PairViews)
-    before = view_objective(model, views, dag_loss, x, t, 123)
-    res = dag(model, x, t, quantize=True, views=views, max_iter=40, seed=0)
-    after = view_objective(model, views, dag_loss, res.images, t, 123)
+    loss = dag_loss if attack is dag else houdini_loss
+    before = view_objective(model, views, loss, x, t, 123)
+    res = attack(model, x, t, quantize=True, views=views, max_iter=40, seed=0)
+    after = view_objective(model, views, loss, res.images, t, 123)
     assert (after < 0.5 * before).all(), (before, after)
 
 
@@ -381,8 +394,9 @@ def test_pair_consistency_is_zero_for_agreeing_patches():
     x = torch.rand(1, 3, 40, 40)
     t = torch.zeros(1, 40, 40, dtype=torch.long)
     (group,) = list(views.groups(x, t, t == 0, np.random.default_rng(1)))
-    same = torch.zeros(1, 5, 40, 40)
-    same[:, 2] = 3.0  # a constant logit map: every crop agrees everywhere
+    # one random logit map: two crops of it agree exactly where they overlap, and only if
+    # the overlap is aligned (a constant map could not tell)
+    same = torch.randn(1, 5, 40, 40, generator=torch.Generator().manual_seed(2))
     logits = [torch.stack([same[i, :, y:y + 16, c:c + 16] for i, (y, c) in enumerate(v.boxes)]) for v in group]
     assert views.coupling(logits, group).abs().max() < 1e-6
     logits[1] = logits[1] + torch.randn_like(logits[1])

@@ -239,6 +239,35 @@ def test_attack_table_fills_evaluates_folders_in_rounds(tmp_path, capsys):
     assert "--attack-stop 0.0 must be in (0, 1]" in str(bad.value)
 
 
+@pytest.mark.parametrize("extra,message", [
+    (("--targets", "kitty"), "--targets 'kitty': choose among"),
+    (("--adaptive", "none"), "--adaptive 'none': choose among"),
+    (("--methods", ""), "--methods '': choose among"),
+])
+def test_attack_table_names_what_it_does_not_know(tmp_path, extra, message):
+    pytest.importorskip("torch")
+    table = _benchmark("attack_table")
+    with pytest.raises(UserError, match=message):  # before any attack or "not run" row
+        table.main(["--out", str(tmp_path), "--report-only", *extra])
+
+
+@pytest.mark.parametrize("extra,message", [
+    (("--round", "0", "--report-only"), "--round: '0' must be > 0"),
+    (("--frame", "512", "--report-only"), "'512' is not a size"),
+    (("--k-attack", "0", "--report-only"), "--k-attack: '0' must be > 0"),
+    (("--model", "/nonexistent.pt", "--report-only"), "/nonexistent.pt does not exist"),
+    ((), "--data is needed to attack"),
+])
+def test_attack_table_refuses_bad_numbers_and_paths(tmp_path, capsys, extra, message):
+    """A zero round attacked nothing without a word; '512' was an unpacking traceback;
+    attacking without --data is refused (only --report-only does without it)."""
+    pytest.importorskip("torch")
+    table = _benchmark("attack_table")
+    with pytest.raises(SystemExit) as exit_:
+        table.main(["--out", str(tmp_path), *extra])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_benchmark_scripts_report_user_mistakes_in_one_line(tmp_path):
     """The scripts share the CLI's rule: a user mistake is one line on stderr and status 2."""
     import subprocess

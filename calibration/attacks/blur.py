@@ -7,8 +7,11 @@ import torch.nn.functional as F
 
 
 def kernel_radius(std: float) -> int:
-    """OpenCV's choice for 8-bit images (ksize = round(6*std + 1) | 1), so ~3*std."""
-    return (int(round(6.0 * std + 1.0)) | 1) // 2
+    """The scale detector's kernel (scoring.blur_ksize, +-ceil(3*std)): the attack blurs as
+    the detector will."""
+    from ..scoring import blur_ksize
+
+    return blur_ksize(std) // 2
 
 
 def gaussian_kernel(std: float, radius: int, dtype=torch.float32, device=None) -> torch.Tensor:

@@ -45,8 +45,9 @@ def project(clean: torch.Tensor, adv: torch.Tensor, l2: Optional[float] = None,
     return clean + delta
 
 
-def is_8bit(images: torch.Tensor, tol: float = 1e-4) -> bool:
-    """True when every value is a multiple of 1/255 (up to float error)."""
+def is_8bit(images: torch.Tensor, tol: float = 1e-6) -> bool:
+    """True when every value is a multiple of 1/255 (up to float error: float32 k/255 is off
+    by < 1e-7). Any larger offset would pass through quantize onto the budgets it reports."""
     scaled = images.detach() * LEVELS
     return bool((scaled - scaled.round()).abs().max() <= tol * LEVELS) if images.numel() else True
 

@@ -76,6 +76,8 @@ def descend(model: Callable, images: torch.Tensor, target: torch.Tensor, *, crit
     valid = valid_pixels(target, None if mask is None else mask.to(clean.device))
     if (valid.flatten(1).sum(1) == 0).any():
         raise ValueError("an image has no valid target pixel (all ignored or masked out)")
+    if bool((target[valid] < 0).any()):
+        raise ValueError("target holds negative class ids: mark ignored pixels 255")
     safe_target = torch.where(valid, target, torch.zeros_like(target))
     rng_of = _view_generators(seed, len(clean))
 

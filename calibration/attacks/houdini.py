@@ -12,9 +12,10 @@ Variant implemented, and why:
   and the task loss held fixed (they are piecewise constant). In float32, phi underflows
   to 0 for margins above ~14 logits, which would silence exactly the pixels furthest from
   the target; so the per-pixel weights phi(m_p) are divided by the image's largest one
-  (computed in the log domain). That is a positive per-image constant, which the
-  step below ignores: the direction is Houdini's. The returned loss VALUE is the
-  true Houdini loss.
+  (computed in the log domain). That is a positive per-image constant: the signed,
+  L2 and L-inf step rules ignore it; Adam (the default) keeps Houdini's gradient signs,
+  with momentum over steps whose constants differ. The returned loss VALUE is the true
+  Houdini loss.
 - Optimiser: Adam on the image (learning rate ``step`` in [0, 1] units per value, betas
   0.9 / 0.999), projected onto the budgets after every step. The Houdini gradient is
   concentrated on the pixels nearest their margin: a step normalised over the whole image

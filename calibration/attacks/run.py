@@ -69,8 +69,9 @@ class AttackSettings:
     size: Optional[tuple] = None  # (H, W) frames are resized to before the attack
     text: str = "ECCV 2018"
     # Frames attacked together. Plain attacks give the same frames at any batch (each image
-    # has its own step and stopping); adaptive ones draw their views from the batch's first
-    # frame's seed, so the batch is part of what decides the result.
+    # has its own step and stopping), up to the model's float rounding in another batch shape. Adaptive ones now draw each image's views from its own
+    # seed too, but folders made before that at a batch above 1 drew every image's views from
+    # the first frame's seed; keeping the batch in their key keeps those frames apart.
     batch: int = 1
 
     def identity(self) -> dict:
@@ -163,15 +164,18 @@ class Manifest:
                             f"({'; '.join(diff[:3])}): use another --out, or the same settings to resume")
         self.images = dict(old.get("images") or {})
 
-    def done(self, name: str, source_sha256: Optional[str] = None) -> bool:
+    def done(self, name: str, source_sha256: Optional[str] = None, source: Optional[str] = None) -> bool:
         """Whether ``name`` was attacked and its files are there; a record that holds its source
-        frame's sha256 must also match ``source_sha256`` (a regenerated frame is attacked anew)."""
+        frame's sha256 must also match ``source_sha256`` (a regenerated frame is attacked anew),
+        an older one without it must name the same ``source`` file (nothing vouches for a copy)."""
         rec = self.images.get(name)
         if not rec or not all((self.path.parent / rec[k]).is_file()
                               for k in ("adversarial", "target", "target_color")):
             return False
         recorded = rec.get("source_sha256")
-        return recorded is None or source_sha256 is None or recorded == source_sha256
+        if recorded is not None and source_sha256 is not None:
+            return recorded == source_sha256
+        return source is None or rec.get("source") in (None, source)
 
     def add(self, name: str, record: dict) -> None:
         self.images[name] = record
@@ -201,9 +205,10 @@ def summarize(records: list, threshold: float) -> dict:
 
 def seconds_per_frame(records: list) -> float:
     """Attack wall time per frame: frames attacked in one batch share their batch's time."""
-    batches = {r["batch_first"]: r["batch_seconds"] for r in records if "batch_first" in r}
-    single = [r["seconds"] for r in records if "batch_first" not in r]
-    return float((sum(batches.values()) + sum(single)) / max(1, len(records)))
+    # Each frame carries its share of its batch's time, so a table that reads only some of a
+    # batch's frames (fewer --frames than a GPU lease attacked at --batch 50) stays right.
+    share = [r["batch_seconds"] / r["batch"] if "batch_first" in r else r["seconds"] for r in records]
+    return float(sum(share) / max(1, len(records)))
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
@@ -271,8 +276,9 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         "model_sha256": sha256_file(model_path), "arch": meta.get("model"), "quantize": True,
     }
     # The model is its sha256: the same file elsewhere (another checkout, a GPU machine's copy)
-    # resumes the folder; its path is recorded, the newest kept.
-    manifest = Manifest(out, record_settings, free=(set(asdict(s)) - set(s.identity())) | {"model"})
+    # resumes the folder; its path is recorded, the newest kept. The data folder may move too
+    # (a GPU lease's scenes come back elsewhere) as long as each record names its frame's sha256.
+    manifest = Manifest(out, record_settings, free=(set(asdict(s)) - set(s.identity())) | {"model", "data"})
     views = make_views(s.adaptive, s.k_attack, s.patch_size, s.b_low, s.b_high, s.blur_stds, s.pair_weight)
     attack = ATTACKS[s.method]
     hyper = {"gamma": s.step} if s.method == "dag" else {"step": s.step}
@@ -281,7 +287,8 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
     root = Path(os.path.abspath(data))
     count = len(frames) if limit is None else min(int(limit), len(frames))
     source_sha = {i: sha256_file(frames.image_paths[i]) for i in range(count)}
-    todo = [i for i in range(count) if not manifest.done(frames.names[i], source_sha[i])]
+    todo = [i for i in range(count)
+            if not manifest.done(frames.names[i], source_sha[i], str(frames.image_paths[i].resolve()))]
     bar = _progress(len(todo), f"{s.method} -> {s.target}", progress)
     for chunk in _batches(todo, s.batch, lambda i: s.size or frames[i][0].shape[:2]):
         prepared = [_prepare(frames, i, s, segmenter, device) for i in chunk]
