@@ -129,26 +129,42 @@ def test_symlinked_split_and_a_changed_source_frame(setup, tmp_path):
     assert second[changed]["source_sha256"] != first[changed]["source_sha256"]
 
 
-def test_a_moved_data_folder_resumes_records_that_prove_their_frame(setup, tmp_path):
-    """A GPU lease's scenes come back under another path: the folder resumes there, but only
-    records that hold their source frame's sha256 count (older ones are attacked anew)."""
+def test_a_moved_data_folder_resumes_only_the_same_frames(setup, tmp_path, capsys):
+    """A GPU lease's scenes come back under another path: the folder resumes there when its
+    records prove (by sha256) they are of the same frames. Other frames under the same names,
+    or records too old to prove it, are refused rather than overwritten."""
     import shutil
 
     root, ckpt, _ = setup
     shutil.copytree(root / "data", tmp_path / "copy")
-    args = ["attack", "--model", str(ckpt), "--split", "val", "--max-iter", "1", "--device", "cpu",
-            "--method", "dag", "--target", "pure", "--out", str(tmp_path / "out")]
-    assert main([*args, "--data", str(root / "data"), "--limit", "2"]) == 0
+    args = ["attack", "--model", str(ckpt), "--max-iter", "1", "--device", "cpu",
+            "--method", "dag", "--target", "pure"]
+    assert main([*args, "--data", str(root / "data"), "--limit", "2", "--out", str(tmp_path / "out")]) == 0
     path = tmp_path / "out" / "manifest.json"
-    doc = json.loads(path.read_text())
-    proved, legacy = sorted(doc["images"])
-    del doc["images"][legacy]["source_sha256"]  # a record from before the sha was kept
-    path.write_text(json.dumps(doc))
-    assert main([*args, "--data", str(tmp_path / "copy")]) == 0
+    before = json.loads(path.read_text())
+    shutil.copytree(tmp_path / "out", tmp_path / "legacy")
+    assert main([*args, "--data", str(tmp_path / "copy"), "--out", str(tmp_path / "out")]) == 0
     after = json.loads(path.read_text())
-    assert after["settings"]["data"] == str((tmp_path / "copy").resolve())
-    assert after["images"][proved] == doc["images"][proved]
-    assert "source_sha256" in after["images"][legacy] and len(after["images"]) == 3
+    assert after["settings"]["data"] == str((tmp_path / "copy").resolve()) and len(after["images"]) == 3
+    assert all(after["images"][n] == rec for n, rec in before["images"].items())  # kept, not attacked again
+
+    legacy = json.loads((tmp_path / "legacy" / "manifest.json").read_text())
+    for rec in legacy["images"].values():
+        del rec["source_sha256"]  # records from before the sha was kept
+    (tmp_path / "legacy" / "manifest.json").write_text(json.dumps(legacy))
+    capsys.readouterr()
+    assert main([*args, "--data", str(tmp_path / "copy"), "--out", str(tmp_path / "legacy")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "use another --out, or --data" in err and len(err.splitlines()) == 1
+
+    other = tmp_path / "other"
+    shutil.copytree(root / "data", other)
+    first = next(iter(sorted(before["images"])))
+    frame = next(other.rglob(f"{first}_leftImg8bit.png"))
+    cv2.imwrite(str(frame), 255 - cv2.imread(str(frame)))  # another frame, same name
+    assert main([*args, "--data", str(other), "--out", str(tmp_path / "out")]) == 2
+    assert f"whose frame {first!r} is not the one in" in capsys.readouterr().err
+    assert json.loads(path.read_text()) == after  # nothing overwritten
 
 
 def test_seconds_per_frame_shares_a_batch_among_its_frames():
@@ -230,3 +246,53 @@ def test_batch_must_be_positive(setup, capsys):
     root, ckpt, _ = setup
     assert attack(root, ckpt, "--method", "dag", "--target", "pure", "--batch", "0", out="bad") == 2
     assert "--batch" in capsys.readouterr().err
+
+
+def test_an_image_folder_with_subfolders_and_two_heights(setup, tmp_path, capsys):
+    """Unlabelled frames: the scene target says where its labels came from; targets sit beside
+    their frame's subfolder once (not targets/sub/sub/); a spatial attack refuses a second
+    frame height (its patches are sized for the first); a resume says nothing was left."""
+    root, ckpt, _ = setup
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(images / "sub" / "b.png"), rng.integers(0, 256, (48, 96, 3), dtype=np.uint8))
+    cv2.imwrite(str(images / "z.png"), rng.integers(0, 256, (64, 96, 3), dtype=np.uint8))
+    args = ["attack", "--model", str(ckpt), "--data", str(images), "--max-iter", "1", "--device", "cpu",
+            "--method", "dag"]
+    assert main([*args, "--target", "scene", "--out", str(tmp_path / "scene")]) == 0
+    out = capsys.readouterr()
+    assert "has no labels: each scene target is a generated street's labels" in out.err
+    assert "2 frames in" in out.out and "(2 attacked now)" in out.out
+    doc = json.loads((tmp_path / "scene" / "manifest.json").read_text())
+    rec = doc["images"]["sub/b"]
+    assert rec["scene_source"] == "generated" and rec["target"] == "targets/sub/b_target.png"
+    assert (tmp_path / "scene" / rec["target"]).is_file() and doc["settings"]["split"] is None
+    assert main([*args, "--target", "scene", "--out", str(tmp_path / "scene")]) == 0
+    assert "nothing left to attack" in capsys.readouterr().err
+
+    assert main([*args, "--target", "pure", "--adaptive", "spatial", "--k-attack", "1",
+                 "--out", str(tmp_path / "spatial")]) == 2
+    err = capsys.readouterr().err
+    assert "z is 64 pixels high, the first frame 48" in err and "--size HxW" in err
+    assert main([*args, "--target", "pure", "--adaptive", "spatial", "--k-attack", "1", "--size", "48x96",
+                 "--out", str(tmp_path / "spatial")]) == 0
+
+
+def test_two_runs_into_one_folder(setup, tmp_path, capsys):
+    """A second run into a folder that another is writing is refused (both would attack the
+    same frames and the last manifest write would win); the lock goes with its run."""
+    import fcntl
+
+    root, ckpt, _ = setup
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ("--method", "dag", "--target", "pure", "--limit", "1")
+    with open(out / ".lock", "w") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert attack(root, ckpt, *args, out=out) == 2
+        assert "another attack is writing" in capsys.readouterr().err
+    assert attack(root, ckpt, *args, out=out) == 0
+    assert attack(root, ckpt, *args, out=out) == 0  # released at the end of the first
+    rec = next(iter(json.loads((out / "manifest.json").read_text())["images"].values()))
+    assert rec["device"] == "cpu"

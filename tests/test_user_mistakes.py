@@ -68,6 +68,52 @@ def test_attack_settings_that_every_frame_would_refuse(scenes):
              "too small")
 
 
+@pytest.mark.parametrize("extra,words", [
+    (("--target", "pure", "--k-attack", "5"), ("--k-attack applies only to --adaptive spatial",)),
+    (("--target", "pure", "--adaptive", "scale", "--patch-size", "64"), ("--patch-size applies only",)),
+    (("--target", "pure", "--adaptive", "spatial", "--blur-stds", "1,2"), ("--blur-stds applies only",)),
+    (("--target", "pure", "--text", "hi"), ("--text applies only to --target text",)),
+    (("--target", "pure", "--adaptive", "scale", "--blur-stds", "nan"), ("--blur-stds 'nan' needs positive",)),
+    (("--target", "pure", "--linf", "0.003"), ("below one 8-bit level",)),
+    (("--target", "pure", "--l2", "5"), ("--l2 5.0 must be in (0, 1]",)),
+    (("--target", "text", "--text", "Grüße"), ("ASCII",)),
+])
+def test_attack_options_that_would_be_ignored_or_cannot_work(scenes, tmp_path, extra, words):
+    """Ignored options were recorded and then refused a resume without them; a bound below
+    one 8-bit level ran 200 iterations that changed nothing; nan/inf were tracebacks."""
+    one_line(["attack", "--data", scenes / "scenes", "--method", "dag", "--limit", "1", "--max-iter", "1",
+              "--device", "cpu", "--out", tmp_path / "out", *extra], *words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_infinite_budgets_are_argparse_errors(scenes, tmp_path):
+    rc, _, err = run_cli(["attack", "--data", scenes / "scenes", "--method", "dag", "--target", "pure",
+                          "--linf", "inf", "--out", tmp_path / "out"])
+    assert rc == 2 and err.strip().splitlines()[-1].endswith("--linf: 'inf' must be a finite number > 0")
+
+
+def test_attack_outputs_that_would_destroy_inputs(scenes, tmp_path):
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    data = tmp_path / "scenes"
+    shutil.copytree(scenes / "scenes", data)
+    frames = {p: p.read_bytes() for p in data.rglob("*.png")}
+    base = ["attack", "--method", "dag", "--target", "pure", "--max-iter", "1", "--device", "cpu"]
+    one_line([*base, "--data", data, "--out", data], "is inside --data")
+    one_line([*base, "--data", data, "--out", data / "adv"], "is inside --data")
+    assert {p: p.read_bytes() for p in data.rglob("*.png")} == frames
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.png", "a.jpg"):
+        cv2.imwrite(str(images / name), np.zeros((64, 128, 3), np.uint8))
+    one_line([*base, "--data", images, "--out", tmp_path / "o"], "a.jpg", "a.png", "rename one")
+    one_line([*base, "--data", images, "--split", "train", "--out", tmp_path / "o"], "has no splits")
+    one_line([*base, "--data", data, "--out", scenes / "notes.txt" / "sub"], "cannot create --out")
+
+
 def test_precision_without_tensorrt(tmp_path):
     from edge_guard.cli import main  # noqa: F401  (the bundle below is runtime-only)
 

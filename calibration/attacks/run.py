@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import zlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -95,6 +96,12 @@ class AttackSettings:
             raise UserError(f"--k-attack must be >= 0, got {self.k_attack}")
         if self.batch < 1:
             raise UserError(f"--batch must be >= 1, got {self.batch}")
+        for option, value in (("--l2", self.l2), ("--linf", self.linf)):
+            if value is not None and not (0 < value <= 1):
+                raise UserError(f"{option} {value} must be in (0, 1] on [0, 1] images (leave it out for no bound)")
+        if self.linf is not None and self.linf < 1 / 255:
+            raise UserError(f"--linf {self.linf} is below one 8-bit level (1/255 = 0.0039): the saved "
+                            "frames could not change at all")
         l2 = self.l2 if self.l2 is not None else (ADAPTIVE_L2 if adaptive else None)
         step = self.step if self.step is not None else DEFAULT_STEP[self.method]
         size = tuple(int(v) for v in self.size) if self.size else None
@@ -145,6 +152,7 @@ class Manifest:
         self.settings = _jsonable(settings)
         self.free = set(free)
         self.images = {}
+        self.previous = {}  # the folder's settings before this run ({} for a new folder)
         if self.path.exists():
             self._resume()
 
@@ -162,6 +170,7 @@ class Manifest:
         if diff:
             raise UserError(f"{self.path.parent} holds attacks made with other settings "
                             f"({'; '.join(diff[:3])}): use another --out, or the same settings to resume")
+        self.previous = prev
         self.images = dict(old.get("images") or {})
 
     def done(self, name: str, source_sha256: Optional[str] = None, source: Optional[str] = None) -> bool:
@@ -169,8 +178,8 @@ class Manifest:
         frame's sha256 must also match ``source_sha256`` (a regenerated frame is attacked anew),
         an older one without it must name the same ``source`` file (nothing vouches for a copy)."""
         rec = self.images.get(name)
-        if not rec or not all((self.path.parent / rec[k]).is_file()
-                              for k in ("adversarial", "target", "target_color")):
+        if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) and (self.path.parent / rec[k]).is_file()
+                                                for k in ("adversarial", "target", "target_color")):
             return False
         recorded = rec.get("source_sha256")
         if recorded is not None and source_sha256 is not None:
@@ -248,7 +257,7 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
                 limit: Optional[int] = None, device: str = "cpu", progress: bool = True) -> dict:
     """Attack the first ``limit`` frames of ``data``/``split`` into ``out``; returns the
     manifest's summary. See the module docstring for the layout."""
-    from edge_guard.calibration.data.folders import open_dataset
+    from edge_guard.calibration.data.folders import ImageFolder, open_dataset
 
     s = settings.resolved()
     data = Path(data).expanduser()
@@ -257,9 +266,21 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder: the attack writes a folder of frames")
+    if out.resolve() == data.resolve() or data.resolve() in out.resolve().parents:
+        raise UserError(f"--out {out} is inside --data {data}: the attack would overwrite or re-read "
+                        "its own frames; choose a folder outside the data")
     frames = open_dataset(data, split, labeled=s.target == "scene")
     if len(frames) == 0:
         raise DataError(f"{data} has no frames in split {split!r}")
+    if isinstance(frames, ImageFolder):
+        split = None  # a plain image folder has no splits: resuming must not depend on --split
+    count = len(frames) if limit is None else min(int(limit), len(frames))
+    seen = {}
+    for i, name in enumerate(frames.names[:count]):
+        if name in seen:
+            raise DataError(f"{frames.image_paths[seen[name]].name} and {frames.image_paths[i].name} are both "
+                            f"frame {name!r}: their outputs would overwrite each other; rename one")
+        seen[name] = i
     model_path = Path(model_path).expanduser()
     segmenter, meta = load_attack_model(model_path, arch=arch, device=device)
     height, width = s.size if s.size else frames[0][0].shape[:2]
@@ -268,28 +289,57 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
     # Settings that every frame would refuse: one line now, not under the progress bar.
     if s.target == "text" and not str(s.text or "").strip():
         raise UserError("--text is empty: the text target needs a string to draw")
+    if s.target == "text" and not str(s.text).isascii():
+        raise UserError(f"--text {s.text!r}: OpenCV's fonts draw ASCII only; write it in ASCII letters")
     if s.adaptive in ("spatial", "spatial-pairs"):
         check_geometry(height, width, s.patch_size, s.b_low, s.b_high)
-    out.mkdir(parents=True, exist_ok=True)
+    if s.target == "scene" and not getattr(frames, "labeled", False):
+        print(f"warning: {data} has no labels: each scene target is a generated street's labels",
+              file=sys.stderr)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create --out {out}: {exc.strerror or exc}") from None
+    lock = _lock(out)  # held until the process ends: two runs into one folder attack the same frames
+    from edge_guard import __version__
+
     record_settings = {
         **asdict(s), "data": str(data.resolve()), "split": split, "model": str(model_path.resolve()),
         "model_sha256": sha256_file(model_path), "arch": meta.get("model"), "quantize": True,
+        "edge_guard": __version__, "torch": torch.__version__,
     }
     # The model is its sha256: the same file elsewhere (another checkout, a GPU machine's copy)
     # resumes the folder; its path is recorded, the newest kept. The data folder may move too
     # (a GPU lease's scenes come back elsewhere) as long as each record names its frame's sha256.
-    manifest = Manifest(out, record_settings, free=(set(asdict(s)) - set(s.identity())) | {"model", "data"})
+    manifest = Manifest(out, record_settings, free=(set(asdict(s)) - set(s.identity())) | {"model", "data", "edge_guard", "torch"})
     views = make_views(s.adaptive, s.k_attack, s.patch_size, s.b_low, s.b_high, s.blur_stds, s.pair_weight)
     attack = ATTACKS[s.method]
     hyper = {"gamma": s.step} if s.method == "dag" else {"step": s.step}
     # Paths inside the folder as the loader lists them, not resolved: a symlinked split
     # (e.g. leftImg8bit/train -> elsewhere) would leave the folder.
     root = Path(os.path.abspath(data))
-    count = len(frames) if limit is None else min(int(limit), len(frames))
     source_sha = {i: sha256_file(frames.image_paths[i]) for i in range(count)}
+    moved_from = manifest.previous.get("data")
+    if moved_from not in (None, record_settings["data"]):
+        # Another data folder: the same frames moved (a GPU lease's copy) resume; frames
+        # that only share names would be overwritten, so the folder is refused.
+        clash = next((frames.names[i] for i in range(count) if frames.names[i] in manifest.images
+                      and manifest.images[frames.names[i]].get("source_sha256") != source_sha[i]), None)
+        if clash is not None:
+            raise UserError(f"{out} holds attacks of {moved_from}, whose frame {clash!r} is not the one in "
+                            f"{data}: use another --out, or --data {moved_from} to resume")
     todo = [i for i in range(count)
             if not manifest.done(frames.names[i], source_sha[i], str(frames.image_paths[i].resolve()))]
-    bar = _progress(len(todo), f"{s.method} -> {s.target}", progress)
+    if s.adaptive in ("spatial", "spatial-pairs") and s.size is None:
+        # The detector's patches are sized for one frame height: a second one is found now,
+        # not after hours of attacks (one decode per frame, against minutes of attack each).
+        for i in todo:
+            image = cv2.imread(str(frames.image_paths[i]), cv2.IMREAD_UNCHANGED)
+            if image is not None and image.shape[0] != height:
+                raise DataError(f"{frames.names[i]} is {image.shape[0]} pixels high, the first frame {height}: "
+                                "the detector's patches are sized for one height; pass --size HxW")
+    kind = f" ({s.adaptive})" if s.adaptive else ""
+    bar = _progress(len(todo), f"{s.method} -> {s.target}{kind}", progress)
     for chunk in _batches(todo, s.batch, lambda i: s.size or frames[i][0].shape[:2]):
         prepared = [_prepare(frames, i, s, segmenter, device) for i in chunk]
         x = torch.cat([p["x"] for p in prepared])
@@ -301,25 +351,40 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
             adv = (result.images[j].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
             rel = Path(os.path.abspath(frames.image_paths[i])).relative_to(root).with_suffix(".png")
             tdir = Path("targets") / rel.parent
-            paths = {"adversarial": str(rel), "target": str(tdir / f"{name}_target.png"),
-                     "target_color": str(tdir / f"{name}_target_color.png")}
+            stem = Path(name).name  # an image folder's names hold their subfolder, rel.parent too
+            paths = {"adversarial": str(rel), "target": str(tdir / f"{stem}_target.png"),
+                     "target_color": str(tdir / f"{stem}_target_color.png")}
             _write_png(out / paths["adversarial"], cv2.cvtColor(adv, cv2.COLOR_RGB2BGR))
             _write_png(out / paths["target"], target)
             _write_png(out / paths["target_color"], cv2.cvtColor(colorize(target), cv2.COLOR_RGB2BGR))
             record = {"source": str(frames.image_paths[i].resolve()), "source_sha256": source_sha[i],
-                      **paths, "seed": p["seed"],
+                      **paths, "seed": p["seed"], "device": str(device),
                       "clean_success": p["clean_success"], **metrics}
             if len(prepared) > 1:  # "seconds" is then the batch's time until this frame stopped
                 record.update(batch=len(prepared), batch_first=prepared[0]["name"],
                               batch_seconds=float(result.seconds.max()))
-            if p["scene_source"] is not None:
-                record["scene_source"] = p["scene_source"]
+            if s.target == "scene":
+                record["scene_source"] = p["scene_source"] or "generated"
             manifest.add(name, record)
             bar.set_postfix(success=f"{record['success']:.3f}", iters=record["iterations"])
             bar.update(1)
     bar.close()
     manifest.write()
-    return manifest.summary()
+    lock.close()
+    return {**manifest.summary(), "attacked": len(todo)}
+
+
+def _lock(out: Path):
+    """An exclusive lock on OUT/.lock, or a UserError when another run holds it."""
+    import fcntl
+
+    handle = open(out / ".lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise UserError(f"another attack is writing {out} now: wait for it, or choose another --out") from None
+    return handle
 
 
 def _batches(todo: list, size: int, shape_of) -> list:

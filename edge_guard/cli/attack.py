@@ -8,6 +8,7 @@ Run the same command again to resume; other settings into the same OUT are refus
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 from edge_guard.cli._args import add_model_option, frame_size, non_negative_int, positive_float, positive_int
@@ -39,12 +40,14 @@ def register(sub) -> None:
     add_model_option(p)
     p.add_argument("--data", type=Path, required=True, metavar="DIR",
                    help="Cityscapes-layout, BDD100K or image folder")
-    p.add_argument("--split", default="val", help="split to attack (default: val)")
+    p.add_argument("--split", default=None,
+                   help="split to attack (default: val); a plain image folder has none")
     p.add_argument("--method", required=True, help="dag or houdini")
     p.add_argument("--target", required=True, help=", ".join(TARGETS))
-    p.add_argument("--text", default="ECCV 2018", help="string of the text target (default: ECCV 2018)")
-    p.add_argument("--adaptive", default=None, help="adaptive attack: " + ", ".join(ADAPTIVE))
-    p.add_argument("--k-attack", type=non_negative_int, default=10, metavar="K",
+    p.add_argument("--text", default=None, help="string of --target text (default: ECCV 2018)")
+    p.add_argument("--adaptive", default=None,
+                   help="adaptive attack: " + ", ".join(ADAPTIVE) + " (default: none, the plain attack)")
+    p.add_argument("--k-attack", type=non_negative_int, default=None, metavar="K",
                    help="patches (spatial) or pairs (spatial-pairs) per step; 0 = the plain "
                         "attack under the adaptive budget (default: 10)")
     p.add_argument("--patch-size", type=positive_int, default=None,
@@ -54,7 +57,7 @@ def register(sub) -> None:
                    help="pair displacement low (default: frame height / 32)")
     p.add_argument("--b-high", type=positive_int, default=None,
                    help="pair displacement high (default: frame height / 16)")
-    p.add_argument("--blur-stds", default="0.5,3,5", help="Gaussian stds of --adaptive scale (default: 0.5,3,5)")
+    p.add_argument("--blur-stds", default=None, help="Gaussian stds of --adaptive scale (default: 0.5,3,5)")
     p.add_argument("--l2", type=positive_float, default=None,
                    help="L2 budget as RMS on [0,1] images (default: 0.06 adaptive, else none)")
     p.add_argument("--linf", type=positive_float, default=None, help="L-inf budget on [0,1] images")
@@ -82,7 +85,7 @@ def _stds(text: str) -> tuple:
         stds = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise UserError(f"--blur-stds {text!r} is not a comma-separated list of numbers") from None
-    if not stds or min(stds) <= 0:
+    if not stds or not all(0 < v < 1e4 for v in stds):  # also refuses nan and inf
         raise UserError(f"--blur-stds {text!r} needs positive numbers, e.g. 0.5,3,5")
     return stds
 
@@ -96,17 +99,56 @@ def run(args) -> int:
 
     if args.threshold > 1:
         raise UserError(f"--threshold {args.threshold} must be at most 1")
+    _check_applies(args)
+    defaults = AttackSettings(method=args.method, target=args.target)
     settings = AttackSettings(
-        method=args.method, target=args.target, adaptive=args.adaptive, k_attack=args.k_attack,
+        method=args.method, target=args.target, adaptive=args.adaptive,
+        k_attack=defaults.k_attack if args.k_attack is None else args.k_attack,
         patch_size=args.patch_size, b_low=args.b_low, b_high=args.b_high,
-        blur_stds=_stds(args.blur_stds), l2=args.l2, linf=args.linf, max_iter=args.max_iter,
-        step=args.step, threshold=args.threshold, seed=args.seed, size=args.size, text=args.text,
-        batch=args.batch)
-    summary = run_attacks(args.model, args.data, args.split, settings, args.out, arch=args.arch,
+        blur_stds=defaults.blur_stds if args.blur_stds is None else _stds(args.blur_stds),
+        l2=args.l2, linf=args.linf, max_iter=args.max_iter,
+        step=args.step, threshold=args.threshold, seed=args.seed, size=args.size,
+        text=defaults.text if args.text is None else args.text, batch=args.batch)
+    split = args.split
+    if split is None:
+        split = "val"
+    elif args.data.is_dir() and _is_image_folder(args.data):
+        raise UserError(f"--split {split}: {args.data} is a plain image folder, which has no splits; leave it out")
+    summary = run_attacks(args.model, args.data, split, settings, args.out, arch=args.arch,
                           limit=args.limit, device=pick_device(args.device))
+    if summary["attacked"] == 0:
+        print(f"nothing left to attack: {args.out} has every frame asked for", file=sys.stderr)
     if summary["images"]:
         m = summary["mean"]
-        print(f"{summary['images']} frames in {args.out}: success {m['success']:.3f}, mIoU {m['miou']:.3f}, "
+        print(f"{_frames(summary['images'])} in {args.out} ({summary['attacked']} attacked now): "
+              f"success {m['success']:.3f}, mIoU {m['miou']:.3f}, "
               f"L2 {m['l2']:.4f}, Linf {m['linf']:.4f}, {m['iterations']:.0f} iterations, "
               f"{summary['seconds_per_frame']:.2f} s of attack per frame")
     return 0
+
+
+def _frames(n: int) -> str:
+    return f"{n} frame" if n == 1 else f"{n} frames"
+
+
+def _is_image_folder(root: Path) -> bool:
+    from edge_guard.calibration.data.folders import detect
+
+    return detect(root) == "images"
+
+
+def _check_applies(args) -> None:
+    """Options that the chosen attack would ignore are refused: silently ignored, they would
+    still be recorded, and a later run without them would be refused as other settings."""
+    from edge_guard.errors import UserError
+
+    spatial = args.adaptive in ("spatial", "spatial-pairs")
+    unused = [(args.k_attack is not None and not spatial, "--k-attack", "--adaptive spatial or spatial-pairs"),
+              (args.patch_size is not None and not spatial, "--patch-size", "--adaptive spatial or spatial-pairs"),
+              (args.b_low is not None and not spatial, "--b-low", "--adaptive spatial or spatial-pairs"),
+              (args.b_high is not None and not spatial, "--b-high", "--adaptive spatial or spatial-pairs"),
+              (args.blur_stds is not None and args.adaptive != "scale", "--blur-stds", "--adaptive scale"),
+              (args.text is not None and args.target != "text", "--text", "--target text")]
+    for given, option, needs in unused:
+        if given:
+            raise UserError(f"{option} applies only to {needs}: leave it out")
