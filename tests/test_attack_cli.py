@@ -296,3 +296,26 @@ def test_two_runs_into_one_folder(setup, tmp_path, capsys):
     assert attack(root, ckpt, *args, out=out) == 0  # released at the end of the first
     rec = next(iter(json.loads((out / "manifest.json").read_text())["images"].values()))
     assert rec["device"] == "cpu"
+
+
+def test_ctrl_c_keeps_the_finished_frames_and_says_how_to_resume(setup, tmp_path, capsys, monkeypatch):
+    from edge_guard.calibration import attacks
+
+    root, ckpt, _ = setup
+    real, calls = attacks.ATTACKS["dag"], []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setitem(attacks.ATTACKS, "dag", interrupted)
+    out = tmp_path / "out"
+    assert attack(root, ckpt, "--method", "dag", "--target", "pure", out=out) == 130
+    err = capsys.readouterr().err
+    assert f"stopped: 1 frame kept in {out}; run the same command to resume" in err
+    assert len(json.loads((out / "manifest.json").read_text())["images"]) == 1
+    monkeypatch.setitem(attacks.ATTACKS, "dag", real)
+    assert attack(root, ckpt, "--method", "dag", "--target", "pure", out=out) == 0  # the lock went too
+    assert "(2 attacked now)" in capsys.readouterr().out

@@ -70,9 +70,10 @@ class AttackSettings:
     size: Optional[tuple] = None  # (H, W) frames are resized to before the attack
     text: str = "ECCV 2018"
     # Frames attacked together. Plain attacks give the same frames at any batch (each image
-    # has its own step and stopping), up to the model's float rounding in another batch shape. Adaptive ones now draw each image's views from its own
-    # seed too, but folders made before that at a batch above 1 drew every image's views from
-    # the first frame's seed; keeping the batch in their key keeps those frames apart.
+    # has its own step and stopping; up to the model's float rounding in another batch shape).
+    # Adaptive ones now draw each image's views from its own seed too, but folders made before
+    # that at a batch above 1 drew every image's views from the first frame's seed; keeping
+    # the batch in their key keeps those frames apart.
     batch: int = 1
 
     def identity(self) -> dict:
@@ -300,78 +301,89 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create --out {out}: {exc.strerror or exc}") from None
-    lock = _lock(out)  # held until the process ends: two runs into one folder attack the same frames
-    from edge_guard import __version__
+    lock = _lock(out)  # two runs into one folder would attack the same frames
+    try:
+        from edge_guard import __version__
 
-    record_settings = {
-        **asdict(s), "data": str(data.resolve()), "split": split, "model": str(model_path.resolve()),
-        "model_sha256": sha256_file(model_path), "arch": meta.get("model"), "quantize": True,
-        "edge_guard": __version__, "torch": torch.__version__,
-    }
-    # The model is its sha256: the same file elsewhere (another checkout, a GPU machine's copy)
-    # resumes the folder; its path is recorded, the newest kept. The data folder may move too
-    # (a GPU lease's scenes come back elsewhere) as long as each record names its frame's sha256.
-    manifest = Manifest(out, record_settings, free=(set(asdict(s)) - set(s.identity())) | {"model", "data", "edge_guard", "torch"})
-    views = make_views(s.adaptive, s.k_attack, s.patch_size, s.b_low, s.b_high, s.blur_stds, s.pair_weight)
-    attack = ATTACKS[s.method]
-    hyper = {"gamma": s.step} if s.method == "dag" else {"step": s.step}
-    # Paths inside the folder as the loader lists them, not resolved: a symlinked split
-    # (e.g. leftImg8bit/train -> elsewhere) would leave the folder.
-    root = Path(os.path.abspath(data))
-    source_sha = {i: sha256_file(frames.image_paths[i]) for i in range(count)}
-    moved_from = manifest.previous.get("data")
-    if moved_from not in (None, record_settings["data"]):
-        # Another data folder: the same frames moved (a GPU lease's copy) resume; frames
-        # that only share names would be overwritten, so the folder is refused.
-        clash = next((frames.names[i] for i in range(count) if frames.names[i] in manifest.images
-                      and manifest.images[frames.names[i]].get("source_sha256") != source_sha[i]), None)
-        if clash is not None:
-            raise UserError(f"{out} holds attacks of {moved_from}, whose frame {clash!r} is not the one in "
-                            f"{data}: use another --out, or --data {moved_from} to resume")
-    todo = [i for i in range(count)
-            if not manifest.done(frames.names[i], source_sha[i], str(frames.image_paths[i].resolve()))]
-    if s.adaptive in ("spatial", "spatial-pairs") and s.size is None:
-        # The detector's patches are sized for one frame height: a second one is found now,
-        # not after hours of attacks (one decode per frame, against minutes of attack each).
-        for i in todo:
-            image = cv2.imread(str(frames.image_paths[i]), cv2.IMREAD_UNCHANGED)
-            if image is not None and image.shape[0] != height:
-                raise DataError(f"{frames.names[i]} is {image.shape[0]} pixels high, the first frame {height}: "
-                                "the detector's patches are sized for one height; pass --size HxW")
-    kind = f" ({s.adaptive})" if s.adaptive else ""
-    bar = _progress(len(todo), f"{s.method} -> {s.target}{kind}", progress)
-    for chunk in _batches(todo, s.batch, lambda i: s.size or frames[i][0].shape[:2]):
-        prepared = [_prepare(frames, i, s, segmenter, device) for i in chunk]
-        x = torch.cat([p["x"] for p in prepared])
-        t = torch.from_numpy(np.stack([p["target"] for p in prepared]).astype(np.int64)).to(device)
-        result = attack(segmenter, x, t, quantize=True, l2=s.l2, linf=s.linf, max_iter=s.max_iter,
-                        threshold=s.threshold, views=views, seed=[p["seed"] for p in prepared], **hyper)
-        for j, (p, metrics) in enumerate(zip(prepared, result.records())):
-            i, name, target = p["index"], p["name"], p["target"]
-            adv = (result.images[j].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            rel = Path(os.path.abspath(frames.image_paths[i])).relative_to(root).with_suffix(".png")
-            tdir = Path("targets") / rel.parent
-            stem = Path(name).name  # an image folder's names hold their subfolder, rel.parent too
-            paths = {"adversarial": str(rel), "target": str(tdir / f"{stem}_target.png"),
-                     "target_color": str(tdir / f"{stem}_target_color.png")}
-            _write_png(out / paths["adversarial"], cv2.cvtColor(adv, cv2.COLOR_RGB2BGR))
-            _write_png(out / paths["target"], target)
-            _write_png(out / paths["target_color"], cv2.cvtColor(colorize(target), cv2.COLOR_RGB2BGR))
-            record = {"source": str(frames.image_paths[i].resolve()), "source_sha256": source_sha[i],
-                      **paths, "seed": p["seed"], "device": str(device),
-                      "clean_success": p["clean_success"], **metrics}
-            if len(prepared) > 1:  # "seconds" is then the batch's time until this frame stopped
-                record.update(batch=len(prepared), batch_first=prepared[0]["name"],
-                              batch_seconds=float(result.seconds.max()))
-            if s.target == "scene":
-                record["scene_source"] = p["scene_source"] or "generated"
-            manifest.add(name, record)
-            bar.set_postfix(success=f"{record['success']:.3f}", iters=record["iterations"])
-            bar.update(1)
-    bar.close()
-    manifest.write()
-    lock.close()
-    return {**manifest.summary(), "attacked": len(todo)}
+        record_settings = {
+            **asdict(s), "data": str(data.resolve()), "split": split, "model": str(model_path.resolve()),
+            "model_sha256": sha256_file(model_path), "arch": meta.get("model"), "quantize": True,
+            "edge_guard": __version__, "torch": torch.__version__,
+        }
+        # The model is its sha256: the same file elsewhere (another checkout, a GPU machine's copy)
+        # resumes the folder; its path is recorded, the newest kept. The data folder may move too
+        # (a GPU lease's scenes come back elsewhere) as long as each record names its frame's sha256.
+        free = (set(asdict(s)) - set(s.identity())) | {"model", "data", "edge_guard", "torch"}
+        manifest = Manifest(out, record_settings, free=free)
+        views = make_views(s.adaptive, s.k_attack, s.patch_size, s.b_low, s.b_high, s.blur_stds, s.pair_weight)
+        attack = ATTACKS[s.method]
+        hyper = {"gamma": s.step} if s.method == "dag" else {"step": s.step}
+        # Paths inside the folder as the loader lists them, not resolved: a symlinked split
+        # (e.g. leftImg8bit/train -> elsewhere) would leave the folder.
+        root = Path(os.path.abspath(data))
+        source_sha = {i: sha256_file(frames.image_paths[i]) for i in range(count)}
+        moved_from = manifest.previous.get("data")
+        if moved_from not in (None, record_settings["data"]):
+            # Another data folder: the same frames moved (a GPU lease's copy) resume; frames
+            # that only share names would be overwritten, so the folder is refused.
+            clash = next((frames.names[i] for i in range(count) if frames.names[i] in manifest.images
+                          and manifest.images[frames.names[i]].get("source_sha256") != source_sha[i]), None)
+            if clash is not None:
+                raise UserError(f"{out} holds attacks of {moved_from}, whose frame {clash!r} is not the one in "
+                                f"{data}: use another --out, or --data {moved_from} to resume")
+        todo = [i for i in range(count)
+                if not manifest.done(frames.names[i], source_sha[i], str(frames.image_paths[i].resolve()))]
+        if s.adaptive in ("spatial", "spatial-pairs") and s.size is None:
+            # The detector's patches are sized for one frame height: a second one is found now,
+            # not after hours of attacks (one decode per frame, against minutes of attack each).
+            for i in todo:
+                image = cv2.imread(str(frames.image_paths[i]), cv2.IMREAD_UNCHANGED)
+                if image is not None and image.shape[0] != height:
+                    raise DataError(f"{frames.names[i]} is {image.shape[0]} pixels high, the first frame {height}: "
+                                    "the detector's patches are sized for one height; pass --size HxW")
+        kind = f" ({s.adaptive})" if s.adaptive else ""
+        bar = _progress(len(todo), f"{s.method} -> {s.target}{kind}", progress)
+        try:
+            for chunk in _batches(todo, s.batch, lambda i: s.size or frames[i][0].shape[:2]):
+                prepared = [_prepare(frames, i, s, segmenter, device) for i in chunk]
+                x = torch.cat([p["x"] for p in prepared])
+                t = torch.from_numpy(np.stack([p["target"] for p in prepared]).astype(np.int64)).to(device)
+                result = attack(segmenter, x, t, quantize=True, l2=s.l2, linf=s.linf, max_iter=s.max_iter,
+                                threshold=s.threshold, views=views, seed=[p["seed"] for p in prepared], **hyper)
+                for j, (p, metrics) in enumerate(zip(prepared, result.records())):
+                    i, name, target = p["index"], p["name"], p["target"]
+                    adv = (result.images[j].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                    rel = Path(os.path.abspath(frames.image_paths[i])).relative_to(root).with_suffix(".png")
+                    tdir = Path("targets") / rel.parent
+                    stem = Path(name).name  # an image folder's names hold their subfolder, rel.parent too
+                    paths = {"adversarial": str(rel), "target": str(tdir / f"{stem}_target.png"),
+                             "target_color": str(tdir / f"{stem}_target_color.png")}
+                    _write_png(out / paths["adversarial"], cv2.cvtColor(adv, cv2.COLOR_RGB2BGR))
+                    _write_png(out / paths["target"], target)
+                    _write_png(out / paths["target_color"], cv2.cvtColor(colorize(target), cv2.COLOR_RGB2BGR))
+                    record = {"source": str(frames.image_paths[i].resolve()), "source_sha256": source_sha[i],
+                              **paths, "seed": p["seed"], "device": str(device),
+                              "clean_success": p["clean_success"], **metrics}
+                    if len(prepared) > 1:  # "seconds" is then the batch's time until this frame stopped
+                        record.update(batch=len(prepared), batch_first=prepared[0]["name"],
+                                      batch_seconds=float(result.seconds.max()))
+                    if s.target == "scene":
+                        record["scene_source"] = p["scene_source"] or "generated"
+                    manifest.add(name, record)
+                    bar.set_postfix(success=f"{record['success']:.3f}", iters=record["iterations"])
+                    bar.update(1)
+        except KeyboardInterrupt:
+            bar.close()
+            kept = len(manifest.images)
+            print(f"stopped: {kept} frame{'' if kept == 1 else 's'} kept in {out}; run the same command to resume",
+                  file=sys.stderr)
+            raise
+        finally:
+            bar.close()  # before any error, so that it has its own line
+        manifest.write()
+        return {**manifest.summary(), "attacked": len(todo)}
+    finally:
+        lock.close()
 
 
 def _lock(out: Path):
