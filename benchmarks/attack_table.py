@@ -113,7 +113,8 @@ def main(argv=None) -> int:
                 print(f"round {min(limit, args.frames)}: {a.name} -> {folder}", file=sys.stderr, flush=True)
                 run_attacks(model, args.data, args.split, st, folder, limit=min(limit, args.frames),
                             device=args.device, progress=not args.quiet)
-    print(f"model {model} (sha256 {sha[:12]}), data {args.data} {args.split}, frames {h}x{w}, "
+    data = f"data {args.data} {args.split}" if args.data else f"attacks in {args.out}"
+    print(f"model {model} (sha256 {sha[:12]}), {data}, frames {h}x{w}, "
           f"up to {args.frames} per cell")
     print(f"| method | target | attack | frames | pixel success | frames >= {args.attack_stop:.0%} | L2 (RMS) "
           "| L-inf (/255) | iterations | s / frame | it/s |")

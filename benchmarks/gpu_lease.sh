@@ -102,7 +102,7 @@ t "segmentation quality of $MODEL"
 eg evaluate-seg --model $MODEL --data $WORK/scenes --split val --device $DEV --json "$OUT/seg.json" 2>&1 | tail -3
 
 # 3. issue 4's attack table, then the evaluation in growing grids (one attack folder for both)
-pack() { (cd $WORK/eval && tar czf "$OUT/eval.tgz" --exclude='*.png' . && tar czf "$OUT/eval_png.tgz" ./*.png) 2>/dev/null; }
+pack() { (cd $WORK/eval && tar czf "$OUT/eval.tgz" --exclude='*.png' --exclude='.lock' . && tar czf "$OUT/eval_png.tgz" ./*.png) 2>/dev/null; }
 TABLE_ARGS="--model $MODEL --data $WORK/scenes --out $WORK/eval --frames $ADV --round $ADV --batch $BATCH \
   --device $DEV --targets pure,emblem,scene,remap,strip,text $TABLE_EXTRA"
 if [ -n "$TABLE" ] && [ $(left) -gt 60 ]; then

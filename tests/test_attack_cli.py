@@ -131,8 +131,9 @@ def test_symlinked_split_and_a_changed_source_frame(setup, tmp_path):
 
 def test_a_moved_data_folder_resumes_only_the_same_frames(setup, tmp_path, capsys):
     """A GPU lease's scenes come back under another path: the folder resumes there when its
-    records prove (by sha256) they are of the same frames. Other frames under the same names,
-    or records too old to prove it, are refused rather than overwritten."""
+    records are of the same frames (sha256; older records by hashing their old source) and
+    then names the new paths. Another frame under a record's name, or a record nothing can
+    check, is refused rather than overwritten, at every --limit."""
     import shutil
 
     root, ckpt, _ = setup
@@ -146,24 +147,38 @@ def test_a_moved_data_folder_resumes_only_the_same_frames(setup, tmp_path, capsy
     assert main([*args, "--data", str(tmp_path / "copy"), "--out", str(tmp_path / "out")]) == 0
     after = json.loads(path.read_text())
     assert after["settings"]["data"] == str((tmp_path / "copy").resolve()) and len(after["images"]) == 3
-    assert all(after["images"][n] == rec for n, rec in before["images"].items())  # kept, not attacked again
+    for name, rec in before["images"].items():  # kept, not attacked again, now at the copy
+        moved = after["images"][name]
+        assert moved["source"].startswith(str((tmp_path / "copy").resolve()))
+        assert {**moved, "source": rec["source"]} == rec
 
+    # records from before the sha256 was kept: checked by hashing their old source file
     legacy = json.loads((tmp_path / "legacy" / "manifest.json").read_text())
     for rec in legacy["images"].values():
-        del rec["source_sha256"]  # records from before the sha was kept
+        del rec["source_sha256"]
     (tmp_path / "legacy" / "manifest.json").write_text(json.dumps(legacy))
+    shutil.copytree(tmp_path / "legacy", tmp_path / "legacy2")
     capsys.readouterr()
-    assert main([*args, "--data", str(tmp_path / "copy"), "--out", str(tmp_path / "legacy")]) == 2
+    assert main([*args, "--data", str(tmp_path / "copy"), "--out", str(tmp_path / "legacy")]) == 0
+    assert "(1 attacked now)" in capsys.readouterr().out
+    shutil.rmtree(tmp_path / "copy")  # legacy2's sources are root/data: move it there, then delete
+    shutil.copytree(root / "data", tmp_path / "copy2")
+    gone = json.loads((tmp_path / "legacy2" / "manifest.json").read_text())
+    for rec in gone["images"].values():
+        rec["source"] = rec["source"].replace(str((root / "data").resolve()), str(tmp_path / "nowhere"))
+    (tmp_path / "legacy2" / "manifest.json").write_text(json.dumps(gone))
+    assert main([*args, "--data", str(tmp_path / "copy2"), "--out", str(tmp_path / "legacy2")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "use another --out, or --data" in err and len(err.splitlines()) == 1
+    assert "which is gone, and no sha256 to compare" in err and len(err.splitlines()) == 1
 
     other = tmp_path / "other"
     shutil.copytree(root / "data", other)
-    first = next(iter(sorted(before["images"])))
+    first = sorted(before["images"])[0]
     frame = next(other.rglob(f"{first}_leftImg8bit.png"))
     cv2.imwrite(str(frame), 255 - cv2.imread(str(frame)))  # another frame, same name
-    assert main([*args, "--data", str(other), "--out", str(tmp_path / "out")]) == 2
-    assert f"whose frame {first!r} is not the one in" in capsys.readouterr().err
+    for limit in ("1", "3"):  # a run that attacks nothing must not make the next one trust the folder
+        assert main([*args, "--data", str(other), "--limit", limit, "--out", str(tmp_path / "out")]) == 2
+        assert f"already holds an attack of a frame named {first!r}" in capsys.readouterr().err
     assert json.loads(path.read_text()) == after  # nothing overwritten
 
 
@@ -267,9 +282,15 @@ def test_an_image_folder_with_subfolders_and_two_heights(setup, tmp_path, capsys
     doc = json.loads((tmp_path / "scene" / "manifest.json").read_text())
     rec = doc["images"]["sub/b"]
     assert rec["scene_source"] == "generated" and rec["target"] == "targets/sub/b_target.png"
-    assert (tmp_path / "scene" / rec["target"]).is_file() and doc["settings"]["split"] is None
+    assert (tmp_path / "scene" / rec["target"]).is_file()
     assert main([*args, "--target", "scene", "--out", str(tmp_path / "scene")]) == 0
     assert "nothing left to attack" in capsys.readouterr().err
+    # an image folder has no splits: evaluate's split (or an older manifest's) does not matter
+    from edge_guard.calibration.attacks.run import AttackSettings, run_attacks
+
+    done = run_attacks(ckpt, images, "train", AttackSettings(method="dag", target="scene", max_iter=1),
+                       tmp_path / "scene", device="cpu", progress=False)
+    assert done["attacked"] == 0 and done["images"] == 2
 
     assert main([*args, "--target", "pure", "--adaptive", "spatial", "--k-attack", "1",
                  "--out", str(tmp_path / "spatial")]) == 2
@@ -319,3 +340,18 @@ def test_ctrl_c_keeps_the_finished_frames_and_says_how_to_resume(setup, tmp_path
     monkeypatch.setitem(attacks.ATTACKS, "dag", real)
     assert attack(root, ckpt, "--method", "dag", "--target", "pure", out=out) == 0  # the lock went too
     assert "(2 attacked now)" in capsys.readouterr().out
+
+
+def test_settings_the_attack_does_not_read_do_not_block_a_resume(setup, tmp_path, capsys):
+    """evaluate's scale folders record k_attack 0, the CLI's default is 10, and the CLI now
+    refuses --k-attack for a scale attack: such a folder must still resume from the CLI."""
+    from edge_guard.calibration.attacks.run import AttackSettings, run_attacks
+
+    root, ckpt, _ = setup
+    out = tmp_path / "scale"
+    made = AttackSettings(method="dag", target="pure", adaptive="scale", k_attack=0, text="other",
+                          max_iter=1)
+    run_attacks(ckpt, root / "data", "val", made, out, limit=1, device="cpu", progress=False)
+    assert attack(root, ckpt, "--method", "dag", "--target", "pure", "--adaptive", "scale",
+                  "--max-iter", "1", "--limit", "1", out=out) == 0
+    assert "nothing left to attack" in capsys.readouterr().err

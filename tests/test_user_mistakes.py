@@ -102,14 +102,16 @@ def test_attack_outputs_that_would_destroy_inputs(scenes, tmp_path):
     shutil.copytree(scenes / "scenes", data)
     frames = {p: p.read_bytes() for p in data.rglob("*.png")}
     base = ["attack", "--method", "dag", "--target", "pure", "--max-iter", "1", "--device", "cpu"]
-    one_line([*base, "--data", data, "--out", data], "is inside --data")
-    one_line([*base, "--data", data, "--out", data / "adv"], "is inside --data")
+    one_line([*base, "--data", data, "--out", data], "is --data", "overwrite")
     assert {p: p.read_bytes() for p in data.rglob("*.png")} == frames
     images = tmp_path / "images"
     images.mkdir()
-    for name in ("a.png", "a.jpg"):
-        cv2.imwrite(str(images / name), np.zeros((64, 128, 3), np.uint8))
-    one_line([*base, "--data", images, "--out", tmp_path / "o"], "a.jpg", "a.png", "rename one")
+    cv2.imwrite(str(images / "b.png"), np.zeros((64, 128, 3), np.uint8))
+    # a plain image folder is listed recursively: each run would attack the last one's outputs
+    one_line([*base, "--data", images, "--out", images / "adv"], "is inside --data", "re-read")
+    cv2.imwrite(str(images / "a.png"), np.zeros((64, 128, 3), np.uint8))
+    cv2.imwrite(str(images / "a.jpg"), np.zeros((64, 128, 3), np.uint8))
+    one_line([*base, "--data", images, "--out", tmp_path / "o"], "a.jpg and a.png", "rename one")
     one_line([*base, "--data", images, "--split", "train", "--out", tmp_path / "o"], "has no splits")
     one_line([*base, "--data", data, "--out", scenes / "notes.txt" / "sub"], "cannot create --out")
 

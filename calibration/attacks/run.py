@@ -100,9 +100,9 @@ class AttackSettings:
         for option, value in (("--l2", self.l2), ("--linf", self.linf)):
             if value is not None and not (0 < value <= 1):
                 raise UserError(f"{option} {value} must be in (0, 1] on [0, 1] images (leave it out for no bound)")
-        if self.linf is not None and self.linf < 1 / 255:
-            raise UserError(f"--linf {self.linf} is below one 8-bit level (1/255 = 0.0039): the saved "
-                            "frames could not change at all")
+        if self.linf is not None and self.linf * 255 < 1 - 1e-6:
+            raise UserError(f"--linf {self.linf} is below one 8-bit level (give at least 1/255 = 0.00393): "
+                            "the saved frames could not change at all")
         l2 = self.l2 if self.l2 is not None else (ADAPTIVE_L2 if adaptive else None)
         step = self.step if self.step is not None else DEFAULT_STEP[self.method]
         size = tuple(int(v) for v in self.size) if self.size else None
@@ -153,7 +153,7 @@ class Manifest:
         self.settings = _jsonable(settings)
         self.free = set(free)
         self.images = {}
-        self.previous = {}  # the folder's settings before this run ({} for a new folder)
+        self.changed = False  # records updated by check(): write before attacking
         if self.path.exists():
             self._resume()
 
@@ -171,21 +171,36 @@ class Manifest:
         if diff:
             raise UserError(f"{self.path.parent} holds attacks made with other settings "
                             f"({'; '.join(diff[:3])}): use another --out, or the same settings to resume")
-        self.previous = prev
         self.images = dict(old.get("images") or {})
 
-    def done(self, name: str, source_sha256: Optional[str] = None, source: Optional[str] = None) -> bool:
-        """Whether ``name`` was attacked and its files are there; a record that holds its source
-        frame's sha256 must also match ``source_sha256`` (a regenerated frame is attacked anew),
-        an older one without it must name the same ``source`` file (nothing vouches for a copy)."""
+    def check(self, name: str, source: str, source_sha256: str) -> tuple[str, str]:
+        """(state, why) of frame ``name``'s record against the frame now at ``source``:
+        'todo' (no record, or its files are gone), 'done', 'stale' (the frame at that path
+        changed since: attack it anew) or 'other' (the record is of another frame, or nothing
+        shows it is the same one: overwriting it would lose an attack).
+
+        A record is matched by its source frame's sha256; records older than that field by
+        their source path, or, when the data moved, by hashing their old source file if it is
+        still there. A matched record takes the frame's current path and sha256, so the
+        folder follows data that moves (a GPU lease's scenes come back elsewhere)."""
         rec = self.images.get(name)
         if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) and (self.path.parent / rec[k]).is_file()
                                                 for k in ("adversarial", "target", "target_color")):
-            return False
-        recorded = rec.get("source_sha256")
-        if recorded is not None and source_sha256 is not None:
-            return recorded == source_sha256
-        return source is None or rec.get("source") in (None, source)
+            return "todo", ""
+        old, recorded = rec.get("source"), rec.get("source_sha256")
+        if recorded is None and old != source:
+            if not (isinstance(old, str) and Path(old).is_file()):
+                return "other", (f"its record names {old}, which is gone, and no sha256 to compare: "
+                                 "resume once with the data folder it was made from")
+            recorded = sha256_file(old)
+        if recorded is not None and recorded != source_sha256:
+            if old == source:
+                return "stale", ""
+            return "other", f"its record is of {old}, another frame"
+        if old != source or recorded is None:
+            rec["source"], rec["source_sha256"] = source, source_sha256
+            self.changed = True
+        return "done", ""
 
     def add(self, name: str, record: dict) -> None:
         self.images[name] = record
@@ -267,19 +282,21 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder: the attack writes a folder of frames")
-    if out.resolve() == data.resolve() or data.resolve() in out.resolve().parents:
-        raise UserError(f"--out {out} is inside --data {data}: the attack would overwrite or re-read "
-                        "its own frames; choose a folder outside the data")
     frames = open_dataset(data, split, labeled=s.target == "scene")
     if len(frames) == 0:
         raise DataError(f"{data} has no frames in split {split!r}")
-    if isinstance(frames, ImageFolder):
-        split = None  # a plain image folder has no splits: resuming must not depend on --split
+    # The outputs keep the inputs' relative paths: into the data folder itself they overwrite
+    # the clean frames; inside a plain image folder (listed recursively) they are re-read.
+    image_folder = isinstance(frames, ImageFolder)
+    if out.resolve() == data.resolve() or (image_folder and data.resolve() in out.resolve().parents):
+        raise UserError(f"--out {out} is {'--data' if out.resolve() == data.resolve() else 'inside --data'} "
+                        f"{data}: the attack would overwrite or re-read its own frames; choose a folder outside")
     count = len(frames) if limit is None else min(int(limit), len(frames))
     seen = {}
     for i, name in enumerate(frames.names[:count]):
         if name in seen:
-            raise DataError(f"{frames.image_paths[seen[name]].name} and {frames.image_paths[i].name} are both "
+            first, second = (os.path.relpath(frames.image_paths[j], data) for j in (seen[name], i))
+            raise DataError(f"{first} and {second} are both "
                             f"frame {name!r}: their outputs would overwrite each other; rename one")
         seen[name] = i
     model_path = Path(model_path).expanduser()
@@ -313,7 +330,9 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         # The model is its sha256: the same file elsewhere (another checkout, a GPU machine's copy)
         # resumes the folder; its path is recorded, the newest kept. The data folder may move too
         # (a GPU lease's scenes come back elsewhere) as long as each record names its frame's sha256.
-        free = (set(asdict(s)) - set(s.identity())) | {"model", "data", "edge_guard", "torch"}
+        free = (set(asdict(s)) - set(s.identity())) | {"model", "data", "edge_guard", "torch"} | _unused(s)
+        if image_folder:
+            free.add("split")  # a plain image folder has no splits
         manifest = Manifest(out, record_settings, free=free)
         views = make_views(s.adaptive, s.k_attack, s.patch_size, s.b_low, s.b_high, s.blur_stds, s.pair_weight)
         attack = ATTACKS[s.method]
@@ -322,17 +341,15 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         # (e.g. leftImg8bit/train -> elsewhere) would leave the folder.
         root = Path(os.path.abspath(data))
         source_sha = {i: sha256_file(frames.image_paths[i]) for i in range(count)}
-        moved_from = manifest.previous.get("data")
-        if moved_from not in (None, record_settings["data"]):
-            # Another data folder: the same frames moved (a GPU lease's copy) resume; frames
-            # that only share names would be overwritten, so the folder is refused.
-            clash = next((frames.names[i] for i in range(count) if frames.names[i] in manifest.images
-                          and manifest.images[frames.names[i]].get("source_sha256") != source_sha[i]), None)
-            if clash is not None:
-                raise UserError(f"{out} holds attacks of {moved_from}, whose frame {clash!r} is not the one in "
-                                f"{data}: use another --out, or --data {moved_from} to resume")
-        todo = [i for i in range(count)
-                if not manifest.done(frames.names[i], source_sha[i], str(frames.image_paths[i].resolve()))]
+        states = {i: manifest.check(frames.names[i], str(frames.image_paths[i].resolve()), source_sha[i])
+                  for i in range(count)}
+        clash = next((i for i, (state, _) in states.items() if state == "other"), None)
+        if clash is not None:
+            raise UserError(f"{out} already holds an attack of a frame named {frames.names[clash]!r}, not "
+                            f"{data}'s: {states[clash][1]}; or choose another --out")
+        if manifest.changed:
+            manifest.write()
+        todo = [i for i, (state, _) in states.items() if state != "done"]
         if s.adaptive in ("spatial", "spatial-pairs") and s.size is None:
             # The detector's patches are sized for one frame height: a second one is found now,
             # not after hours of attacks (one decode per frame, against minutes of attack each).
@@ -386,6 +403,20 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         lock.close()
 
 
+def _unused(s: AttackSettings) -> set:
+    """Settings the attack ``s`` does not read: they may differ when a folder resumes."""
+    unused = set()
+    if s.adaptive not in ("spatial", "spatial-pairs"):
+        unused |= {"k_attack", "patch_size", "b_low", "b_high"}
+    if s.adaptive != "scale":
+        unused.add("blur_stds")
+    if s.adaptive != "spatial-pairs":
+        unused.add("pair_weight")
+    if s.target != "text":
+        unused.add("text")
+    return unused
+
+
 def _lock(out: Path):
     """An exclusive lock on OUT/.lock, or a UserError when another run holds it."""
     import fcntl
@@ -393,9 +424,11 @@ def _lock(out: Path):
     handle = open(out / ".lock", "w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         handle.close()
         raise UserError(f"another attack is writing {out} now: wait for it, or choose another --out") from None
+    except OSError:  # a file system without locks (some network mounts): run unguarded
+        pass
     return handle
 
 
