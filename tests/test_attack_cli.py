@@ -180,6 +180,19 @@ def test_a_moved_data_folder_resumes_only_the_same_frames(setup, tmp_path, capsy
         assert main([*args, "--data", str(other), "--limit", limit, "--out", str(tmp_path / "out")]) == 2
         assert f"already holds an attack of a frame named {first!r}" in capsys.readouterr().err
     assert json.loads(path.read_text()) == after  # nothing overwritten
+    (tmp_path / "out" / after["images"][first]["target"]).unlink()  # its images partly gone:
+    assert main([*args, "--data", str(other), "--out", str(tmp_path / "out")]) == 2  # still not another's
+    assert json.loads(path.read_text()) == after
+
+    # frames of a data set that has none of the folder's: not mixed in
+    unrelated = tmp_path / "unrelated"
+    for i, frame in enumerate(sorted((root / "data").rglob("*_leftImg8bit.png"))):
+        dest = unrelated / frame.relative_to(root / "data").parent / f"zeta_00000{i}_000019_leftImg8bit.png"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(frame, dest)
+    capsys.readouterr()
+    assert main([*args, "--data", str(unrelated), "--out", str(tmp_path / "out")]) == 2
+    assert "none of them is of a frame in" in capsys.readouterr().err
 
 
 def test_seconds_per_frame_shares_a_batch_among_its_frames():
@@ -355,3 +368,43 @@ def test_settings_the_attack_does_not_read_do_not_block_a_resume(setup, tmp_path
     assert attack(root, ckpt, "--method", "dag", "--target", "pure", "--adaptive", "scale",
                   "--max-iter", "1", "--limit", "1", out=out) == 0
     assert "nothing left to attack" in capsys.readouterr().err
+
+
+def test_scene_targets_on_bdd_attack_unlabelled_frames_too(setup, tmp_path):
+    """BDD100K's first zips hold images without a mask: every frame is attacked (the frames
+    evaluate lists), the scene labels come from the labelled ones."""
+    import warnings
+
+    from edge_guard.calibration.attacks.run import AttackSettings, run_attacks
+
+    root, ckpt, _ = setup
+    rng = np.random.default_rng(1)
+    for name, labelled in (("a", False), ("b", True), ("c", True)):
+        image = tmp_path / "bdd" / "images/10k/val" / f"{name}.jpg"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(image), rng.integers(0, 256, (48, 96, 3), dtype=np.uint8))
+        if labelled:
+            mask = tmp_path / "bdd" / "labels/sem_seg/masks/val" / f"{name}.png"
+            mask.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(mask), np.full((48, 96), 7 if name == "b" else 13, np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the unmatched image, said by the loader
+        done = run_attacks(ckpt, tmp_path / "bdd", "val", AttackSettings(method="dag", target="scene", max_iter=1),
+                           tmp_path / "out", device="cpu", progress=False)
+    doc = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert done["attacked"] == 3 and sorted(doc["images"]) == ["a", "b", "c"]
+    assert {doc["images"][n]["scene_source"] for n in "abc"} <= {"b", "c"}
+    assert doc["images"]["b"]["scene_source"] == "c" and doc["images"]["c"]["scene_source"] == "b"
+
+
+def test_without_file_locks_the_attack_runs_and_says_so(setup, tmp_path, capsys, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(*args):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    root, ckpt, _ = setup
+    assert attack(root, ckpt, "--method", "dag", "--target", "pure", "--limit", "1", out=tmp_path / "o") == 0
+    assert "warning: cannot lock" in capsys.readouterr().err

@@ -16,6 +16,7 @@ a run with other settings into the same folder is refused.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -147,13 +148,14 @@ def _jsonable(obj):
 class Manifest:
     """OUT/manifest.json: the settings and one record per finished frame."""
 
-    def __init__(self, out: Path, settings: dict, free: tuple = ()):
+    def __init__(self, out: Path, settings: dict, free=()):
         """``free``: settings that may differ from the folder's (the newest run's are kept)."""
         self.path = out / "manifest.json"
         self.settings = _jsonable(settings)
         self.free = set(free)
         self.images = {}
         self.changed = False  # records updated by check(): write before attacking
+        self.previous = {}  # the folder's settings before this run ({} for a new folder)
         if self.path.exists():
             self._resume()
 
@@ -171,6 +173,7 @@ class Manifest:
         if diff:
             raise UserError(f"{self.path.parent} holds attacks made with other settings "
                             f"({'; '.join(diff[:3])}): use another --out, or the same settings to resume")
+        self.previous = prev
         self.images = dict(old.get("images") or {})
 
     def check(self, name: str, source: str, source_sha256: str) -> tuple[str, str]:
@@ -184,19 +187,24 @@ class Manifest:
         still there. A matched record takes the frame's current path and sha256, so the
         folder follows data that moves (a GPU lease's scenes come back elsewhere)."""
         rec = self.images.get(name)
-        if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) and (self.path.parent / rec[k]).is_file()
-                                                for k in ("adversarial", "target", "target_color")):
+        if not isinstance(rec, dict):
             return "todo", ""
+        # Whose attack the record is comes first: even with its images gone (a folder unpacked
+        # without them) a record of another frame is not replaced silently.
         old, recorded = rec.get("source"), rec.get("source_sha256")
         if recorded is None and old != source:
             if not (isinstance(old, str) and Path(old).is_file()):
-                return "other", (f"its record names {old}, which is gone, and no sha256 to compare: "
-                                 "resume once with the data folder it was made from")
-            recorded = sha256_file(old)
+                gone = f"names {old}, which is gone," if old else "names no source frame"
+                return "other", (f"its record {gone} and no sha256 to compare: resume once with the "
+                                 "data folder it was made from")
+            recorded = frame_sha256(old)
         if recorded is not None and recorded != source_sha256:
             if old == source:
                 return "stale", ""
-            return "other", f"its record is of {old}, another frame"
+            return "other", f"its record is of {old}, another frame: use that data folder"
+        if not all(isinstance(rec.get(k), str) and (self.path.parent / rec[k]).is_file()
+                   for k in ("adversarial", "target", "target_color")):
+            return "todo", ""
         if old != source or recorded is None:
             rec["source"], rec["source_sha256"] = source, source_sha256
             self.changed = True
@@ -256,13 +264,19 @@ def _to_tensor(image: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(255).to(device)
 
 
-def _scene_source(frames, index: int, seed: int, size):
-    """Labels of another frame of the split (picked by seed), or None (a generated frame)."""
-    if not getattr(frames, "labeled", False) or len(frames) < 2:
+def _scene_source(frames, name: str, seed: int, size):
+    """Labels of another labelled frame of the split (picked by seed), or None (a generated
+    frame's labels will do)."""
+    if not getattr(frames, "labeled", False):
+        return None, None
+    index = frames.names.index(name) if name in frames.names else None
+    choices = len(frames) - (index is not None)
+    if choices < 1:
         return None, None
     rng = np.random.default_rng(seed)
-    j = int(rng.integers(len(frames) - 1))
-    j += j >= index  # never the attacked frame itself
+    j = int(rng.integers(choices))
+    if index is not None:
+        j += j >= index  # never the attacked frame itself
     _, labels, name = frames[j]
     if size is not None:
         labels = cv2.resize(labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
@@ -282,7 +296,10 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder: the attack writes a folder of frames")
-    frames = open_dataset(data, split, labeled=s.target == "scene")
+    # Every frame of the split is attacked, labelled or not (the frames evaluate lists); the
+    # scene target draws its labels from the labelled ones.
+    frames = open_dataset(data, split, labeled=False)
+    sources = open_dataset(data, split, labeled=True) if s.target == "scene" else None
     if len(frames) == 0:
         raise DataError(f"{data} has no frames in split {split!r}")
     # The outputs keep the inputs' relative paths: into the data folder itself they overwrite
@@ -311,7 +328,7 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         raise UserError(f"--text {s.text!r}: OpenCV's fonts draw ASCII only; write it in ASCII letters")
     if s.adaptive in ("spatial", "spatial-pairs"):
         check_geometry(height, width, s.patch_size, s.b_low, s.b_high)
-    if s.target == "scene" and not getattr(frames, "labeled", False):
+    if s.target == "scene" and not getattr(sources, "labeled", False):
         print(f"warning: {data} has no labels: each scene target is a generated street's labels",
               file=sys.stderr)
     try:
@@ -340,13 +357,18 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         # Paths inside the folder as the loader lists them, not resolved: a symlinked split
         # (e.g. leftImg8bit/train -> elsewhere) would leave the folder.
         root = Path(os.path.abspath(data))
-        source_sha = {i: sha256_file(frames.image_paths[i]) for i in range(count)}
+        source_sha = {i: frame_sha256(frames.image_paths[i]) for i in range(count)}
         states = {i: manifest.check(frames.names[i], str(frames.image_paths[i].resolve()), source_sha[i])
                   for i in range(count)}
         clash = next((i for i, (state, _) in states.items() if state == "other"), None)
         if clash is not None:
             raise UserError(f"{out} already holds an attack of a frame named {frames.names[clash]!r}, not "
-                            f"{data}'s: {states[clash][1]}; or choose another --out")
+                            f"{data}'s: {states[clash][1]}, or choose another --out")
+        moved_from = manifest.previous.get("data")
+        if moved_from not in (None, record_settings["data"]) and manifest.images and not any(
+                state == "done" for state, _ in states.values()):
+            raise UserError(f"{out} holds attacks of {moved_from}, and none of them is of a frame in {data}: "
+                            "choose another --out for these frames")
         if manifest.changed:
             manifest.write()
         todo = [i for i, (state, _) in states.items() if state != "done"]
@@ -362,7 +384,7 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         bar = _progress(len(todo), f"{s.method} -> {s.target}{kind}", progress)
         try:
             for chunk in _batches(todo, s.batch, lambda i: s.size or frames[i][0].shape[:2]):
-                prepared = [_prepare(frames, i, s, segmenter, device) for i in chunk]
+                prepared = [_prepare(frames, i, s, segmenter, device, sources) for i in chunk]
                 x = torch.cat([p["x"] for p in prepared])
                 t = torch.from_numpy(np.stack([p["target"] for p in prepared]).astype(np.int64)).to(device)
                 result = attack(segmenter, x, t, quantize=True, l2=s.l2, linf=s.linf, max_iter=s.max_iter,
@@ -406,29 +428,48 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
 def _unused(s: AttackSettings) -> set:
     """Settings the attack ``s`` does not read: they may differ when a folder resumes."""
     unused = set()
-    if s.adaptive not in ("spatial", "spatial-pairs"):
-        unused |= {"k_attack", "patch_size", "b_low", "b_high"}
+    spatial = s.adaptive in ("spatial", "spatial-pairs")
+    if not spatial:
+        unused.add("k_attack")
+    if not spatial or s.k_attack == 0:  # K = 0 draws no patch
+        unused |= {"patch_size", "b_low", "b_high"}
     if s.adaptive != "scale":
         unused.add("blur_stds")
-    if s.adaptive != "spatial-pairs":
+    if s.adaptive != "spatial-pairs" or s.k_attack == 0:
         unused.add("pair_weight")
     if s.target != "text":
         unused.add("text")
     return unused
 
 
+def frame_sha256(path) -> str:
+    """sha256 of a frame file, remembered per (path, size, mtime) for the process: evaluate
+    resumes one folder per setting over the same frames."""
+    st = os.stat(path)
+    return _frame_sha(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=65536)
+def _frame_sha(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
 def _lock(out: Path):
     """An exclusive lock on OUT/.lock, or a UserError when another run holds it."""
     import fcntl
 
-    handle = open(out / ".lock", "w")
+    try:
+        handle = open(out / ".lock", "w")
+    except OSError as exc:
+        raise UserError(f"cannot write into --out {out}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
         raise UserError(f"another attack is writing {out} now: wait for it, or choose another --out") from None
-    except OSError:  # a file system without locks (some network mounts): run unguarded
-        pass
+    except OSError as exc:  # a file system without locks (some network mounts)
+        print(f"warning: cannot lock {out} ({exc.strerror or exc}): make sure no other attack writes it "
+              "now", file=sys.stderr)
     return handle
 
 
@@ -445,7 +486,7 @@ def _batches(todo: list, size: int, shape_of) -> list:
     return out
 
 
-def _prepare(frames, i: int, s: AttackSettings, segmenter, device) -> dict:
+def _prepare(frames, i: int, s: AttackSettings, segmenter, device, sources=None) -> dict:
     """One frame's tensor (1,3,H,W), target, seed and clean success, ready to attack."""
     image, labels, name = frames[i]
     image, labels = _resize(image, labels, s.size)
@@ -455,7 +496,7 @@ def _prepare(frames, i: int, s: AttackSettings, segmenter, device) -> dict:
         clean_pred = labels_of(segmenter(x))[0].cpu().numpy().astype(np.uint8)
     source_labels, source_name = (None, None)
     if s.target == "scene":
-        source_labels, source_name = _scene_source(frames, i, seed, image.shape[:2])
+        source_labels, source_name = _scene_source(sources, name, seed, image.shape[:2])
     target = target_maps.make_target(s.target, image.shape[:2], seed, clean_pred=clean_pred,
                                      source_labels=source_labels, text=s.text)
     valid = target != 255
