@@ -158,6 +158,8 @@ def adversarial_set(folder, split: str) -> ImageSet:
         paths.append(path)
     settings = doc.get("settings") if isinstance(doc.get("settings"), dict) else {}
     keep = ("method", "target", "adaptive", "k_attack", "l2", "linf", "max_iter", "model_sha256")
+    if settings.get("adaptive") not in ("spatial", "spatial-pairs"):
+        keep = tuple(k for k in keep if k != "k_attack")  # recorded at its default, not read
     info = {"folder": str(folder.resolve()), "attack": {k: settings.get(k) for k in keep if k in settings}}
     if isinstance(doc.get("summary"), dict) and isinstance(doc["summary"].get("mean"), dict):
         info["attack_success"] = doc["summary"]["mean"].get("success")

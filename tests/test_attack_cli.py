@@ -408,3 +408,12 @@ def test_without_file_locks_the_attack_runs_and_says_so(setup, tmp_path, capsys,
     root, ckpt, _ = setup
     assert attack(root, ckpt, "--method", "dag", "--target", "pure", "--limit", "1", out=tmp_path / "o") == 0
     assert "warning: cannot lock" in capsys.readouterr().err
+
+
+def test_k_attack_zero_draws_no_patch_so_checks_none(setup, tmp_path):
+    """K_attack = 0 is the plain attack under the adaptive budget: a patch too large for the
+    frame is not an error there (it is with K >= 1)."""
+    root, ckpt, _ = setup
+    args = ("--method", "dag", "--target", "pure", "--adaptive", "spatial", "--patch-size", "500", "--limit", "1")
+    assert attack(root, ckpt, *args, "--k-attack", "0", out=tmp_path / "k0") == 0
+    assert attack(root, ckpt, *args, "--k-attack", "1", out=tmp_path / "k1") == 2

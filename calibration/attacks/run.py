@@ -7,11 +7,21 @@ Output folder::
         OUT opens with the same loaders: open_dataset(OUT, split, labeled=False))
     OUT/targets/<same folders>/<name>_target.png         target train ids (255 = ignore)
     OUT/targets/<same folders>/<name>_target_color.png   the target in the Cityscapes palette
-    OUT/manifest.json                                     settings + per-image metrics
+    OUT/manifest.json                                     settings, summary, one record per frame
+    OUT/.lock                                             held by the run writing OUT
+
+manifest.json: ``settings`` (every AttackSettings field, data, split, model and its sha256,
+arch, quantize, edge_guard and torch versions), ``summary`` (means, seconds per frame, frames
+that reached the threshold) and ``images``: per frame its paths, ``source`` and
+``source_sha256`` (the clean frame), seed, device, clean_success, success, miou, l2, linf,
+iterations, seconds (+ batch, batch_first, batch_seconds when frames shared a batch;
+scene_source for the scene target). Settings the attack does not read (k_attack of a plain
+attack, ...) are recorded at their defaults and ignored on resume.
 
 The manifest is rewritten after every frame, so an interrupted run resumes where it
-stopped (a frame whose source file changed since, by its recorded sha256, is attacked anew);
-a run with other settings into the same folder is refused.
+stopped. A record counts for the frame with its sha256: a frame changed in place since is
+attacked anew, the same frame under another path (the data moved) resumes, and another frame
+under a record's name is refused. A run with other settings into the same folder is refused.
 """
 
 from __future__ import annotations
@@ -326,7 +336,7 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         raise UserError("--text is empty: the text target needs a string to draw")
     if s.target == "text" and not str(s.text).isascii():
         raise UserError(f"--text {s.text!r}: OpenCV's fonts draw ASCII only; write it in ASCII letters")
-    if s.adaptive in ("spatial", "spatial-pairs"):
+    if s.adaptive in ("spatial", "spatial-pairs") and s.k_attack > 0:
         check_geometry(height, width, s.patch_size, s.b_low, s.b_high)
     if s.target == "scene" and not getattr(sources, "labeled", False):
         print(f"warning: {data} has no labels: each scene target is a generated street's labels",
@@ -372,7 +382,7 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         if manifest.changed:
             manifest.write()
         todo = [i for i, (state, _) in states.items() if state != "done"]
-        if s.adaptive in ("spatial", "spatial-pairs") and s.size is None:
+        if s.adaptive in ("spatial", "spatial-pairs") and s.k_attack > 0 and s.size is None:
             # The detector's patches are sized for one frame height: a second one is found now,
             # not after hours of attacks (one decode per frame, against minutes of attack each).
             for i in todo:

@@ -1,10 +1,12 @@
 """`edge-guard attack`: targeted DAG / Houdini attacks on every frame of a split.
 
-Writes the adversarial frames (8-bit PNG, the inputs' file names), the targets (raw train
-ids and colourised) and OUT/manifest.json with every setting and per-frame metrics: pixel
-success rate on the target, mIoU of the prediction against the target, L2 (RMS on [0, 1]
-images), L-inf, iterations and seconds. Success is measured on the saved 8-bit frames.
-Run the same command again to resume; other settings into the same OUT are refused.
+Writes the adversarial frames (8-bit PNG, the inputs' relative paths and names, as .png),
+the targets (raw train ids and colourised) and OUT/manifest.json with every setting, a
+summary and per-frame metrics: pixel success rate on the target (and before the attack),
+mIoU of the prediction against the target, L2 (RMS on [0, 1] images), L-inf, iterations and
+seconds. Success is measured on the saved 8-bit frames. Run the same command again to
+resume (also from a copy of the data elsewhere); other settings into the same OUT are
+refused, and so are options the chosen attack would ignore.
 """
 
 import argparse
@@ -41,7 +43,7 @@ def register(sub) -> None:
     p.add_argument("--data", type=Path, required=True, metavar="DIR",
                    help="Cityscapes-layout, BDD100K or image folder")
     p.add_argument("--split", default=None,
-                   help="split to attack (default: val); a plain image folder has none")
+                   help="split to attack (default: val); refused for a plain image folder, which has none")
     p.add_argument("--method", required=True, help="dag or houdini")
     p.add_argument("--target", required=True, help=", ".join(TARGETS))
     p.add_argument("--text", default=None, help="string of --target text (default: ECCV 2018)")
@@ -49,18 +51,20 @@ def register(sub) -> None:
                    help="adaptive attack: " + ", ".join(ADAPTIVE) + " (default: none, the plain attack)")
     p.add_argument("--k-attack", type=non_negative_int, default=None, metavar="K",
                    help="patches (spatial) or pairs (spatial-pairs) per step; 0 = the plain "
-                        "attack under the adaptive budget (default: 10)")
+                        "attack under the adaptive budget (default: 10; spatial attacks only)")
     p.add_argument("--patch-size", type=positive_int, default=None,
                    help="the detector's patch size (default: frame height / 2, i.e. the paper's 512 "
-                        "on 1024-high frames and the shipped bundle's 256 on 512-high frames)")
+                        "on 1024-high frames and the shipped bundle's 256 on 512-high frames; "
+                        "spatial attacks only)")
     p.add_argument("--b-low", type=non_negative_int, default=None,
-                   help="pair displacement low (default: frame height / 32)")
+                   help="pair displacement low (default: frame height / 32; spatial attacks only)")
     p.add_argument("--b-high", type=positive_int, default=None,
-                   help="pair displacement high (default: frame height / 16)")
+                   help="pair displacement high (default: frame height / 16; spatial attacks only)")
     p.add_argument("--blur-stds", default=None, help="Gaussian stds of --adaptive scale (default: 0.5,3,5)")
     p.add_argument("--l2", type=positive_float, default=None,
-                   help="L2 budget as RMS on [0,1] images (default: 0.06 adaptive, else none)")
-    p.add_argument("--linf", type=positive_float, default=None, help="L-inf budget on [0,1] images")
+                   help="L2 budget as RMS on [0,1] images, at most 1 (default: 0.06 adaptive, else none)")
+    p.add_argument("--linf", type=positive_float, default=None,
+                   help="L-inf budget on [0,1] images, from 1/255 (one 8-bit level) to 1 (default: none)")
     p.add_argument("--max-iter", type=positive_int, default=200, help="default: 200 (the paper's)")
     p.add_argument("--step", type=positive_float, default=None,
                    help="DAG gamma / Houdini Adam rate on [0,1] images (default: 0.5/255, 1/255)")
@@ -71,9 +75,10 @@ def register(sub) -> None:
     p.add_argument("--limit", type=positive_int, default=None, help="first N frames only")
     p.add_argument("--batch", type=positive_int, default=1,
                    help="frames attacked together (default: 1); 8-32 keep a GPU busy with a small "
-                        "model. Per-frame seconds are then the batch's time until that frame stopped")
+                        "model. A frame's record then holds the batch's time until it stopped; the "
+                        "seconds per frame printed share the batch's time among its frames")
     p.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=run)
 
