@@ -356,7 +356,7 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         }
         # The model is its sha256: the same file elsewhere (another checkout, a GPU machine's copy)
         # resumes the folder; its path is recorded, the newest kept. The data folder may move too
-        # (a GPU lease's scenes come back elsewhere) as long as each record names its frame's sha256.
+        # (a GPU lease's scenes come back elsewhere): each record is checked against its frame.
         free = (set(asdict(s)) - set(s.identity())) | {"model", "data", "edge_guard", "torch"} | _unused(s)
         if image_folder:
             free.add("split")  # a plain image folder has no splits
@@ -368,28 +368,9 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         # (e.g. leftImg8bit/train -> elsewhere) would leave the folder.
         root = Path(os.path.abspath(data))
         source_sha = {i: frame_sha256(frames.image_paths[i]) for i in range(count)}
-        states = {i: manifest.check(frames.names[i], str(frames.image_paths[i].resolve()), source_sha[i])
-                  for i in range(count)}
-        clash = next((i for i, (state, _) in states.items() if state == "other"), None)
-        if clash is not None:
-            raise UserError(f"{out} already holds an attack of a frame named {frames.names[clash]!r}, not "
-                            f"{data}'s: {states[clash][1]}, or choose another --out")
-        moved_from = manifest.previous.get("data")
-        if moved_from not in (None, record_settings["data"]) and manifest.images and not any(
-                state == "done" for state, _ in states.values()):
-            raise UserError(f"{out} holds attacks of {moved_from}, and none of them is of a frame in {data}: "
-                            "choose another --out for these frames")
-        if manifest.changed:
-            manifest.write()
-        todo = [i for i, (state, _) in states.items() if state != "done"]
+        todo = _pending(manifest, frames, source_sha, data, out)
         if s.adaptive in ("spatial", "spatial-pairs") and s.k_attack > 0 and s.size is None:
-            # The detector's patches are sized for one frame height: a second one is found now,
-            # not after hours of attacks (one decode per frame, against minutes of attack each).
-            for i in todo:
-                image = cv2.imread(str(frames.image_paths[i]), cv2.IMREAD_UNCHANGED)
-                if image is not None and image.shape[0] != height:
-                    raise DataError(f"{frames.names[i]} is {image.shape[0]} pixels high, the first frame {height}: "
-                                    "the detector's patches are sized for one height; pass --size HxW")
+            _check_heights(frames, todo, height)
         kind = f" ({s.adaptive})" if s.adaptive else ""
         bar = _progress(len(todo), f"{s.method} -> {s.target}{kind}", progress)
         try:
@@ -433,6 +414,36 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         return {**manifest.summary(), "attacked": len(todo)}
     finally:
         lock.close()
+
+
+def _pending(manifest: Manifest, frames, source_sha: dict, data: Path, out: Path) -> list:
+    """Indices of the frames (of ``source_sha``'s) still to attack. Refuses a folder whose
+    records are of other frames, or of a data set none of whose frames are here; records that
+    matched their frame under a new path are written back first."""
+    states = {i: manifest.check(frames.names[i], str(frames.image_paths[i].resolve()), sha)
+              for i, sha in source_sha.items()}
+    clash = next((i for i, (state, _) in states.items() if state == "other"), None)
+    if clash is not None:
+        raise UserError(f"{out} already holds an attack of a frame named {frames.names[clash]!r}, not "
+                        f"{data}'s: {states[clash][1]}, or choose another --out")
+    moved_from = manifest.previous.get("data")
+    if moved_from not in (None, manifest.settings["data"]) and manifest.images and not any(
+            state == "done" for state, _ in states.values()):
+        raise UserError(f"{out} holds attacks of {moved_from}, and none of them is of a frame in {data}: "
+                        "choose another --out for these frames")
+    if manifest.changed:
+        manifest.write()
+    return [i for i, (state, _) in states.items() if state != "done"]
+
+
+def _check_heights(frames, todo: list, height: int) -> None:
+    """The detector's patches are sized for one frame height: a second one is found now, not
+    after hours of attacks (one decode per frame, against minutes of attack each)."""
+    for i in todo:
+        image = cv2.imread(str(frames.image_paths[i]), cv2.IMREAD_UNCHANGED)
+        if image is not None and image.shape[0] != height:
+            raise DataError(f"{frames.names[i]} is {image.shape[0]} pixels high, the first frame {height}: "
+                            "the detector's patches are sized for one height; pass --size HxW")
 
 
 def _unused(s: AttackSettings) -> set:
