@@ -140,3 +140,16 @@ def test_build_engine_without_tensorrt_says_so_before_the_slow_part(tmp_path):
     bundle = make_guard_bundle(tmp_path / "b")
     one_line(["build-engine", bundle], "needs tensorrt", "--onnx-only")
     assert not (bundle / "model.fp16.onnx").exists()  # nothing was converted or calibrated first
+
+
+def test_a_corrupt_frame_is_found_before_the_first_attack(scenes, tmp_path):
+    """It was found when its turn came, after the frames before it (hours, on real data)."""
+    import shutil
+
+    data = tmp_path / "scenes"
+    shutil.copytree(scenes / "scenes", data)
+    last = sorted(data.rglob("*_leftImg8bit.png"))[-1]
+    last.write_bytes(b"not a png")
+    one_line(["attack", "--data", data, "--method", "dag", "--target", "pure", "--max-iter", "1",
+              "--device", "cpu", "--out", tmp_path / "out"], "cannot read", last.name)
+    assert not (tmp_path / "out" / "manifest.json").exists()

@@ -369,8 +369,8 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         root = Path(os.path.abspath(data))
         source_sha = {i: frame_sha256(frames.image_paths[i]) for i in range(count)}
         todo = _pending(manifest, frames, source_sha, data, out)
-        if s.adaptive in ("spatial", "spatial-pairs") and s.k_attack > 0 and s.size is None:
-            _check_heights(frames, todo, height)
+        spatial = s.adaptive in ("spatial", "spatial-pairs") and s.k_attack > 0 and s.size is None
+        _check_frames(frames, todo, height if spatial else None)
         kind = f" ({s.adaptive})" if s.adaptive else ""
         bar = _progress(len(todo), f"{s.method} -> {s.target}{kind}", progress)
         try:
@@ -436,12 +436,15 @@ def _pending(manifest: Manifest, frames, source_sha: dict, data: Path, out: Path
     return [i for i, (state, _) in states.items() if state != "done"]
 
 
-def _check_heights(frames, todo: list, height: int) -> None:
-    """The detector's patches are sized for one frame height: a second one is found now, not
-    after hours of attacks (one decode per frame, against minutes of attack each)."""
+def _check_frames(frames, todo: list, height: Optional[int] = None) -> None:
+    """Every frame to attack decodes (and is ``height`` pixels high, when given: a spatial
+    attack's patches are sized for one height), found now rather than hours into the run:
+    one decode per frame, against minutes of attack each."""
+    from edge_guard.calibration.data.folders import read_image
+
     for i in todo:
-        image = cv2.imread(str(frames.image_paths[i]), cv2.IMREAD_UNCHANGED)
-        if image is not None and image.shape[0] != height:
+        image = read_image(frames.image_paths[i])
+        if height is not None and image.shape[0] != height:
             raise DataError(f"{frames.names[i]} is {image.shape[0]} pixels high, the first frame {height}: "
                             "the detector's patches are sized for one height; pass --size HxW")
 
