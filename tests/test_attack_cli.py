@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from edge_guard.cli import main
+from edge_guard.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -410,10 +411,20 @@ def test_without_file_locks_the_attack_runs_and_says_so(setup, tmp_path, capsys,
     assert "warning: cannot lock" in capsys.readouterr().err
 
 
-def test_k_attack_zero_draws_no_patch_so_checks_none(setup, tmp_path):
+def test_k_attack_zero_draws_no_patch_so_checks_none(setup, tmp_path, capsys):
     """K_attack = 0 is the plain attack under the adaptive budget: a patch too large for the
-    frame is not an error there (it is with K >= 1)."""
+    frame is not an error there (it is with K >= 1), and the CLI refuses a patch option
+    that K = 0 would ignore."""
+    from edge_guard.calibration.attacks.run import AttackSettings, run_attacks
+
     root, ckpt, _ = setup
+    big = dict(method="dag", target="pure", adaptive="spatial", patch_size=500, max_iter=1)
+    run_attacks(ckpt, root / "data", "val", AttackSettings(k_attack=0, **big), tmp_path / "k0", limit=1,
+                device="cpu", progress=False)
+    with pytest.raises(UserError, match="too small"):
+        run_attacks(ckpt, root / "data", "val", AttackSettings(k_attack=1, **big), tmp_path / "k1", limit=1,
+                    device="cpu", progress=False)
     args = ("--method", "dag", "--target", "pure", "--adaptive", "spatial", "--patch-size", "500", "--limit", "1")
-    assert attack(root, ckpt, *args, "--k-attack", "0", out=tmp_path / "k0") == 0
-    assert attack(root, ckpt, *args, "--k-attack", "1", out=tmp_path / "k1") == 2
+    assert attack(root, ckpt, *args, "--k-attack", "0", out=tmp_path / "k0cli") == 2
+    assert "--patch-size applies only to --adaptive spatial or spatial-pairs with --k-attack above 0" in \
+        capsys.readouterr().err

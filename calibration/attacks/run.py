@@ -357,7 +357,7 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         # The model is its sha256: the same file elsewhere (another checkout, a GPU machine's copy)
         # resumes the folder; its path is recorded, the newest kept. The data folder may move too
         # (a GPU lease's scenes come back elsewhere): each record is checked against its frame.
-        free = (set(asdict(s)) - set(s.identity())) | {"model", "data", "edge_guard", "torch"} | _unused(s)
+        free = (set(asdict(s)) - set(s.identity())) | {"model", "data", "edge_guard", "torch"} | unused_settings(s)
         if image_folder:
             free.add("split")  # a plain image folder has no splits
         manifest = Manifest(out, record_settings, free=free)
@@ -449,7 +449,7 @@ def _check_frames(frames, todo: list, height: Optional[int] = None) -> None:
                             "the detector's patches are sized for one height; pass --size HxW")
 
 
-def _unused(s: AttackSettings) -> set:
+def unused_settings(s: AttackSettings) -> set:
     """Settings the attack ``s`` does not read: they may differ when a folder resumes."""
     unused = set()
     spatial = s.adaptive in ("spatial", "spatial-pairs")

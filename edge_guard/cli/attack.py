@@ -100,11 +100,10 @@ def run(args) -> int:
     from edge_guard.errors import UserError
 
     require_torch("attacks")
-    from edge_guard.calibration.attacks.run import AttackSettings, run_attacks
+    from edge_guard.calibration.attacks.run import AttackSettings, run_attacks, unused_settings
 
     if args.threshold > 1:
         raise UserError(f"--threshold {args.threshold} must be at most 1")
-    _check_applies(args)
     defaults = AttackSettings(method=args.method, target=args.target)
     settings = AttackSettings(
         method=args.method, target=args.target, adaptive=args.adaptive,
@@ -114,6 +113,7 @@ def run(args) -> int:
         l2=args.l2, linf=args.linf, max_iter=args.max_iter,
         step=args.step, threshold=args.threshold, seed=args.seed, size=args.size,
         text=defaults.text if args.text is None else args.text, batch=args.batch)
+    _check_applies(args, unused_settings(settings.resolved()))
     split = args.split
     if split is None:
         split = "val"
@@ -142,18 +142,19 @@ def _is_image_folder(root: Path) -> bool:
     return detect(root) == "images"
 
 
-def _check_applies(args) -> None:
-    """Options that the chosen attack would ignore are refused: silently ignored, they would
-    still be recorded, and a later run without them would be refused as other settings."""
+def _check_applies(args, unused: set) -> None:
+    """Options that the chosen attack would ignore (``unused``: the runner's own list) are
+    refused: silently ignored, they would still be recorded, and a later run without them
+    would be refused as other settings."""
     from edge_guard.errors import UserError
 
-    spatial = args.adaptive in ("spatial", "spatial-pairs")
-    unused = [(args.k_attack is not None and not spatial, "--k-attack", "--adaptive spatial or spatial-pairs"),
-              (args.patch_size is not None and not spatial, "--patch-size", "--adaptive spatial or spatial-pairs"),
-              (args.b_low is not None and not spatial, "--b-low", "--adaptive spatial or spatial-pairs"),
-              (args.b_high is not None and not spatial, "--b-high", "--adaptive spatial or spatial-pairs"),
-              (args.blur_stds is not None and args.adaptive != "scale", "--blur-stds", "--adaptive scale"),
-              (args.text is not None and args.target != "text", "--text", "--target text")]
-    for given, option, needs in unused:
-        if given:
+    patches = "--adaptive spatial or spatial-pairs with --k-attack above 0"
+    options = {"k_attack": ("--k-attack", args.k_attack, "--adaptive spatial or spatial-pairs"),
+               "patch_size": ("--patch-size", args.patch_size, patches),
+               "b_low": ("--b-low", args.b_low, patches),
+               "b_high": ("--b-high", args.b_high, patches),
+               "blur_stds": ("--blur-stds", args.blur_stds, "--adaptive scale"),
+               "text": ("--text", args.text, "--target text")}
+    for field, (option, value, needs) in options.items():
+        if value is not None and field in unused:
             raise UserError(f"{option} applies only to {needs}: leave it out")
