@@ -96,6 +96,12 @@ class AttackSettings:
             del fields["batch"]
         return fields
 
+    @property
+    def draws_patches(self) -> bool:
+        """Whether the attack crops detector patches (a spatial attack with K_attack > 0): only
+        then do the patch size, the displacements and the frame height matter."""
+        return self.adaptive in ("spatial", "spatial-pairs") and self.k_attack > 0
+
     def resolved(self) -> "AttackSettings":
         if self.method not in ATTACKS:
             raise UserError(f"unknown attack method {self.method!r}: choose one of {', '.join(ATTACKS)}")
@@ -315,9 +321,10 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
     # The outputs keep the inputs' relative paths: into the data folder itself they overwrite
     # the clean frames; inside a plain image folder (listed recursively) they are re-read.
     image_folder = isinstance(frames, ImageFolder)
-    if out.resolve() == data.resolve() or (image_folder and data.resolve() in out.resolve().parents):
-        raise UserError(f"--out {out} is {'--data' if out.resolve() == data.resolve() else 'inside --data'} "
-                        f"{data}: the attack would overwrite or re-read its own frames; choose a folder outside")
+    same = out.resolve() == data.resolve()
+    if same or (image_folder and data.resolve() in out.resolve().parents):
+        raise UserError(f"--out {out} is {'--data' if same else 'inside --data'} {data}: the attack would "
+                        "overwrite or re-read its own frames; choose a folder outside")
     count = len(frames) if limit is None else min(int(limit), len(frames))
     seen = {}
     for i, name in enumerate(frames.names[:count]):
@@ -336,7 +343,7 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         raise UserError("--text is empty: the text target needs a string to draw")
     if s.target == "text" and not str(s.text).isascii():
         raise UserError(f"--text {s.text!r}: OpenCV's fonts draw ASCII only; write it in ASCII letters")
-    if s.adaptive in ("spatial", "spatial-pairs") and s.k_attack > 0:
+    if s.draws_patches:
         check_geometry(height, width, s.patch_size, s.b_low, s.b_high)
     if s.target == "scene" and not getattr(sources, "labeled", False):
         print(f"warning: {data} has no labels: each scene target is a generated street's labels",
@@ -369,8 +376,7 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         root = Path(os.path.abspath(data))
         source_sha = {i: frame_sha256(frames.image_paths[i]) for i in range(count)}
         todo = _pending(manifest, frames, source_sha, data, out)
-        spatial = s.adaptive in ("spatial", "spatial-pairs") and s.k_attack > 0 and s.size is None
-        _check_frames(frames, todo, height if spatial else None)
+        _check_frames(frames, todo, height if s.draws_patches and s.size is None else None)
         kind = f" ({s.adaptive})" if s.adaptive else ""
         bar = _progress(len(todo), f"{s.method} -> {s.target}{kind}", progress)
         try:
@@ -452,14 +458,13 @@ def _check_frames(frames, todo: list, height: Optional[int] = None) -> None:
 def unused_settings(s: AttackSettings) -> set:
     """Settings the attack ``s`` does not read: they may differ when a folder resumes."""
     unused = set()
-    spatial = s.adaptive in ("spatial", "spatial-pairs")
-    if not spatial:
+    if s.adaptive not in ("spatial", "spatial-pairs"):
         unused.add("k_attack")
-    if not spatial or s.k_attack == 0:  # K = 0 draws no patch
+    if not s.draws_patches:
         unused |= {"patch_size", "b_low", "b_high"}
     if s.adaptive != "scale":
         unused.add("blur_stds")
-    if s.adaptive != "spatial-pairs" or s.k_attack == 0:
+    if not (s.draws_patches and s.adaptive == "spatial-pairs"):
         unused.add("pair_weight")
     if s.target != "text":
         unused.add("text")
