@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 from edge_guard.classes import IGNORE, NUM_CLASSES
 from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import UserError
+from edge_guard.calibration.data.conditions import photometric
 from edge_guard.calibration.data.folders import open_dataset
 from edge_guard.calibration.models import create_model
 from edge_guard.calibration.models.checkpoint import load_segmenter, save_checkpoint
@@ -50,19 +51,24 @@ class TrainConfig:
     model_kwargs: dict = field(default_factory=dict)
     init: str | None = None  # start from this checkpoint's weights (fresh optimiser and schedule)
     preload: bool = False  # decode every frame once into memory (workers share it after fork)
+    photometric: float = 0.0  # probability of each camera-condition change per crop (conditions.py)
 
 
 class ScaleCropDataset(Dataset):
     """Random rescale (scale_min..scale_max), flip and crop of the frames of a labelled folder.
 
+    ``photometric``: probability of each camera-condition change (gain, noise, blur, JPEG;
+    ``conditions.photometric``) on the crop, i.e. at the resolution the model sees.
     Items: image float32 (3, crop, crop) in [0, 1], labels int64 (crop, crop) with 255 padding.
     """
 
-    def __init__(self, frames, crop: int, scale_min: float, scale_max: float, seed: int):
+    def __init__(self, frames, crop: int, scale_min: float, scale_max: float, seed: int,
+                 photometric: float = 0.0):
         self.frames = frames
         self.crop = crop
         self.scale_min, self.scale_max = scale_min, scale_max
         self.seed = seed
+        self.photometric = float(photometric)
         self.epoch = 0
 
     def __len__(self):
@@ -86,7 +92,10 @@ class ScaleCropDataset(Dataset):
             labels = cv2.copyMakeBorder(np.ascontiguousarray(labels), 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=IGNORE)
         y = int(rng.integers(0, labels.shape[0] - c + 1))
         x = int(rng.integers(0, labels.shape[1] - c + 1))
-        image = image[y:y + c, x:x + c].astype(np.float32) / 255.0
+        image = np.ascontiguousarray(image[y:y + c, x:x + c])
+        if self.photometric > 0:  # after the old draws: a run without it crops exactly as before
+            image = photometric(image, rng, self.photometric)
+        image = image.astype(np.float32) / 255.0
         labels = labels[y:y + c, x:x + c].astype(np.int64)
         return torch.from_numpy(image.transpose(2, 0, 1).copy()), torch.from_numpy(labels.copy())
 
@@ -218,6 +227,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
         "from_step": step, "to_step": cfg.steps, "data": str(Path(cfg.data).resolve()),
         "split": cfg.split, "frames": len(frames), "class_weights": cfg.class_weights,
         "batch_size": cfg.batch_size, "crop": cfg.crop, "lr": cfg.lr, "device": str(device),
+        "photometric": cfg.photometric,
         **({"init": str(Path(cfg.init).resolve()), "init_sha256": sha256_file(cfg.init)} if cfg.init and not state else {})}]
     weights = None
     if cfg.class_weights == "enet":
@@ -232,7 +242,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log=pri
     if cfg.preload:
         log(f"decoding {len(frames)} frames into memory")
         frames = preload(frames)
-    data = ScaleCropDataset(frames, crop, cfg.scale_min, cfg.scale_max, cfg.seed)
+    data = ScaleCropDataset(frames, crop, cfg.scale_min, cfg.scale_max, cfg.seed, cfg.photometric)
 
     def checkpoint(final_loss):
         save_checkpoint(out, segmenter, train_state={

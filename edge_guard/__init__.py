@@ -5,3 +5,19 @@ only NumPy, OpenCV and an inference backend; it never imports torch.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["Guard", "Verdict", "__version__"]
+
+
+def __getattr__(name):
+    # Lazy, so that `import edge_guard` (the offline tools import it too) stays cheap and
+    # free of import cycles: `from edge_guard import Guard, Verdict` loads the runtime.
+    if name == "Guard":
+        from .guard import Guard
+
+        return Guard
+    if name == "Verdict":
+        from .verdict import Verdict
+
+        return Verdict
+    raise AttributeError(f"module 'edge_guard' has no attribute {name!r}")

@@ -1,6 +1,16 @@
-"""Spatial-consistency scoring (§3.2, Algorithm 1): confusion matrices and mIoU of overlaps.
+"""Spatial-consistency scoring: confusion matrices of compared regions and their agreement.
 
-This is the runtime's CPU path and the NumPy reference of ``overlap_confusion.cu``.
+Two detectors compare regions: ``pairs`` (§3.2, Algorithm 1) the two patches of a pair on their
+overlap, ``frame`` each patch with the frame's own labels on the same pixels. This is the
+runtime's CPU path and the NumPy reference of ``overlap_confusion.cu``.
+
+Statistics of a confusion matrix (``STATISTICS``):
+
+- ``miou``: the paper's mIoU, defined below;
+- ``agreement``: the fraction of valid pixels on which the two maps agree (trace / total);
+- ``miou-min``: the mIoU over the classes with at least ``min_pixels`` pixels in either map
+  (a class of a few stray pixels is left out instead of counting as a whole IoU-0 class; its
+  pixels still count against the classes they were confused with).
 
 mIoU (the paper's definition): with n_ij the pixels labelled i in the first map and j in the
 second, ``mIoU = mean over present classes of n_ii / (row_i + col_i - n_ii)`` where a class is
@@ -10,7 +20,7 @@ in either map: the pixel is dropped from both.
 Degenerate case: no valid pixel at all (empty overlap, or every pixel ignored) gives 1.0.
 No pixel means no evidence of inconsistency, and the detector flags only low scores.
 
-Precision: per-class IoUs are float64, summed left to right in class order, divided by the
+Precision (every statistic): per-class IoUs (or the agreement) are float64, summed left to right in class order, divided by the
 number of present classes and rounded once to float32; the frame score sums the float32
 pair mIoUs left to right in float64, divides by K and rounds to float32. The CUDA kernel does
 the same operations in the same order, so the two paths agree bit for bit.
@@ -24,6 +34,7 @@ from .errors import UserError
 from .patches import overlap_boxes
 
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+STATISTICS = ("miou", "agreement", "miou-min")
 
 
 def _as_unsigned(labels: np.ndarray) -> np.ndarray:
@@ -80,6 +91,44 @@ def miou_from_confusion(cm: np.ndarray):
     return float(score) if cm.ndim == 2 else score
 
 
+def check_statistic(statistic: str, min_pixels: int = 0) -> tuple[str, int]:
+    """(statistic, min_pixels) validated; UserError (one line) otherwise."""
+    if statistic not in STATISTICS:
+        raise UserError(f"unknown score statistic {statistic!r}: choose {', '.join(STATISTICS)}")
+    if isinstance(min_pixels, bool) or int(min_pixels) != min_pixels or min_pixels < 0:
+        raise UserError(f"min_pixels must be a non-negative integer, got {min_pixels!r}")
+    return statistic, int(min_pixels)
+
+
+def score_from_confusion(cm: np.ndarray, statistic: str = "miou", min_pixels: int = 0):
+    """The ``statistic`` of a (C, C) confusion matrix -> float, or of (..., C, C) -> (...) float32.
+
+    ``min_pixels`` applies to ``miou-min`` only. No valid pixel (or, for ``miou-min``, no
+    class reaching ``min_pixels``) gives 1.0, as for the paper's mIoU.
+    """
+    statistic, min_pixels = check_statistic(statistic, min_pixels)
+    if statistic == "miou":
+        return miou_from_confusion(cm)
+    cm = np.asarray(cm)
+    if cm.ndim < 2 or cm.shape[-1] != cm.shape[-2]:
+        raise UserError(f"a confusion matrix is square (..., C, C), got shape {cm.shape}")
+    cm = cm.astype(np.int64, copy=False)
+    diag = np.diagonal(cm, axis1=-2, axis2=-1)
+    if statistic == "agreement":
+        total = cm.sum(axis=(-2, -1))
+        hits = diag.sum(axis=-1)
+        score = np.where(total > 0, hits / np.maximum(total, 1), 1.0).astype(np.float32)
+        return float(score) if cm.ndim == 2 else score
+    rows, cols = cm.sum(axis=-1), cm.sum(axis=-2)
+    union = rows + cols - diag
+    present = (union > 0) & ((rows >= min_pixels) | (cols >= min_pixels))
+    iou = np.where(present, diag / np.maximum(union, 1), 0.0)
+    total = np.cumsum(iou, axis=-1)[..., -1] if cm.shape[-1] else np.zeros(cm.shape[:-2])
+    count = present.sum(axis=-1)
+    score = np.where(count > 0, total / np.maximum(count, 1), 1.0).astype(np.float32)
+    return float(score) if cm.ndim == 2 else score
+
+
 def miou(a: np.ndarray, b: np.ndarray, num_classes: int) -> float:
     """mIoU between two label maps of one shape (classes present in either map)."""
     return miou_from_confusion(confusion(a, b, num_classes))
@@ -115,11 +164,54 @@ def pair_mious(labels: np.ndarray, pairs: np.ndarray, num_classes: int) -> np.nd
     return miou_from_confusion(overlap_confusion(labels, pairs, num_classes)).reshape(-1)
 
 
+def pair_scores(labels: np.ndarray, pairs: np.ndarray, num_classes: int, statistic: str = "miou",
+                min_pixels: int = 0) -> np.ndarray:
+    """(K,) float32 ``statistic`` of every pair's overlap (``miou``: :func:`pair_mious`)."""
+    cm = overlap_confusion(labels, pairs, num_classes)
+    return np.asarray(score_from_confusion(cm, statistic, min_pixels), np.float32).reshape(-1)
+
+
+def frame_confusion(patch_labels: np.ndarray, frame_labels: np.ndarray, tops: np.ndarray,
+                    num_classes: int) -> np.ndarray:
+    """Confusion matrices (K, C, C) int64 of each patch's labels (rows) against the frame's
+    labels on the same pixels (columns).
+
+    ``patch_labels``: (K, s, s) predictions of the patches segmented alone; ``frame_labels``:
+    (H, W) prediction of the whole frame; ``tops``: (K, 2) top-lefts [y, x] in the frame.
+    """
+    patch_labels = np.asarray(patch_labels)
+    frame_labels = np.asarray(frame_labels)
+    tops = np.asarray(tops).reshape(-1, 2)
+    if patch_labels.ndim != 3 or patch_labels.shape[1] != patch_labels.shape[2]:
+        raise UserError(f"patch labels must be (K, s, s), got shape {patch_labels.shape}")
+    if frame_labels.ndim != 2:
+        raise UserError(f"frame labels must be (H, W), got shape {frame_labels.shape}")
+    if len(tops) != len(patch_labels):
+        raise UserError(f"{len(patch_labels)} label patches need {len(patch_labels)} top-lefts, got {len(tops)}")
+    size = patch_labels.shape[1]
+    height, width = frame_labels.shape
+    if len(tops) and (tops.min() < 0 or tops[:, 0].max() + size > height or tops[:, 1].max() + size > width):
+        raise UserError(f"a {size}x{size} patch falls outside the {height}x{width} frame labels")
+    c = _check_classes(num_classes)
+    out = np.empty((len(tops), c, c), np.int64)
+    for i, (y, x) in enumerate(tops.tolist()):
+        out[i] = _joint_counts(patch_labels[i], frame_labels[y:y + size, x:x + size], c)
+    return out
+
+
+def frame_scores(patch_labels: np.ndarray, frame_labels: np.ndarray, tops: np.ndarray,
+                 num_classes: int, statistic: str = "miou", min_pixels: int = 0) -> np.ndarray:
+    """(K,) float32 ``statistic`` of every patch against the frame's labels (patch-vs-frame)."""
+    cm = frame_confusion(patch_labels, frame_labels, tops, num_classes)
+    return np.asarray(score_from_confusion(cm, statistic, min_pixels), np.float32).reshape(-1)
+
+
 def mean_score(mious: np.ndarray) -> float:
-    """The frame's score: mean of the pair mIoUs (float32-rounded, as the kernel computes it)."""
+    """The frame's score: mean of the K comparison scores (pair mIoUs, or any statistic),
+    float32-rounded as the kernel computes it."""
     mious = np.asarray(mious, np.float32).reshape(-1)
     if mious.size == 0:
-        raise UserError("cannot score a frame with no patch pairs")
+        raise UserError("cannot score a frame with no patches")
     return float(np.float32(np.cumsum(mious.astype(np.float64))[-1] / mious.size))
 
 

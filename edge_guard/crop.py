@@ -1,6 +1,8 @@
-"""Cropping patch pairs into the model's input batch: the NumPy reference of patch_crop.cu.
+"""Cropping patches into the model's input batch: the NumPy reference of patch_crop.cu.
 
-Pair i gives batch entries 2i (its first patch) and 2i+1 (its second). Two layouts:
+Patches are given by their top-lefts: (n, 2) rows [y, x] (:func:`crop_tops`; the frame
+detector's patches), or as pairs (k, 4) rows [y1, x1, y2, x2] (:func:`crop_patches`), where
+pair i gives batch entries 2i (its first patch) and 2i+1 (its second). Two layouts:
 
 - uint8 NHWC (preferred: the ONNX graph normalises, so the crop is a plain copy);
 - normalised NCHW float32/float16 for graphs that expect normalised input:
@@ -18,10 +20,10 @@ import numpy as np
 from .errors import UserError
 
 
-def _check(frame: np.ndarray, pairs: np.ndarray, size: int) -> np.ndarray:
+def _check(frame: np.ndarray, pairs: np.ndarray, size: int, width: int = 4) -> np.ndarray:
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise UserError(f"frame must be uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
-    pairs = np.asarray(pairs).reshape(-1, 4)
+    pairs = np.asarray(pairs).reshape(-1, width)
     h, w = frame.shape[:2]
     ys, xs = pairs[:, 0::2], pairs[:, 1::2]
     if pairs.size and (ys.min() < 0 or xs.min() < 0 or ys.max() + size > h or xs.max() + size > w):
@@ -37,14 +39,20 @@ def _tops(pairs: np.ndarray):
 def crop_patches(frame: np.ndarray, pairs: np.ndarray, size: int, out: np.ndarray | None = None,
                  swap_rb: bool = False) -> np.ndarray:
     """(H, W, 3) uint8 frame, (k, 4) pairs -> (2k, size, size, 3) uint8 batch."""
-    pairs = _check(frame, pairs, size)
-    n = 2 * len(pairs)
+    return crop_tops(frame, _tops(_check(frame, pairs, size)), size, out, swap_rb)
+
+
+def crop_tops(frame: np.ndarray, tops: np.ndarray, size: int, out: np.ndarray | None = None,
+              swap_rb: bool = False) -> np.ndarray:
+    """(H, W, 3) uint8 frame, (n, 2) top-lefts -> (n, size, size, 3) uint8 batch."""
+    tops = _check(frame, tops, size, width=2)
+    n = len(tops)
     if out is None:
         out = np.empty((n, size, size, 3), np.uint8)
     elif out.shape != (n, size, size, 3) or out.dtype != np.uint8:
         raise UserError(f"out must be uint8 {(n, size, size, 3)}, got {out.dtype} {out.shape}")
     src = frame[:, :, ::-1] if swap_rb else frame
-    for i, (y, x) in enumerate(_tops(pairs)):
+    for i, (y, x) in enumerate(tops):
         out[i] = src[y:y + size, x:x + size]
     return out
 

@@ -1,12 +1,17 @@
-"""The detector on the vehicle: frame -> Verdict (the paper's spatial-consistency check, §3.2).
+"""The detector on the vehicle: frame -> Verdict, with the frame's segmentation.
 
-Per frame: resize to the bundle's frame size -> draw K overlapping patch pairs from the
-Guard's generator -> crop the 2K patches into one reused batch -> one batched inference ->
-mIoU of every pair's overlap -> score = mean mIoU; adversarial when score < threshold.
+Per frame: resize to the bundle's frame size -> segment the whole frame (the bundle's
+full-frame graph; skipped when the caller passes the labels it already has) -> draw K
+patches (frame detector) or K overlapping patch pairs (pairs, the paper's §3.2) from the
+Guard's generator -> crop them into one reused batch -> one batched inference -> compare each
+patch with the frame's labels on the same pixels (frame), or the two patches of each pair on
+their overlap (pairs) -> score = mean of the K comparison scores; adversarial when score <
+threshold. The bundle says which detector and which statistic (pipelines.py).
 
 On a runner that scores on the GPU (``runner.supports_device_scoring``: the TensorRT
-backend with its kernels) steps 3-5 run there and only K + 1 floats come back; the NumPy
-path (crop.py, consistency.py) stays the reference the kernels are tested against.
+backend with its kernels) crop, inference and scoring run there and only K + 1 floats come
+back; the NumPy path (crop.py, consistency.py) stays the reference the kernels are tested
+against.
 
 Threads: a Guard owns its generator and its buffers, so it is not thread-safe. Give each
 camera thread its own Guard (they may share nothing else), or serialise calls with a lock.
@@ -15,15 +20,17 @@ reproducible experiments only; the default seeds from the OS.
 
 Example::
 
+    from edge_guard import Guard
+
     with Guard.load("bundle", backend="auto") as guard:
         verdict = guard.check(cv2.imread("frame.png"))   # BGR, as OpenCV reads it
+        labels = verdict.labels_at()                      # the segmentation, at the frame's size
         if verdict.adversarial: ...
 """
 
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 
@@ -31,57 +38,37 @@ import numpy as np
 
 from .backends import FunctionRunner, Runner, open_runner
 from .bundle import MAX_PAIRS, Bundle, BundleError, load_bundle
-from .consistency import mean_score, pair_mious
-from .crop import crop_patches
 from .errors import UserError
-from .frames import as_colour, resize, swap_rb
-from .patches import sample_pairs
+from .frames import as_colour, resize
 from .paths import DEFAULT_BUNDLE
+from .pipelines import make_pipeline
+from .verdict import Verdict
 
-STAGES = ("resize", "sample", "crop", "infer", "consistency", "total")
-
-
-@dataclass
-class Verdict:
-    """The check of one frame.
-
-    ``pairs``: K rows [y1, x1, y2, x2], top-lefts of each pair's patches in the resized frame;
-    ``pair_mious``: their K overlap mIoUs; ``score``: their mean; ``timings_ms``: wall time
-    per stage (STAGES; "resize" covers conversion to 3 channels, resizing and the channel
-    order the graph wants). On the GPU path crop, infer and consistency are one "gpu" entry
-    (one sync per frame) unless the Guard was made with ``stage_timing=True``;
-    ``frame_size``: (h, w) the pairs live in; ``input_size``: the
-    frame's (h, w) as given.
-    """
-
-    score: float
-    threshold: float
-    adversarial: bool
-    pair_mious: list
-    pairs: list
-    timings_ms: dict
-    frame_size: tuple
-    input_size: tuple
-    backend: str
-    provider: str
-
-    def as_dict(self) -> dict:
-        """JSON-ready fields (stable names: the stream events use them)."""
-        return {"score": self.score, "threshold": self.threshold, "adversarial": self.adversarial,
-                "k": len(self.pairs), "pair_mious": list(self.pair_mious),
-                "pairs": [list(p) for p in self.pairs], "timings_ms": dict(self.timings_ms),
-                "frame_size": list(self.frame_size), "input_size": list(self.input_size),
-                "backend": self.backend, "provider": self.provider}
+STAGES = ("resize", "segment", "sample", "crop", "infer", "consistency", "total")
 
 
 def _pairs_count(pairs, default: int) -> int:
+    """K (patches of the frame detector, pairs of the pairs detector), validated."""
     if pairs is None:
         return default
     if isinstance(pairs, bool) or not isinstance(pairs, numbers.Integral) or pairs < 1:
-        raise UserError(f"the number of patch pairs must be a positive integer, got {pairs!r}")
+        raise UserError(f"K (patches or patch pairs per frame) must be a positive integer, got {pairs!r}")
     if pairs > MAX_PAIRS:
-        raise UserError(f"at most {MAX_PAIRS} patch pairs per frame, got {pairs}")
+        raise UserError(f"at most K={MAX_PAIRS} patches or pairs per frame, got {pairs}")
     return int(pairs)
+
+
+def _check_labels(labels, size) -> np.ndarray:
+    """The caller's frame labels: an integer (H, W) array at the bundle's frame size."""
+    if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu" or labels.ndim != 2:
+        what = f"{labels.dtype} {labels.shape}" if isinstance(labels, np.ndarray) else type(labels).__name__
+        raise UserError(f"labels must be an integer (H, W) NumPy array of class ids, got {what}")
+    if labels.shape != tuple(size):
+        h, w = size
+        raise UserError(f"labels are {labels.shape[0]}x{labels.shape[1]}, but the guard compares at the "
+                        f"bundle's frame size {h}x{w}: segment the frame at {h}x{w} (or pass labels=None "
+                        "and let the guard segment it)")
+    return labels
 
 
 def _generator(seed) -> np.random.Generator:
@@ -93,14 +80,21 @@ def _generator(seed) -> np.random.Generator:
 
 
 class Guard:
-    """A bundle + an active runner + a generator. Use :meth:`load`; close it (or use ``with``)."""
+    """A bundle + active runners (patches, and the whole frame) + a generator + the
+    detector's pipeline. Use :meth:`load`; close it (or use ``with``)."""
 
     def __init__(self, bundle: Bundle, runner: Runner, seed=None, pairs: int | None = None,
-                 device_scoring: bool | None = None, stage_timing: bool = False):
-        """``device_scoring``: None uses the runner's GPU scoring when it has one, False never,
-        True requires it; ``stage_timing``: time the GPU stages apart (a sync after each)."""
+                 device_scoring: bool | None = None, stage_timing: bool = False,
+                 segmenter: Runner | None = None, segment: bool = True):
+        """``runner``: the patch graph's; ``segmenter``: the full-frame graph's (None: the
+        caller passes the frame's labels); ``pairs``: K, overriding the bundle's;
+        ``device_scoring``: None uses the runner's GPU scoring when it has one, False never,
+        True requires it; ``stage_timing``: time the GPU stages apart (a sync after each);
+        ``segment``: False leaves the frame unsegmented for the pairs detector (its score does
+        not need it; offline scoring of the paper's detector)."""
         self.bundle = bundle
         self.runner = runner.activate()
+        self.segmenter = segmenter.activate() if segmenter is not None else None
         self.k = _pairs_count(pairs, bundle.k)
         supported = bool(getattr(self.runner, "supports_device_scoring", False))
         if device_scoring and not supported:
@@ -110,35 +104,42 @@ class Guard:
         self.stage_timing = bool(stage_timing)
         self.threshold = bundle.threshold
         self.rng = _generator(seed)
-        s = bundle.patch_size
         height, width = bundle.frame_size
-        # The buffers live as long as the Guard: no allocation per frame in steady state.
         try:
-            self._batch = np.empty((2 * self.k, s, s, 3), np.uint8)
             self._resized = np.empty((height, width, 3), np.uint8)
-            self._swapped = np.empty((height, width, 3), np.uint8)
         except MemoryError:
-            raise UserError(f"not enough memory for {2 * self.k} patches of {s}x{s} and a {height}x{width} "
-                            f"frame: use fewer pairs (--pairs) or a bundle with smaller frames") from None
+            raise UserError(f"not enough memory for a {height}x{width} frame: use a bundle with "
+                            "smaller frames") from None
+        self.pipeline = make_pipeline(bundle, self.runner, self.segmenter, self.k, self.device_scoring,
+                                      segment=segment, stage_timing=self.stage_timing)
         # rgb flag of check() -> whether the frame's channel order differs from the graph's
         self._swap = {False: bundle.channels == "RGB", True: bundle.channels == "BGR"}
 
     @property
+    def method(self) -> str:
+        """The detector: "frame" or "pairs"."""
+        return self.bundle.method
+
+    @property
     def k_text(self) -> str:
-        """The pair count for headers: e.g. "K=5", or "K=50 (threshold set for K=5)" when
-        ``pairs`` overrode the bundle's K (the score is a mean over K pairs, so its benign
-        spread, and the threshold's false-positive rate, depend on K)."""
+        """K for headers: e.g. "K=5", or "K=50 (threshold set for K=5)" when ``pairs``
+        overrode the bundle's K (the score is a mean over K comparisons, so its benign spread,
+        and the threshold's false-positive rate, depend on K)."""
         calibrated = self.bundle.k
         return f"K={self.k}" if self.k == calibrated else f"K={self.k} (threshold set for K={calibrated})"
 
     @classmethod
     def load(cls, bundle_dir=None, backend: str = "auto", seed=None, pairs: int | None = None,
              threads: int | None = None, precision: str | None = None,
-             device_scoring: bool | None = None, stage_timing: bool = False) -> "Guard":
-        """Load a bundle (default: the one shipped in the package) and open a backend on it.
+             device_scoring: bool | None = None, stage_timing: bool = False,
+             segment: bool = True) -> "Guard":
+        """Load a bundle (default: the one shipped in the package) and open a backend on it
+        (on both its graphs: the patches' and the whole frame's).
 
         ``pairs`` overrides the bundle's K; ``threads`` caps the CPU threads of the backend;
-        ``precision`` picks the TensorRT engine (default: the first valid of fp16, int8, fp32).
+        ``precision`` picks the TensorRT engine (default: the first valid of fp16, int8, fp32);
+        ``segment=False`` (pairs detector only) opens no full-frame graph: verdicts then carry
+        no labels unless check() is given them.
         """
         if bundle_dir is None:
             if not Path(DEFAULT_BUNDLE).is_dir():
@@ -147,22 +148,39 @@ class Guard:
             bundle_dir = DEFAULT_BUNDLE
         bundle = load_bundle(bundle_dir)
         k = _pairs_count(pairs, bundle.k)
+        if not segment and bundle.method == "frame":
+            raise UserError("segment=False: the frame detector compares patches with the frame's "
+                            "segmentation; pass labels= to check() instead to skip segmenting")
         runner = open_runner(bundle, backend, threads=threads, pairs=k, precision=precision)
+        segmenter = None
         try:
+            if segment and bundle.frame_graph_path is not None:
+                segmenter = open_runner(bundle, backend, threads=threads, pairs=k, precision=precision,
+                                        graph="frame")
             return cls(bundle, runner, seed=seed, pairs=k, device_scoring=device_scoring,
-                       stage_timing=stage_timing)
+                       stage_timing=stage_timing, segmenter=segmenter, segment=segment)
         except BaseException:
             runner.close()
+            if segmenter is not None:
+                segmenter.close()
             raise
 
     @classmethod
-    def from_function(cls, bundle: Bundle, segment, seed=None, pairs: int | None = None) -> "Guard":
-        """A Guard whose model is ``segment``: (B, s, s, 3) uint8 -> (B, s, s) integer labels.
+    def from_function(cls, bundle: Bundle, segment, seed=None, pairs: int | None = None,
+                      segment_frames: bool | None = None) -> "Guard":
+        """A Guard whose model is ``segment``: (B, h, w, 3) uint8 -> (B, h, w) integer labels,
+        for patches and whole frames alike (a fully convolutional model).
 
         The reference path: same sampling, crop and scoring as with a backend, so a backend's
         verdicts can be compared with a NumPy (or PyTorch) model's for the same seed.
+        ``segment_frames``: segment the whole frame too (default: when the bundle has a
+        full-frame graph, as :meth:`load` does; the frame detector always needs it).
         """
-        return cls(bundle, FunctionRunner(segment), seed=seed, pairs=pairs)
+        if segment_frames is None:
+            segment_frames = bundle.frame_graph_path is not None or bundle.method == "frame"
+        segmenter = FunctionRunner(segment) if segment_frames else None
+        return cls(bundle, FunctionRunner(segment), seed=seed, pairs=pairs, segmenter=segmenter,
+                   segment=segment_frames)
 
     @property
     def backend(self) -> str:
@@ -177,47 +195,42 @@ class Guard:
         """How the backend was chosen (``auto``: why the better ones were passed over)."""
         return getattr(self.runner, "selection", "") or f"{self.runner.name} (given)"
 
-    def check(self, frame: np.ndarray, rgb: bool = False) -> Verdict:
+    def check(self, frame: np.ndarray, rgb: bool = False, labels: np.ndarray | None = None) -> Verdict:
         """Check one frame: uint8 (H, W, 3) BGR as OpenCV delivers it (``rgb=True`` for RGB).
 
+        ``labels``: the frame's (h, w) class ids at the bundle's frame size, when the vehicle
+        has segmented it already; the guard then spends only the patches. Without them the
+        guard segments the frame and returns the labels in ``verdict.labels``.
         Grey (H, W)/(H, W, 1) and four-channel frames are converted; anything else raises
         UserError. The frame is resized to the bundle's frame size first.
         """
         t0 = perf_counter()
         colour = as_colour(frame)
+        if labels is not None:
+            labels = _check_labels(labels, self.bundle.frame_size)
         image = resize(colour, self.bundle.frame_size, out=self._resized)
-        swap = self._swap[bool(rgb)]
-        if swap and not self.device_scoring:  # the GPU crop swaps for free
-            image = swap_rb(image, out=self._swapped)
         t1 = perf_counter()
-        height, width = image.shape[:2]
-        pairs = sample_pairs(height, width, self.bundle.patch_size, self.bundle.b_low,
-                             self.bundle.b_high, self.k, self.rng)
-        t2 = perf_counter()
-        ms = lambda a, b: 1e3 * (b - a)  # noqa: E731
-        if self.device_scoring:
-            result = self.runner.check_device(image, pairs, swap_rb=swap, stage_timing=self.stage_timing)
-            mious, score = result.pair_mious, result.score
-            t5 = perf_counter()
-            timings = {"resize": ms(t0, t1), "sample": ms(t1, t2), **result.timings_ms,
-                       "total": ms(t0, t5)}
-        else:
-            batch = crop_patches(image, pairs, self.bundle.patch_size, out=self._batch)
-            t3 = perf_counter()
-            labels = self.runner.infer(batch)
-            t4 = perf_counter()
-            mious = pair_mious(labels, pairs, self.bundle.num_classes)
-            score = mean_score(mious)
-            t5 = perf_counter()
-            timings = {"resize": ms(t0, t1), "sample": ms(t1, t2), "crop": ms(t2, t3),
-                       "infer": ms(t3, t4), "consistency": ms(t4, t5), "total": ms(t0, t5)}
-        return Verdict(score=score, threshold=self.threshold, adversarial=bool(score < self.threshold),
-                       pair_mious=[float(v) for v in mious], pairs=pairs.tolist(), timings_ms=timings,
-                       frame_size=(height, width), input_size=tuple(colour.shape[:2]),
-                       backend=self.runner.name, provider=self.runner.provider)
+        result = self.pipeline(image, self._swap[bool(rgb)], labels, self.rng, t1)
+        timings = dict(result.timings_ms)
+        timings["resize"] = 1e3 * (t1 - t0) + timings.get("resize", 0.0)
+        timings = {stage: timings[stage] for stage in STAGES if stage in timings}
+        for stage, value in result.timings_ms.items():  # a device pipeline's own stages ("gpu")
+            timings.setdefault(stage, value)
+        timings["total"] = 1e3 * (result.end - t0)
+        out_labels = result.labels
+        if out_labels is not None and out_labels.dtype != np.int32 and labels is None:
+            out_labels = out_labels.astype(np.int32)
+        return Verdict(score=result.score, threshold=self.threshold, adversarial=bool(result.score < self.threshold),
+                       detector=self.bundle.method, statistic=self.bundle.statistic,
+                       scores=[float(v) for v in result.scores], boxes=np.asarray(result.boxes).tolist(),
+                       patch_size=self.bundle.patch_size, timings_ms=timings,
+                       frame_size=tuple(image.shape[:2]), input_size=tuple(colour.shape[:2]),
+                       backend=self.runner.name, provider=self.runner.provider, labels=out_labels)
 
     def close(self) -> None:
         self.runner.close()
+        if self.segmenter is not None:
+            self.segmenter.close()
 
     def __enter__(self):
         return self
@@ -226,4 +239,5 @@ class Guard:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Guard {self.bundle.root} K={self.k} {self.runner.name} ({self.runner.provider})>"
+        return (f"<Guard {self.bundle.root} {self.bundle.method} K={self.k} {self.runner.name} "
+                f"({self.runner.provider})>")

@@ -1,4 +1,5 @@
-"""Random overlapping patch pairs (the paper's getOverlapPatches, §3.2).
+"""Random patches: overlapping pairs (the paper's getOverlapPatches, §3.2) and single patches
+(the patch-vs-frame detector).
 
 A pair is two s x s patches fully inside the frame whose top-lefts differ by (d_y, d_x),
 with |d_y| and |d_x| each drawn uniformly from the integers in [low, high) and an
@@ -16,6 +17,9 @@ magnitudes up to ``dim - size``, and the magnitude is then drawn uniformly from
 Draw order, for reproducibility with a seeded generator: magnitudes (y then x), signs
 (y then x), then the position of the pair's bounding box (y then x), each as one vectorised
 draw of k values.
+
+Single patches (:func:`sample_patches`): k top-lefts, each uniform over the positions where an
+s x s patch fits inside the frame, drawn as one (k, 2) draw (y then x per row).
 """
 
 from __future__ import annotations
@@ -121,3 +125,30 @@ def overlap_boxes(pairs: np.ndarray, size: int) -> np.ndarray:
     b = np.maximum(-d, 0)
     hw = size - np.abs(d)
     return np.concatenate([a, b, hw], axis=1).astype(np.int32)
+
+
+def check_patch_geometry(height: int, width: int, size: int) -> None:
+    """Raise UserError unless an s x s patch fits a height x width frame."""
+    height, width, size = _int("height", height), _int("width", width), _int("patch size", size)
+    if size < 1:
+        raise UserError(f"patch size must be at least 1, got {size}")
+    if height < size or width < size:
+        raise UserError(f"frame {height}x{width} is too small for {size}x{size} patches: resize the "
+                        "frame or use a smaller patch size")
+
+
+def sample_patches(height: int, width: int, size: int, k: int = 1,
+                   rng: np.random.Generator | None = None) -> np.ndarray:
+    """Draw k patches of size x size uniformly inside a height x width frame.
+
+    Returns (k, 2) int32 rows [y, x]: top-lefts. ``rng`` defaults to an OS-seeded generator
+    (the patches must stay unpredictable); seed it only for tests and experiments.
+    """
+    check_patch_geometry(height, width, size)
+    k = _int("k", k)
+    if k < 1:
+        raise UserError(f"the number of patches k must be at least 1, got {k}")
+    if rng is None:
+        rng = np.random.default_rng()
+    room = np.array([int(height) - size, int(width) - size], dtype=np.int64)
+    return rng.integers(0, room + 1, size=(k, 2), dtype=np.int64).astype(np.int32)

@@ -233,7 +233,7 @@ def test_check_graph_fixed_batch(bundle_dir):
     out = [TensorSpec("labels", "int32", (None, 16, 16))]
     check_graph(bundle, [TensorSpec("image", "uint8", ("batch", 16, 16, 3))], out, batch=16)
     check_graph(bundle, [TensorSpec("image", "uint8", (16, 16, 16, 3))], out, batch=16)
-    with pytest.raises(BundleError, match="fixed batch of 2 but 8 pairs need 16"):
+    with pytest.raises(BundleError, match="fixed batch of 2 but the detector feeds it 16"):
         check_graph(bundle, [TensorSpec("image", "uint8", (2, 16, 16, 3))], out, batch=16)
     with pytest.raises(BundleError, match="takes inputs"):
         check_graph(bundle, [TensorSpec("x", "uint8", (None, 16, 16, 3))], out)

@@ -1,7 +1,8 @@
 """Inference backends behind one interface: :class:`Runner` (see ``base``).
 
 ``open_runner(bundle, backend)`` picks and activates one, and checks the graph's inputs and
-outputs against guard.json before the first frame:
+outputs against guard.json before the first frame. ``graph="patch"`` (default) runs the
+bundle's patch graph (model.onnx), ``graph="frame"`` its full-frame graph (segment.onnx):
 
 - ``tensorrt``: the bundle's TensorRT engine for this GPU (built beforehand on the device by
   ``edge-guard build-engine``), with crop and scoring on the GPU (backends/tensorrt.py);
@@ -28,32 +29,37 @@ BACKENDS = ("auto", "onnxruntime", "onnxruntime-cpu", "tensorrt")
 __all__ = ["BACKENDS", "FunctionRunner", "Runner", "open_runner", "make_runner"]
 
 
-def _runner(bundle: Bundle, choice: select.Selection, threads, pairs, precision) -> Runner:
+def _runner(bundle: Bundle, choice: select.Selection, threads, pairs, precision, graph="patch") -> Runner:
     if choice.backend == "tensorrt":
         from .tensorrt import TensorRTRunner
 
         # Asked for by name, a missing engine is built on first use; `auto` only picks
         # TensorRT when an engine is cached, so it never stalls for minutes unannounced.
+        kwargs = {"graph": graph} if graph != "patch" else {}
         runner = TensorRTRunner(bundle, pairs=pairs, precision=precision, engine=choice.engine,
-                                build=choice.engine is None)
+                                build=choice.engine is None, **kwargs)
     else:
         from .onnxruntime import OnnxRuntimeRunner, gpu_providers, import_onnxruntime
 
         import_onnxruntime()  # MissingDependency naming the extra, before anything else
         providers = None if choice.backend == "onnxruntime-cpu" else gpu_providers()
-        runner = OnnxRuntimeRunner(bundle.model_path, providers=providers, threads=threads,
+        path = bundle.model_path if graph == "patch" else bundle.frame_graph_path
+        runner = OnnxRuntimeRunner(path, providers=providers, threads=threads,
                                    output=bundle.output_name)
     runner.selection = choice.note
     return runner
 
 
 def make_runner(bundle: Bundle, backend: str = "auto", threads: int | None = None,
-                pairs: int | None = None, precision: str | None = None) -> Runner:
+                pairs: int | None = None, precision: str | None = None, graph: str = "patch") -> Runner:
     """The (inactive) runner for ``backend``; UserError for an unknown or unavailable one.
 
     ``pairs``: the K it will run (TensorRT engines have a batch range); ``precision``: the
-    TensorRT engine to run (default: the first valid of fp16, int8, fp32).
+    TensorRT engine to run (default: the first valid of fp16, int8, fp32); ``graph``:
+    "patch" or "frame" (the full-frame graph).
     """
+    if graph == "frame" and bundle.frame_graph_path is None:
+        raise UserError(f"{bundle.root} has no full-frame graph (model.frame_graph): recalibrate the bundle")
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}: choose {', '.join(BACKENDS)}")
     if precision and backend.startswith("onnxruntime"):
@@ -66,11 +72,11 @@ def make_runner(bundle: Bundle, backend: str = "auto", threads: int | None = Non
                                                       "TensorRT engines only: model.onnx runs in fp32")
     else:
         choice = select.Selection(backend, f"{backend} (asked for)")
-    return _runner(bundle, choice, threads, pairs, precision)
+    return _runner(bundle, choice, threads, pairs, precision, graph)
 
 
-def _activate(bundle: Bundle, backend: str, threads, pairs, precision) -> Runner:
-    runner = make_runner(bundle, backend, threads, pairs, precision)
+def _activate(bundle: Bundle, backend: str, threads, pairs, precision, graph) -> Runner:
+    runner = make_runner(bundle, backend, threads, pairs, precision, graph)
     try:
         return runner.activate()
     except UserError as exc:
@@ -79,19 +85,21 @@ def _activate(bundle: Bundle, backend: str, threads, pairs, precision) -> Runner
         # A validated engine that still will not start (driver trouble, out of memory):
         # auto goes on with the next backend and says why.
         choice = select.select_backend(bundle, pairs, precision, tensorrt_failure=str(exc))
-        return _runner(bundle, choice, threads, pairs, precision).activate()
+        return _runner(bundle, choice, threads, pairs, precision, graph).activate()
 
 
 def open_runner(bundle: Bundle, backend: str = "auto", threads: int | None = None,
-                pairs: int | None = None, precision: str | None = None) -> Runner:
-    """An active runner for ``bundle`` whose graph was checked against guard.json.
+                pairs: int | None = None, precision: str | None = None, graph: str = "patch") -> Runner:
+    """An active runner for ``bundle``'s patch graph (or, ``graph="frame"``, its full-frame
+    graph) whose inputs and outputs were checked against guard.json.
 
-    ``pairs``: the K the runner will be fed (a graph with a fixed batch must take 2K).
+    ``pairs``: the K the runner will be fed (a patch graph with a fixed batch must take the
+    detector's K or 2K patches; the full-frame graph takes one frame).
     """
-    runner = _activate(bundle, backend, threads, pairs, precision)
+    runner = _activate(bundle, backend, threads, pairs, precision, graph)
     try:
-        check_graph(bundle, runner.inputs, runner.outputs,
-                    batch=2 * int(pairs if pairs is not None else bundle.k))
+        batch = bundle.patch_batch(pairs) if graph == "patch" else 1
+        check_graph(bundle, runner.inputs, runner.outputs, batch=batch, graph=graph)
     except BaseException:
         runner.close()
         raise

@@ -85,7 +85,7 @@ def select_backend(bundle: Bundle, pairs: int | None = None, precision: str | No
     elif not gpu_present():
         passed.append("tensorrt: no CUDA GPU found")
     else:
-        choice = cached_engine(bundle, 2 * k, precision)
+        choice = cached_engine(bundle, bundle.patch_batch(k), precision)
         if choice.path is not None:
             return Selection("tensorrt", f"auto: tensorrt ({choice.precision} engine "
                                          f"{choice.path.name})", choice)

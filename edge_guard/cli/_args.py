@@ -59,6 +59,19 @@ def positive_float(text: str) -> float:
     return value
 
 
+def probability(text: str) -> float:
+    """A number in [0, 1]."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a probability in [0, 1]")
+    return value
+
+
 def existing_path(text: str) -> Path:
     path = Path(text).expanduser()
     if not path.exists():

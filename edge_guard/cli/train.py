@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from edge_guard.cli._args import at_least, existing_path, non_negative_int, positive_float, positive_int
+from edge_guard.cli._args import at_least, existing_path, non_negative_int, positive_float, positive_int, probability
 
 EXAMPLE = """\
 examples (the README has the shipped model's exact recipe):
@@ -55,6 +55,10 @@ def register(sub) -> None:
     p.add_argument("--init", type=existing_path, metavar="CKPT", default=None,
                    help="start from the weights of this checkpoint (e.g. the shipped model) with a "
                         "fresh optimiser and schedule; the checkpoint records it")
+    p.add_argument("--photometric", type=probability, default=0.0, metavar="P",
+                   help="camera conditions as augmentation: each crop gets a random exposure "
+                        "(0.2x..1.6x), sensor noise, motion blur and JPEG compression, each with "
+                        "probability P (default: 0, off; 0.5 made the shipped model hold up at dusk)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--preload", action="store_true",
                    help="decode every frame into memory once (about 2 MB per 512x1024 frame); keeps "
@@ -87,7 +91,7 @@ def run(args) -> int:
                       steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
                       seed=args.seed, workers=args.workers, class_weights=args.class_weights, save_every=args.save_every,
                       model_kwargs=kwargs, init=str(args.init) if args.init else None,
-                      preload=args.preload)
+                      preload=args.preload, photometric=args.photometric)
     summary = train(cfg, resume=args.resume, device=device)
     print(json.dumps(summary))
     return 0
