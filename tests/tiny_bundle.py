@@ -164,3 +164,66 @@ def make_guard_bundle(root, patch: int = PATCH, frame=(48, 64), k: int = 8, thre
                     output=output, **detector)
     write_guard_json(root, doc)
     return root
+
+
+# ---------------------------------------------------------------- a frame-detector bundle
+
+def pixel_model(height: int, width: int) -> onnx.ModelProto:
+    """image uint8 [batch, h, w, 3] RGB -> labels int32 [batch, h, w], per pixel:
+    ``label = (R > 127) + 2 * (G > 127)`` (4 classes): a patch's labels equal the frame's on
+    the same pixels, whatever the crop (the frame detector scores 1 on every frame)."""
+    inits = [numpy_helper.from_array(np.array(127, np.uint8), "t"),
+             numpy_helper.from_array(np.array([0], np.int64), "c0"),
+             numpy_helper.from_array(np.array([1], np.int64), "c1"),
+             numpy_helper.from_array(np.array([3], np.int64), "c3"),
+             numpy_helper.from_array(np.array(2, np.int32), "two")]
+    nodes = [
+        helper.make_node("Greater", ["image", "t"], ["gt"]),
+        helper.make_node("Cast", ["gt"], ["gti"], to=TensorProto.INT32),
+        helper.make_node("Gather", ["gti", "c0"], ["r"], axis=3),
+        helper.make_node("Gather", ["gti", "c1"], ["g"], axis=3),
+        helper.make_node("Mul", ["g", "two"], ["g2"]),
+        helper.make_node("Add", ["r", "g2"], ["sum"]),
+        helper.make_node("Squeeze", ["sum", "c3"], ["labels"]),
+    ]
+    inp = helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", height, width, 3])
+    out = helper.make_tensor_value_info("labels", TensorProto.INT32, ["batch", height, width])
+    graph = helper.make_graph(nodes, "pixel", [inp], [out], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def pixel_labels(batch: np.ndarray) -> np.ndarray:
+    """NumPy oracle of :func:`pixel_model`: (B, h, w, 3) uint8 RGB -> (B, h, w) int32."""
+    gt = (batch > 127).astype(np.int32)
+    return gt[..., 0] + 2 * gt[..., 1]
+
+
+def make_frame_bundle(root, patch: int = PATCH, frame=(48, 64), k: int = 4, threshold: float = 0.9,
+                      statistic: str = "agreement", min_pixels: int = 0, model: str = "pixel"):
+    """A bundle folder for the frame detector: model.onnx (patches) and segment.onnx (frames),
+    both ``pixel_model`` (``model="contrast"``: the contrast model for patches and frames,
+    whose labels depend on the region's mean, so patches and frame disagree)."""
+    from edge_guard.bundle import detector_section, new_guard_doc, write_guard_json
+    from edge_guard.engine_cache import sha256_file
+
+    root.mkdir(parents=True, exist_ok=True)
+    if model == "pixel":
+        onnx.save_model(pixel_model(patch, patch), str(root / "model.onnx"))
+        onnx.save_model(pixel_model(*frame), str(root / "segment.onnx"))
+    else:
+        onnx.save_model(contrast_patch_model(patch), str(root / "model.onnx"))
+        full = contrast_patch_model(patch)
+        for t in (*full.graph.input, *full.graph.output):  # same graph, frame-sized
+            dims = t.type.tensor_type.shape.dim
+            dims[1].dim_value, dims[2].dim_value = frame
+        onnx.save_model(full, str(root / "segment.onnx"))
+    doc = guard_doc(sha256_file(root / "model.onnx"), patch, frame, k, threshold=threshold)
+    doc["model"]["frame_graph"] = {"file": "segment.onnx", "sha256": sha256_file(root / "segment.onnx")}
+    det = detector_section("frame", patch, k, statistic, min_pixels, threshold=threshold)
+    det["threshold_rule"] = doc["detector"]["threshold_rule"]
+    doc = new_guard_doc(doc["model"], det, frame, evaluation={"auc": {"noise": 0.99}})
+    write_guard_json(root, doc)
+    return root
