@@ -1,14 +1,18 @@
 """``edge-guard calibrate``: checkpoint + benign frames -> a bundle with a calibrated threshold.
 
-1. export the model (labels output, patch size s) into the bundle folder through the exporter,
-   which verifies the graph against PyTorch and checks TensorRT compatibility;
+1. export the model (labels output, patch size s) and its full-frame graph into the bundle
+   folder through the exporter, which verifies both against PyTorch and checks TensorRT
+   compatibility; guard.json names the full-frame graph with its sha256 (model.frame_graph);
 2. score the first N benign frames of the split through the runtime's code
    (:mod:`edge_guard.calibration.scoring`) and choose the threshold (:mod:`.threshold`);
 3. measure it on the next M benign frames (held out) and on adversarial sets, if given
    (detection rate at the threshold, ROC AUC);
 4. write guard.json with the whole record.
 
-Randomness: the patch pairs come from ``SeedSequence([seed, stream])`` generators, one stream
+The detector (``method``) is ``frame`` (each patch against the frame's labels; the default) or
+``pairs`` (the paper's overlapping pairs), scored with ``statistic``.
+
+Randomness: the patches come from ``SeedSequence([seed, stream])`` generators, one stream
 per set (0 calibration, 1 held-out, 2 + i the i-th adversarial set), so a set's scores do not
 depend on which other sets were scored.
 """
@@ -21,11 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_guard.bundle import new_guard_doc, uncalibrated_bundle, write_guard_json
+from edge_guard.bundle import METHODS, new_guard_doc, uncalibrated_bundle, write_guard_json
+from edge_guard.consistency import check_statistic
 from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import DataError, UserError
 from edge_guard.guard import Guard
-from edge_guard.patches import check_full_range
+from edge_guard.patches import check_full_range, check_patch_geometry
 
 from . import threshold as thr
 from .scoring import score_frames, torch_segment
@@ -36,9 +41,14 @@ STREAM_CALIBRATION, STREAM_HOLDOUT, STREAM_ADVERSARIAL = 0, 1, 2
 
 @dataclass
 class CalibrationSettings:
-    """What decides the threshold. Defaults: the paper's s = 512, b in [32, 64) at 1024x2048
-    Cityscapes frames, halved for 512x1024 frames; K = 5; 1% target false-positive rate."""
+    """What decides the threshold. Defaults: the frame detector with pixel agreement (chosen by
+    measurement: reports/2026-12-06-frame-detector); the paper's s = 512, b in [32, 64) at
+    1024x2048 Cityscapes frames, halved for 512x1024 frames; K = 5; 1% target false-positive
+    rate. b_low/b_high apply to the pairs detector only."""
 
+    method: str = "frame"
+    statistic: str = "agreement"
+    min_pixels: int = 0
     frame_size: tuple = (512, 1024)
     patch: int = 256
     b_low: int = 16
@@ -54,9 +64,15 @@ class CalibrationSettings:
     def check(self) -> None:
         """UserError (one line) for settings that cannot work, before anything is computed."""
         h, w = (int(v) for v in self.frame_size)
-        check_full_range(h, w, self.patch, self.b_low, self.b_high)
+        if self.method not in METHODS:
+            raise UserError(f"unknown detector {self.method!r}: choose {', '.join(METHODS)}")
+        check_statistic(self.statistic, self.min_pixels)
+        if self.method == "pairs":
+            check_full_range(h, w, self.patch, self.b_low, self.b_high)
+        else:
+            check_patch_geometry(h, w, self.patch)
         if self.k < 1:
-            raise UserError(f"--pairs must be at least 1, got {self.k}")
+            raise UserError(f"K (--k) must be at least 1, got {self.k}")
         if self.holdout_frames < 0:
             raise UserError(f"--holdout-frames must be >= 0, got {self.holdout_frames}")
         thr.check_rule(self.rule, self.fpr, self.calib_frames)
@@ -181,7 +197,9 @@ def _generator(seed: int, stream: int) -> np.random.Generator:
 def _score_set(bundle, segment, images: ImageSet, seed: int, stream: int, progress: bool) -> np.ndarray:
     from tqdm import tqdm
 
-    guard = Guard.from_function(bundle, segment, seed=_generator(seed, stream))
+    # The pairs detector's score does not need the frame's labels: it is not segmented here.
+    guard = Guard.from_function(bundle, segment, seed=_generator(seed, stream),
+                                segment_frames=bundle.method == "frame")
     with guard, tqdm(total=len(images), desc=f"scoring {images.name}", unit="frame",
                      disable=not progress, dynamic_ncols=True) as bar:
         verdicts = score_frames(guard, images.images(), progress=bar)
@@ -238,8 +256,12 @@ def calibrate(checkpoint, data, out, settings: CalibrationSettings | None = None
     record = export_bundle(checkpoint, out, patch=s.patch, output="labels", arch=arch,
                            seed=s.seed, frame_size=tuple(s.frame_size),
                            segment_frame=tuple(s.frame_size), log=log)
-    model = record["model"]
-    bundle = uncalibrated_bundle(model, s.frame_size, s.b_low, s.b_high, s.k, root=out)
+    model = dict(record["model"])
+    segment_graph = record.get("segment") or {}
+    if segment_graph.get("file"):
+        model["frame_graph"] = {"file": segment_graph["file"], "sha256": segment_graph["sha256"]}
+    bundle = uncalibrated_bundle(model, s.frame_size, s.b_low, s.b_high, s.k, root=out, method=s.method,
+                                 statistic=s.statistic, min_pixels=s.min_pixels)
     segment = torch_segment(segmenter, device)
 
     warnings = []
@@ -252,7 +274,7 @@ def calibrate(checkpoint, data, out, settings: CalibrationSettings | None = None
 
     held_scores = None
     evaluation = {"scorer": "pytorch model through Guard.from_function (the runtime's resize, "
-                            "pairs, crop and mIoU)",
+                            f"{'patches' if s.method == 'frame' else 'pairs'}, crop and {s.statistic})",
                   "calibration": _benign_record(cal_scores, t, cal, STREAM_CALIBRATION)}
     if held is not None:
         held_scores = _score_set(bundle, segment, held, s.seed, STREAM_HOLDOUT, progress)
@@ -294,9 +316,7 @@ def calibrate(checkpoint, data, out, settings: CalibrationSettings | None = None
     if held_scores is not None:
         rule["holdout_frames"] = int(held_scores.size)
         rule["holdout_fpr"] = thr.flag_rate(held_scores, t)
-    detector = {"method": "spatial", "patch_size": int(model["patch_size"]), "b_low": s.b_low,
-                "b_high": s.b_high, "k": s.k, "pairing": "independent", "threshold": t,
-                "threshold_rule": rule}
+    detector = dict(bundle.detector, threshold=t, threshold_rule=rule)
     doc = new_guard_doc(model, detector, s.frame_size, evaluation=evaluation)
     doc["provenance"]["calibration"] = {
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(s).items()},

@@ -39,7 +39,7 @@ def roc_figure(roc: dict, detector: str, path: Path) -> Path | None:
         return None
     n = len(curves)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4), squeeze=False)
-    name = "K" if detector == "spatial" else "std"
+    name = "std" if detector == "scale" else "K"
     for ax, (attack, items) in zip(axes[0], sorted(curves.items())):
         params = sorted({p for p, _, _ in items}, key=float)
         colours = {p: plt.cm.viridis(i / max(1, len(params) - 1)) for i, p in enumerate(params)}
@@ -123,7 +123,7 @@ def write_figures(results: dict, out: Path) -> dict:
     """Every figure results.json has numbers for; {figure: file name}."""
     out = Path(out)
     written = {}
-    for det in ("spatial", "scale"):
+    for det in ("frame", "spatial", "scale"):
         p = roc_figure(results["roc"], det, out / f"roc_{det}.png")
         if p is not None:
             written[f"roc_{det}"] = p.name

@@ -48,7 +48,15 @@ def _f(v, digits=2) -> str:
 
 
 def _param(row) -> str:
-    return f"K={row['param']}" if row["detector"] == "spatial" else f"std={row['param']:g}"
+    return f"std={row['param']:g}" if row["detector"] == "scale" else f"K={row['param']}"
+
+
+def _detectors(settings: dict, rows: list) -> list:
+    """[(detector, params)] in table order, the frame detector where the rows have it."""
+    out = [("scale", settings["stds"]), ("spatial", settings["ks"])]
+    if any(r["detector"] == "frame" for r in rows):
+        out.append(("frame", settings["ks"]))
+    return out
 
 
 def _table1(rows: list, settings: dict) -> list:
@@ -58,7 +66,7 @@ def _table1(rows: list, settings: dict) -> list:
     head = ["detector"] + [f"{m} {t}{' (adaptive)' if a else ''}" for a in kinds for m, t in attacks]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     index = {(r["detector"], r["param"], r["method"], r["target"], r["adaptive"]): r for r in rows}
-    for det, params in (("scale", settings["stds"]), ("spatial", settings["ks"])):
+    for det, params in _detectors(settings, rows):
         for p in params:
             p = float(p) if det == "scale" else int(p)
             cells = [f"{det} {'std' if det == 'scale' else 'K'}={p:g}"]
@@ -148,7 +156,7 @@ def reading(results: dict) -> list:
             out.append(f"  - ... and {len(off) - 8} more (results.json, table1).")
     else:
         out.append("- No cell of this grid has a value in the paper's Table 1 to compare with.")
-    for det in ("scale", "spatial"):
+    for det in ("scale", "spatial", "frame"):
         partial = [r for r in rows if r["detector"] == det and r.get("reached")
                    and r["reached"]["auc"] is not None and r["reached"]["frames"] < r["adversarial_frames"]]
         if partial:
@@ -160,17 +168,18 @@ def reading(results: dict) -> list:
                        f"{low['reached']['auc']:.3f} on {low['reached']['frames']} frames, {_param(low)} "
                        f"{low['method']} {low['target']}{' adaptive' if low['adaptive'] else ''}); lower "
                        "means the misses are not only the attacks that failed.")
-    for det in ("scale", "spatial"):
+    for det in ("scale", "spatial", "frame"):
         plain = [r["auc"] for r in rows if r["detector"] == det and not r["adaptive"]]
         adap = [r["auc"] for r in rows if r["detector"] == det and r["adaptive"]]
         if plain and adap:
             p, a = float(np.mean(plain)), float(np.mean(adap))
             change = "drops" if a < p - MATCH else ("rises" if a > p + MATCH else "stays within 0.05")
+            paper = {"scale": " The paper reports the scale detector broken by adaptive attacks (AUC "
+                               "down to 0.00).",
+                     "spatial": " The paper reports the spatial detector at 0.92-1.00 under adaptive "
+                                "attacks."}.get(det, "")
             out.append(f"- {det} detector: mean AUC {p:.3f} against plain attacks, {a:.3f} against "
-                       f"adaptive ones ({change}; lowest adaptive cell {min(adap):.3f}). The paper "
-                       + ("reports the scale detector broken by adaptive attacks (AUC down to 0.00)."
-                          if det == "scale" else "reports the spatial detector at 0.92-1.00 under "
-                                                 "adaptive attacks."))
+                       f"adaptive ones ({change}; lowest adaptive cell {min(adap):.3f}).{paper}")
             stop = results["settings"].get("attack_stop", EARLIER_ATTACK_STOP)
             if det == "scale" and stop < 1 and change != "drops":
                 out.append(f"  - These attacks stopped at {stop:.0%} of pixels on target; the stray pixels "
@@ -238,14 +247,19 @@ def write_report(results: dict, out) -> Path:
                   "the Attacks table.", ""]
     lines += ["## Reading", ""] + reading(results)
     lines += ["", "## Table 1: detection AUC, ours (paper's DRN-D-22 Cityscapes value)", "",
+              "Detectors: scale (the paper's baseline), spatial (the paper's pairs: K overlapping "
+              "patch pairs, mIoU on their overlaps) and frame (ours: K patches, each against the "
+              f"frame's own labels, statistic `{s.get('statistic', 'agreement')}`"
+              + (f" >= {s.get('min_pixels')} px" if s.get("statistic") == "miou-min" else "") + "). "
               "Adaptive: the scale detector against the attack on its blurs (all stds at once, L2 "
               "<= 0.06); the spatial detector at K against the attack on K random patches "
-              "(K_attack = K, L2 <= 0.06). The paper's \"Kitty\" target is our `emblem`.", ""]
+              "(K_attack = K, L2 <= 0.06); the frame detector at K against the frame and K random "
+              "patches pushed to the target together. The paper's \"Kitty\" target is our `emblem`.", ""]
     lines += _table1(results["table1"], s)
     missing = [r for r in results["table1"] if r.get("auc") is None]
     if missing:
         lines += ["", f"n/a: {missing[0]['missing']} ({len(missing)} cells)."]
-    for name in ("roc_spatial", "roc_scale"):
+    for name in ("roc_frame", "roc_spatial", "roc_scale"):
         if name in fig:
             lines += ["", f"![{name}]({fig[name]})"]
     lines += ["", "## Operating points", "",
@@ -254,8 +268,8 @@ def write_report(results: dict, out) -> Path:
               "paper's lowest benign score; fpr 0.01 needs at least 100 benign frames).", ""]
     lines += _rates(results["table1"])
     lines += ["", "## Benign scores", "", "| detector | min | 1% | 5% | median | max |", "|---|---|---|---|---|---|"]
-    for det, name in (("spatial", "K"), ("scale", "std")):
-        for p, d in results["benign"][det].items():
+    for det, name in (("frame", "K"), ("spatial", "K"), ("scale", "std")):
+        for p, d in results["benign"].get(det, {}).items():
             q = d["quantiles"]
             lines.append(f"| {det} {name}={p} | {d['min']:.3f} | {q['0.01']:.3f} | {q['0.05']:.3f} | "
                          f"{q['0.5']:.3f} | {d['max']:.3f} |")
@@ -283,6 +297,23 @@ def write_report(results: dict, out) -> Path:
             lines.append(f"| {r['method']} {r['target']} | {r['k_pairs']} | {r['k_defender']} | "
                          f"{_f(r.get('auc'), 3)} | {_f(r['auc_patches_adversary'], 3)} | "
                          f"{_f(r['tpr_at_fpr']['0.05'])} |")
+    if results.get("adaptive_matrix"):
+        lines += ["", "## Adaptive attacks on the spatial detectors: every attack against both", "",
+                  "spatial{K}: the paper's (the frame and K_attack random patches toward the target, "
+                  "patches drawn as the pair detector draws them); pairs{K}: ours against the pair "
+                  "detector; frame{K}: the frame and K_attack patches drawn as the frame detector "
+                  "draws them, toward the target; agree{K}: the frame toward the target while "
+                  "K_attack random patches are made to agree with its prediction. AUC (TPR at 1% "
+                  "FPR).", "", "| attack | frames | detector | " + " | ".join(
+                      f"K={k}" for k in s["ks"]) + " |", "|---|---|---|" + "---|" * len(s["ks"])]
+        by = {}
+        for r in results["adaptive_matrix"]:
+            by.setdefault((r["attack"], r["detector"]), {})[r["k_defender"]] = r
+        for (attack, det), cells in by.items():
+            n = next(iter(cells.values()))["adversarial_frames"]
+            lines.append(f"| {attack} | {n} | {det} | " + " | ".join(
+                f"{_f(cells[k]['auc'], 3)} ({_f(cells[k]['tpr_at_fpr']['0.01'])})" if k in cells else "n/a"
+                for k in s["ks"]) + " |")
     if results.get("fig3"):
         f3 = results["fig3"]
         lines += ["", f"## Fig. 3: vote entropy of frame {f3['frame']} over {f3['patches']} random patches", "",
@@ -311,9 +342,10 @@ def write_report(results: dict, out) -> Path:
         if "fig8" in fig:
             lines.append(f"![fig8]({fig['fig8']})")
     lines += ["", "## Settings", "", "```json", json.dumps(s, indent=1), "```", "",
-              "Every number above is in `results.json`. Scores: the runtime's spatial-consistency code "
-              "(Guard.from_function with the PyTorch model); pairs of each image set drawn from "
-              "SeedSequence([seed, crc32(set name)]). Paper: Table 1 of Xiao et al., ECCV 2018 "
+              "Every number above is in `results.json`, and every frame's scores in `scores/`. "
+              "Scores: the runtime's spatial-consistency code (sampling, crop, confusion and "
+              "statistic, with the PyTorch model); pairs and patches of each image set drawn from "
+              "SeedSequence([seed, crc32(set name)]) (patches: [seed, crc32, 1]). Paper: Table 1 of Xiao et al., ECCV 2018 "
               "(DRN-D-22 on Cityscapes)."]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")

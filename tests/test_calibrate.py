@@ -193,7 +193,10 @@ def test_calibrate_writes_a_complete_bundle(calibrated, workspace):
     bundle = load_bundle(out)
     doc = bundle.doc
     det, rule = doc["detector"], doc["detector"]["threshold_rule"]
-    assert (det["patch_size"], det["b_low"], det["b_high"], det["k"]) == (PATCH, B_LOW, B_HIGH, K)
+    # The default: the frame detector, pixel agreement, the full-frame graph named and hashed.
+    assert (det["method"], det["statistic"], det["patch_size"], det["k"]) == ("frame", "agreement", PATCH, K)
+    assert "b_low" not in det and "pairing" not in det
+    assert doc["model"]["frame_graph"]["file"] == "segment.onnx" and bundle.frame_graph_path.is_file()
     assert (doc["frame"]["height"], doc["frame"]["width"]) == FRAME
     assert rule["rule"] == "fpr" and rule["target_fpr"] == 0.1 and rule["benign_frames"] == CALIB
     assert rule["achieved_fpr"] <= 0.1 and rule["allowed_false_positives"] == 1
@@ -219,6 +222,20 @@ def test_calibrate_writes_a_complete_bundle(calibrated, workspace):
     assert cal["export_verification"]["label_agreement"] >= 0.999
 
 
+def test_the_pairs_detector_keeps_the_papers_geometry_and_statistic(workspace, tmp_path):
+    out = tmp_path / "pairs"
+    rc, stdout, stderr = run_cli(_args(workspace, out, "--fpr", "0.1", "--detector", "pairs",
+                                       "--statistic", "miou"))
+    assert rc == 0, stderr
+    det = load_bundle(out).detector
+    assert (det["method"], det["statistic"], det["b_low"], det["b_high"], det["pairing"]) == \
+        ("pairs", "miou", B_LOW, B_HIGH, "independent")
+    assert "pairs detector (miou)" in stdout and f"b=[{B_LOW},{B_HIGH})" in stdout
+    with Guard.load(out, backend="onnxruntime-cpu", seed=0) as guard:   # and its frame's labels
+        v = guard.check(np.zeros((FRAME[0], FRAME[1], 3), np.uint8))
+    assert v.detector == "pairs" and v.labels.shape == FRAME
+
+
 def test_a_plain_image_folder_is_named_as_such(tmp_path):
     from edge_guard.calibration.calibrate import benign_sets, describe_benign
 
@@ -237,7 +254,8 @@ def test_the_bundle_checks_frames_at_runtime(calibrated, workspace):
     with Guard.load(out, backend="onnxruntime-cpu", seed=0) as guard:
         verdict = guard.check(image, rgb=True)
     assert verdict.threshold == load_bundle(out).threshold
-    assert 0.0 <= verdict.score <= 1.0 and len(verdict.pair_mious) == K
+    assert 0.0 <= verdict.score <= 1.0 and len(verdict.scores) == K
+    assert verdict.detector == "frame" and verdict.labels.shape == FRAME
     assert verdict.adversarial == (verdict.score < verdict.threshold)
 
 
@@ -279,8 +297,9 @@ def test_scale_score_runs_the_torch_model(workspace):
     (["--fpr", "0"], "strictly between 0 and 1"),
     (["--fpr", "1.5"], "strictly between 0 and 1"),
     (["--fpr", "0.01"], "cannot resolve a false-positive rate"),
-    (["--fpr", "0.1", "--frame", "54x128"], "patch + b_high - 1"),
-    (["--fpr", "0.1", "--b-high", "60"], "exceeds the patch size"),
+    (["--fpr", "0.1", "--frame", "54x128", "--detector", "pairs"], "patch + b_high - 1"),
+    (["--fpr", "0.1", "--b-high", "60", "--detector", "pairs"], "exceeds the patch size"),
+    (["--fpr", "0.1", "--frame", "40x128"], "too small for 48x48 patches"),
     (["--fpr", "0.1", "--calib-frames", "30"], "has 24 frames"),
 ])
 def test_user_mistakes_exit_2_in_one_line(workspace, tmp_path, extra, message):

@@ -107,7 +107,11 @@ def test_plan_covers_plain_scale_and_every_k_attack():
                         ks=(1, 5), k_attack=(0, 1, 10))
     names = [a.name for a in ev.plan_attacks(s)]
     assert names == ["dag_pure_plain", "dag_emblem_plain", "dag_pure_scale", "dag_emblem_scale",
-                     "dag_pure_spatial1", "dag_pure_spatial10", "dag_emblem_spatial1", "dag_emblem_spatial10"]
+                     "dag_pure_spatial1", "dag_pure_spatial10", "dag_emblem_spatial1", "dag_emblem_spatial10",
+                     # the frame detector's adaptive attacks at their default K_attack = 5
+                     "dag_pure_frame5", "dag_emblem_frame5", "dag_pure_agree5", "dag_emblem_agree5"]
+    s.k_agree = (0,)
+    assert [a.name for a in ev.plan_attacks(s) if a.kind.startswith("frame")] == ["dag_pure_frame5", "dag_emblem_frame5"]
     s.skip = ("fig7",)     # Table 1 still needs K_attack = K where both grids have it
     assert [a.name for a in ev.plan_attacks(s) if a.kind == "spatial"] == ["dag_pure_spatial1", "dag_emblem_spatial1"]
     s.skip = ("adaptive",)

@@ -11,13 +11,16 @@ images (N, 3, H, W) float in [0, 1]; target (N, H, W) int64 class ids, 255 = ign
 from .blur import Blurred, gaussian_blur
 from .budget import project, quantize
 from .dag import dag, dag_loss
+from .frame_views import FrameAgreeViews, FrameViews
 from .houdini import houdini, houdini_loss
 from .result import AttackResult
-from .views import ADAPTIVE, BlurViews, PairViews, PatchViews, View, Views, make_views
+from .views import (ADAPTIVE, PAIR_ADAPTIVE, PATCH_ADAPTIVE, BlurViews, PairViews, PatchViews, View, Views,
+                    make_views)
 
 ATTACKS = {"dag": dag, "houdini": houdini}
 LOSSES = {"dag": dag_loss, "houdini": houdini_loss}
 
 __all__ = ["ATTACKS", "LOSSES", "ADAPTIVE", "AttackResult", "dag", "dag_loss", "houdini",
            "houdini_loss", "project", "quantize", "gaussian_blur", "Blurred", "View", "Views",
-           "BlurViews", "PatchViews", "PairViews", "make_views"]
+           "BlurViews", "PatchViews", "PairViews", "FrameViews", "FrameAgreeViews", "make_views",
+           "PATCH_ADAPTIVE", "PAIR_ADAPTIVE"]

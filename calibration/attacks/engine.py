@@ -111,7 +111,7 @@ def descend(model: Callable, images: torch.Tensor, target: torch.Tensor, *, crit
                 del logits
                 if views is not None:
                     view_grad, views_done = _view_grads(model, views, xq, t, v, rng_of(active),
-                                                           criterion, threshold)
+                                                           criterion, threshold, frame=pred)
                     grad = grad + view_grad
                     done = done & views_done
             else:
@@ -171,14 +171,17 @@ class _Adam:
         return m_hat / (v_hat.sqrt() + self.eps)
 
 
-def _view_grads(model, views: Views, xq, target, valid, rng, criterion, threshold):
+def _view_grads(model, views: Views, xq, target, valid, rng, criterion, threshold, frame=None):
     """Gradient of the views' losses w.r.t. ``xq``, one group at a time, and (N,) whether
-    every view reached ``threshold``."""
+    every view reached ``threshold``. ``frame``: (N, H, W) the frame's labels at ``xq``, handed
+    to views that ask for it (``needs_frame``)."""
     grad = torch.zeros_like(xq)
     ok = torch.ones(len(xq), dtype=torch.bool, device=xq.device)
-    for group in views.groups(xq, target, valid, rng):
+    extra_args = {"frame": frame} if views.needs_frame else {}
+    for group in views.groups(xq, target, valid, rng, **extra_args):
         logits = [model(view.images) for view in group]
-        loss = sum(criterion(lg, view.target, view.valid) for lg, view in zip(logits, group))
+        loss = sum(_weighted(criterion(lg, view.target, view.valid), view.weight)
+                   for lg, view in zip(logits, group))
         extra = views.coupling(logits, group)
         if extra is not None:
             loss = loss + extra
@@ -188,3 +191,8 @@ def _view_grads(model, views: Views, xq, target, valid, rng, criterion, threshol
         grad += torch.autograd.grad(loss.sum(), xq)[0]
         del logits, loss, extra
     return grad, ok
+
+
+def _weighted(loss: torch.Tensor, weight: float) -> torch.Tensor:
+    # weight 1 leaves the loss tensor itself: the views made before weights give the same sums
+    return loss if weight == 1 else weight * loss

@@ -26,13 +26,11 @@ under a record's name is refused. A run with other settings into the same folder
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 import os
 import sys
 import zlib
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Optional
 
@@ -43,96 +41,19 @@ import torch
 from edge_guard.classes import NUM_CLASSES, colorize
 from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import DataError, UserError
-from edge_guard.patches import check_geometry
+from edge_guard.patches import check_geometry, check_patch_geometry
 
 from .. import targets as target_maps
 from ..models.segmenter import labels_of
 from . import ATTACKS
-from .views import ADAPTIVE, make_views
+from .manifest import FORMAT, VERSION, Manifest, frame_sha256, seconds_per_frame, summarize
+from .settings import ADAPTIVE_L2, DEFAULT_STEP, AttackSettings, detector_geometry, unused_settings
+from .views import make_views
 
-FORMAT = "edge-guard-attack"
-VERSION = 1
-#: The paper's L2 bound (RMS on [0, 1] images) for adaptive attacks (§5.4).
-ADAPTIVE_L2 = 0.06
-DEFAULT_STEP = {"dag": 0.5 / 255, "houdini": 1.0 / 255}
-
-
-@dataclass
-class AttackSettings:
-    """Everything that decides what the attack writes (``limit`` and device do not)."""
-
-    method: str
-    target: str
-    adaptive: Optional[str] = None
-    k_attack: int = 10
-    # None: the paper's geometry (s=512, b in [32, 64) on 1024-high Cityscapes frames) scaled
-    # to the attacked frames' height, which is what `edge-guard calibrate` uses by default.
-    patch_size: Optional[int] = None
-    b_low: Optional[int] = None
-    b_high: Optional[int] = None
-    blur_stds: tuple = (0.5, 3.0, 5.0)
-    pair_weight: float = 1.0
-    l2: Optional[float] = None  # None: ADAPTIVE_L2 for adaptive attacks, unbounded otherwise
-    linf: Optional[float] = None
-    max_iter: int = 200
-    step: Optional[float] = None  # None: DEFAULT_STEP[method] (DAG's gamma, Houdini's Adam rate)
-    threshold: float = 0.99
-    seed: int = 0
-    size: Optional[tuple] = None  # (H, W) frames are resized to before the attack
-    text: str = "ECCV 2018"
-    # Frames attacked together. Plain attacks give the same frames at any batch (each image
-    # has its own step and stopping; up to the model's float rounding in another batch shape).
-    # Adaptive ones now draw each image's views from its own seed too, but folders made before
-    # that at a batch above 1 drew every image's views from the first frame's seed; keeping
-    # the batch in their key keeps those frames apart.
-    batch: int = 1
-
-    def identity(self) -> dict:
-        """The settings that decide the frames written (a resolved instance's). A plain attack
-        writes the same frames at any batch, so its batch is left out: a folder begun one
-        frame at a time on a CPU can be finished 50 at a time on a GPU, and the reverse."""
-        fields = asdict(self)
-        if self.adaptive is None:
-            del fields["batch"]
-        return fields
-
-    @property
-    def draws_patches(self) -> bool:
-        """Whether the attack crops detector patches (a spatial attack with K_attack > 0): only
-        then do the patch size, the displacements and the frame height matter."""
-        return self.adaptive in ("spatial", "spatial-pairs") and self.k_attack > 0
-
-    def resolved(self) -> "AttackSettings":
-        if self.method not in ATTACKS:
-            raise UserError(f"unknown attack method {self.method!r}: choose one of {', '.join(ATTACKS)}")
-        if self.target not in target_maps.TARGETS:
-            raise UserError(f"unknown target {self.target!r}: choose one of {', '.join(target_maps.TARGETS)}")
-        if self.adaptive not in (None, "none") + ADAPTIVE:
-            raise UserError(f"unknown adaptive attack {self.adaptive!r}: choose one of {', '.join(ADAPTIVE)}")
-        adaptive = None if self.adaptive in (None, "none") else self.adaptive
-        if self.k_attack < 0:
-            raise UserError(f"--k-attack must be >= 0, got {self.k_attack}")
-        if self.batch < 1:
-            raise UserError(f"--batch must be >= 1, got {self.batch}")
-        for option, value in (("--l2", self.l2), ("--linf", self.linf)):
-            if value is not None and not (0 < value <= 1):
-                raise UserError(f"{option} {value} must be in (0, 1] on [0, 1] images (leave it out for no bound)")
-        if self.linf is not None and self.linf * 255 < 1 - 1e-6:
-            raise UserError(f"--linf {self.linf} is below one 8-bit level (give at least 1/255 = 0.00393): "
-                            "the saved frames could not change at all")
-        l2 = self.l2 if self.l2 is not None else (ADAPTIVE_L2 if adaptive else None)
-        step = self.step if self.step is not None else DEFAULT_STEP[self.method]
-        size = tuple(int(v) for v in self.size) if self.size else None
-        return AttackSettings(**{**asdict(self), "adaptive": adaptive, "l2": l2, "step": step,
-                                 "size": size, "blur_stds": tuple(self.blur_stds)})
-
-
-def detector_geometry(height: int, patch_size=None, b_low=None, b_high=None) -> tuple[int, int, int]:
-    """(s, b_low, b_high): given values, else the paper's 512/32/64 per 1024 rows of frame."""
-    s = patch_size or max(2, round(height / 2))
-    lo = b_low if b_low is not None else max(1, round(height / 32))
-    hi = b_high or max(lo + 1, round(height / 16))
-    return s, lo, hi
+# Importers of this module read the settings' and the manifest's names here too.
+__all__ = ["AttackSettings", "run_attacks", "unused_settings", "detector_geometry", "load_attack_model",
+           "image_seed", "ADAPTIVE_L2", "DEFAULT_STEP", "FORMAT", "VERSION", "Manifest", "frame_sha256",
+           "seconds_per_frame", "summarize"]
 
 
 def load_attack_model(model_path, arch=None, device="cpu"):
@@ -155,109 +76,6 @@ def load_attack_model(model_path, arch=None, device="cpu"):
 def image_seed(seed: int, name: str) -> int:
     """A per-frame seed: the same frame gets the same target in every run and order."""
     return int(np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]).generate_state(1)[0])
-
-
-def _jsonable(obj):
-    return json.loads(json.dumps(obj))
-
-
-class Manifest:
-    """OUT/manifest.json: the settings and one record per finished frame."""
-
-    def __init__(self, out: Path, settings: dict, free=()):
-        """``free``: settings that may differ from the folder's (the newest run's are kept)."""
-        self.path = out / "manifest.json"
-        self.settings = _jsonable(settings)
-        self.free = set(free)
-        self.images = {}
-        self.changed = False  # records updated by check(): write before attacking
-        self.previous = {}  # the folder's settings before this run ({} for a new folder)
-        if self.path.exists():
-            self._resume()
-
-    def _resume(self):
-        try:
-            old = json.loads(self.path.read_text())
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{self.path} is not a readable manifest ({type(exc).__name__}): "
-                            "remove it or choose another --out") from exc
-        if not isinstance(old, dict) or old.get("format") != FORMAT:
-            raise UserError(f"{self.path} is not an edge-guard attack manifest: choose another --out")
-        prev = old.get("settings") or {}
-        diff = [f"{k}: {prev.get(k)!r} -> {self.settings.get(k)!r}"
-                for k in sorted((set(prev) | set(self.settings)) - self.free) if prev.get(k) != self.settings.get(k)]
-        if diff:
-            raise UserError(f"{self.path.parent} holds attacks made with other settings "
-                            f"({'; '.join(diff[:3])}): use another --out, or the same settings to resume")
-        self.previous = prev
-        self.images = dict(old.get("images") or {})
-
-    def check(self, name: str, source: str, source_sha256: str) -> tuple[str, str]:
-        """(state, why) of frame ``name``'s record against the frame now at ``source``:
-        'todo' (no record, or its files are gone), 'done', 'stale' (the frame at that path
-        changed since: attack it anew) or 'other' (the record is of another frame, or nothing
-        shows it is the same one: overwriting it would lose an attack).
-
-        A record is matched by its source frame's sha256; records older than that field by
-        their source path, or, when the data moved, by hashing their old source file if it is
-        still there. A matched record takes the frame's current path and sha256, so the
-        folder follows data that moves (a GPU lease's scenes come back elsewhere)."""
-        rec = self.images.get(name)
-        if not isinstance(rec, dict):
-            return "todo", ""
-        # Whose attack the record is comes first: even with its images gone (a folder unpacked
-        # without them) a record of another frame is not replaced silently.
-        old, recorded = rec.get("source"), rec.get("source_sha256")
-        if recorded is None and old != source:
-            if not (isinstance(old, str) and Path(old).is_file()):
-                gone = f"names {old}, which is gone," if old else "names no source frame"
-                return "other", (f"its record {gone} and no sha256 to compare: resume once with the "
-                                 "data folder it was made from")
-            recorded = frame_sha256(old)
-        if recorded is not None and recorded != source_sha256:
-            if old == source:
-                return "stale", ""
-            return "other", f"its record is of {old}, another frame: use that data folder"
-        if not all(isinstance(rec.get(k), str) and (self.path.parent / rec[k]).is_file()
-                   for k in ("adversarial", "target", "target_color")):
-            return "todo", ""
-        if old != source or recorded is None:
-            rec["source"], rec["source_sha256"] = source, source_sha256
-            self.changed = True
-        return "done", ""
-
-    def add(self, name: str, record: dict) -> None:
-        self.images[name] = record
-        self.write()
-
-    def summary(self) -> dict:
-        recs = list(self.images.values())
-        if not recs:
-            return {"images": 0}
-        return {"images": len(recs), **summarize(recs, self.settings["threshold"])}
-
-    def write(self) -> None:
-        payload = {"format": FORMAT, "version": VERSION, "settings": self.settings,
-                   "summary": self.summary(), "images": self.images}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        tmp.replace(self.path)
-
-
-def summarize(records: list, threshold: float) -> dict:
-    """Mean per-image metrics of ``records``, attack seconds per frame, and how many reached ``threshold``."""
-    mean = {k: float(np.mean([r[k] for r in records]))
-            for k in ("success", "miou", "l2", "linf", "iterations", "seconds", "clean_success")}
-    return {"mean": mean, "seconds_per_frame": seconds_per_frame(records),
-            "reached_threshold": int(sum(r["success"] >= threshold for r in records))}
-
-
-def seconds_per_frame(records: list) -> float:
-    """Attack wall time per frame: frames attacked in one batch share their batch's time."""
-    # Each frame carries its share of its batch's time, so a table that reads only some of a
-    # batch's frames (fewer --frames than a GPU lease attacked at --batch 50) stays right.
-    share = [r["batch_seconds"] / r["batch"] if "batch_first" in r else r["seconds"] for r in records]
-    return float(sum(share) / max(1, len(records)))
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
@@ -343,8 +161,10 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         raise UserError("--text is empty: the text target needs a string to draw")
     if s.target == "text" and not str(s.text).isascii():
         raise UserError(f"--text {s.text!r}: OpenCV's fonts draw ASCII only; write it in ASCII letters")
-    if s.draws_patches:
+    if s.draws_pairs:
         check_geometry(height, width, s.patch_size, s.b_low, s.b_high)
+    elif s.draws_patches:
+        check_patch_geometry(height, width, s.patch_size)
     if s.target == "scene" and not getattr(sources, "labeled", False):
         print(f"warning: {data} has no labels: each scene target is a generated street's labels",
               file=sys.stderr)
@@ -368,7 +188,8 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         if image_folder:
             free.add("split")  # a plain image folder has no splits
         manifest = Manifest(out, record_settings, free=free)
-        views = make_views(s.adaptive, s.k_attack, s.patch_size, s.b_low, s.b_high, s.blur_stds, s.pair_weight)
+        views = make_views(s.adaptive, s.k_attack, s.patch_size, s.b_low, s.b_high, s.blur_stds, s.pair_weight,
+                           s.agree_weight)
         attack = ATTACKS[s.method]
         hyper = {"gamma": s.step} if s.method == "dag" else {"step": s.step}
         # Paths inside the folder as the loader lists them, not resolved: a symlinked split
@@ -453,34 +274,6 @@ def _check_frames(frames, todo: list, height: Optional[int] = None) -> None:
         if height is not None and image.shape[0] != height:
             raise DataError(f"{frames.names[i]} is {image.shape[0]} pixels high, the first frame {height}: "
                             "the detector's patches are sized for one height; pass --size HxW")
-
-
-def unused_settings(s: AttackSettings) -> set:
-    """Settings the attack ``s`` does not read: they may differ when a folder resumes."""
-    unused = set()
-    if s.adaptive not in ("spatial", "spatial-pairs"):
-        unused.add("k_attack")
-    if not s.draws_patches:
-        unused |= {"patch_size", "b_low", "b_high"}
-    if s.adaptive != "scale":
-        unused.add("blur_stds")
-    if not (s.draws_patches and s.adaptive == "spatial-pairs"):
-        unused.add("pair_weight")
-    if s.target != "text":
-        unused.add("text")
-    return unused
-
-
-def frame_sha256(path) -> str:
-    """sha256 of a frame file, remembered per (path, size, mtime) for the process: evaluate
-    resumes one folder per setting over the same frames."""
-    st = os.stat(path)
-    return _frame_sha(str(path), st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=65536)
-def _frame_sha(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(path)
 
 
 def _lock(out: Path):

@@ -15,6 +15,7 @@ one group), and ``coupling`` may add a loss tying the members of a group togethe
   draws them; both patches go toward the target, and a symmetric KL between the two
   patches' softmaxes on their overlap pushes them to agree where the detector compares them,
   even on pixels not yet on target.
+- ``FrameViews`` and ``FrameAgreeViews`` (frame_views.py): against the patch-vs-frame detector.
 """
 
 from __future__ import annotations
@@ -37,12 +38,17 @@ class View:
     target: torch.Tensor  # (N, h, w) int64
     valid: torch.Tensor  # (N, h, w) bool
     boxes: Optional[np.ndarray] = None  # (N, 2) top-left of a crop, per image
+    weight: float = 1.0  # multiplies this view's criterion (not its stop test)
 
 
 class Views:
-    """Base: no extra views (a plain attack)."""
+    """Base: no extra views (a plain attack).
+
+    Views whose ``needs_frame`` is true get one more argument, ``frame``: the frame's labels
+    (N, H, W) int64 at the current (quantised) iterate, detached; the others never see it."""
 
     name = "none"
+    needs_frame = False
 
     def groups(self, images: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
                rng: np.random.Generator) -> Iterator[list]:
@@ -173,14 +179,21 @@ class PairViews(_PatchSampling):
         return {**super().settings(), "pair_weight": self.weight}
 
 
-ADAPTIVE = ("scale", "spatial", "spatial-pairs")
+ADAPTIVE = ("scale", "spatial", "spatial-pairs", "frame", "frame-agree")
+#: Adaptive attacks that draw K_attack patches (they read k_attack and the patch size) ...
+PATCH_ADAPTIVE = ("spatial", "spatial-pairs", "frame", "frame-agree")
+#: ... and those that draw them with the pair sampler (they also read b_low, b_high).
+PAIR_ADAPTIVE = ("spatial", "spatial-pairs")
 
 
 def make_views(adaptive: Optional[str], k_attack: int = 0, patch_size: int = DEFAULT_SIZE,
                low: int = DEFAULT_LOW, high: int = DEFAULT_HIGH,
-               stds: Sequence[float] = (0.5, 3.0, 5.0), pair_weight: float = 1.0) -> Optional[Views]:
+               stds: Sequence[float] = (0.5, 3.0, 5.0), pair_weight: float = 1.0,
+               agree_weight: float = 1.0) -> Optional[Views]:
     """The views of an adaptive attack by name (None or 'none': a plain attack)."""
     from edge_guard.errors import UserError
+
+    from .frame_views import FrameAgreeViews, FrameViews  # it imports this module
 
     if adaptive in (None, "none"):
         return None
@@ -190,4 +203,8 @@ def make_views(adaptive: Optional[str], k_attack: int = 0, patch_size: int = DEF
         return PatchViews(k_attack, patch_size, low, high)
     if adaptive == "spatial-pairs":
         return PairViews(k_attack, patch_size, low, high, pair_weight)
+    if adaptive == "frame":
+        return FrameViews(k_attack, patch_size)
+    if adaptive == "frame-agree":
+        return FrameAgreeViews(k_attack, patch_size, agree_weight)
     raise UserError(f"unknown adaptive attack {adaptive!r}: choose one of {', '.join(ADAPTIVE)}")

@@ -1,7 +1,9 @@
 """`edge-guard calibrate`: export the model and choose the detector's threshold on benign frames.
 
-Exports the checkpoint into BUNDLE_DIR (model.onnx, verified against PyTorch), scores the
-first --calib-frames frames of the split with the runtime's own spatial-consistency code,
+Exports the checkpoint into BUNDLE_DIR (model.onnx for patches and segment.onnx for whole
+frames, both verified against PyTorch), scores the first --calib-frames frames of the split
+with the runtime's own code for the chosen detector (--detector frame: each patch against the
+frame's own labels, the default; pairs: the paper's overlapping pairs),
 picks the threshold, checks it on the next --holdout-frames frames and on adversarial sets
 (--adversarial, repeatable), and writes BUNDLE_DIR/guard.json with the whole record.
 """
@@ -9,7 +11,9 @@ picks the threshold, checks it on the next --holdout-frames frames and on advers
 import argparse
 from pathlib import Path
 
+from edge_guard.bundle_schema import METHODS
 from edge_guard.cli._args import add_model_option, frame_size, non_negative_int, positive_int
+from edge_guard.consistency import STATISTICS
 
 EXAMPLE = """\
 examples (the shipped bundle):
@@ -25,9 +29,9 @@ threshold rules (a frame is adversarial when its score < threshold):
   min-benign  the smallest benign score (the paper's "lower bound"): no calibration frame
               is flagged.
 
-defaults: the paper used s=512, b in [32,64) on 1024x2048 Cityscapes frames; at half that
-resolution (--frame 512x1024, the generated scenes' size) that is --patch 256, --b-low 16,
---b-high 32. K (--pairs) = 5.
+defaults: the frame detector scoring pixel agreement at K = 5 patches. The paper used s=512,
+b in [32,64) on 1024x2048 Cityscapes frames; at half that resolution (--frame 512x1024, the
+generated scenes' size) that is --patch 256, --b-low 16, --b-high 32 (pairs only).
 """
 
 
@@ -46,12 +50,22 @@ def register(sub) -> None:
                         "(default: 512x1024)")
     p.add_argument("--patch", type=positive_int, default=256,
                    help="patch side s in pixels (default: 256 = the paper's 512 at half resolution)")
+    p.add_argument("--detector", choices=METHODS, default="frame",
+                   help="frame: K patches, each compared with the frame's own labels (default); "
+                        "pairs: the paper's K overlapping pairs, compared on their overlaps")
+    p.add_argument("--statistic", choices=STATISTICS, default="agreement",
+                   help="what a comparison scores: agreement (fraction of pixels labelled alike; "
+                        "default), miou (the paper's), miou-min (mIoU over classes with at least "
+                        "--min-pixels pixels in either region)")
+    p.add_argument("--min-pixels", type=non_negative_int, default=0,
+                   help="for --statistic miou-min (default: 0)")
     p.add_argument("--b-low", type=non_negative_int, default=16,
-                   help="smallest displacement of a pair's second patch, per axis (default: 16)")
+                   help="pairs: smallest displacement of a pair's second patch, per axis (default: 16)")
     p.add_argument("--b-high", type=positive_int, default=32,
-                   help="displacements are drawn from [b_low, b_high) (default: 32)")
-    p.add_argument("--pairs", type=positive_int, default=5, metavar="K",
-                   help="overlapping patch pairs per frame (default: 5)")
+                   help="pairs: displacements are drawn from [b_low, b_high) (default: 32)")
+    p.add_argument("--k", "--pairs", dest="pairs", type=positive_int, default=5, metavar="K",
+                   help="patches (frame detector) or overlapping pairs (pairs detector) per frame "
+                        "(default: 5)")
     p.add_argument("--rule", default="fpr", help="threshold rule: fpr (default) or min-benign")
     p.add_argument("--fpr", type=float, default=0.01,
                    help="target false-positive rate of the fpr rule, in (0, 1) (default: 0.01)")
@@ -75,8 +89,9 @@ def _summary(result) -> list:
     rule = det["threshold_rule"]
     h, w = doc["frame"]["height"], doc["frame"]["width"]
     target = f" (target FPR {rule['target_fpr']:g})" if rule.get("target_fpr") is not None else ""
-    lines = [f"wrote {result.bundle}/guard.json: frame {h}x{w}, s={det['patch_size']}, "
-             f"b=[{det['b_low']},{det['b_high']}), K={det['k']}",
+    geometry = f"b=[{det['b_low']},{det['b_high']}), " if "b_low" in det else ""
+    lines = [f"wrote {result.bundle}/guard.json: {det['method']} detector ({det.get('statistic', 'miou')}), "
+             f"frame {h}x{w}, s={det['patch_size']}, {geometry}K={det['k']}",
              f"threshold {det['threshold']:.4f} by rule {rule['rule']}{target}",
              f"  calibration: {rule['benign_frames']} benign frames, FPR {rule['achieved_fpr']:.4f}, "
              f"score min {ev['calibration']['min']:.4f} median {ev['calibration']['quantiles']['0.5']:.4f}"]
@@ -105,7 +120,7 @@ def run(args) -> int:
     if args.rule not in ("fpr", "min-benign"):
         raise UserError(f"unknown --rule {args.rule!r}: choose fpr or min-benign")
     settings = CalibrationSettings(
-        frame_size=args.frame, patch=args.patch, b_low=args.b_low, b_high=args.b_high, k=args.pairs,
+        method=args.detector, statistic=args.statistic, min_pixels=args.min_pixels, frame_size=args.frame, patch=args.patch, b_low=args.b_low, b_high=args.b_high, k=args.pairs,
         rule=args.rule, fpr=args.fpr if args.rule == "fpr" else None, calib_frames=args.calib_frames,
         holdout_frames=args.holdout_frames, split=args.split, seed=args.seed)
     settings.check()  # one-line errors before the device or the data are touched

@@ -1,8 +1,9 @@
 """`edge-guard evaluate`: the paper's experiments (Xiao et al., ECCV 2018, §5) on any model and data.
 
 Attacks the first --adversarial frames of the split with every method x target, plain and
-adaptive (on the scale detector's blurs; on K_attack random patches of the spatial detector),
-scores them and the first --benign frames with both detectors, and writes OUT/results.json
+adaptive (on the scale detector's blurs; on K_attack random patches of the spatial detector;
+on the frame detector's patches), scores them and the first --benign frames with the three
+detectors (scale, the paper's pairs, and the patch-vs-frame one), and writes OUT/results.json
 (every number), OUT/report.md (read this first) and PNG figures: ROC curves, Table 1 with the
 paper's numbers beside ours, Fig. 7 (defender K x attacker K_attack), Fig. 3 (vote-entropy
 maps) and Fig. 8 (transferability between models: three of the same architecture trained
@@ -14,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from edge_guard.cli._args import add_model_option, frame_size, non_negative_int, positive_float, positive_int
+from edge_guard.consistency import STATISTICS
 
 EXAMPLE = """\
 examples:
@@ -31,11 +33,12 @@ unless --transfer-models names checkpoints.
 """
 
 FULL = {"benign": 100, "adversarial": 50, "methods": "dag,houdini", "targets": "pure,emblem",
-        "ks": "1,5,10,50", "stds": "0.5,3,5", "k_attack": "0,1,5,10,50", "k_pairs": "5", "frame": (512, 1024),
+        "ks": "1,5,10,50", "stds": "0.5,3,5", "k_attack": "0,1,5,10,50", "k_pairs": "5", "k_frame": "5",
+        "k_agree": "5", "frame": (512, 1024),
         "patch": 256, "b_low": 16, "b_high": 32, "max_iter": 200, "entropy_patches": 50,
         "transfer_steps": 2000, "transfer_crop": 512}
 QUICK = {**FULL, "benign": 8, "adversarial": 4, "targets": "pure", "ks": "1,5", "k_attack": "0,1,5",
-         "k_pairs": "0", "frame": (128, 256), "patch": 96, "b_low": 6, "b_high": 12, "max_iter": 20,
+         "k_pairs": "0", "k_frame": "5", "k_agree": "0", "frame": (128, 256), "patch": 96, "b_low": 6, "b_high": 12, "max_iter": 20,
          "entropy_patches": 16, "transfer_steps": 30, "transfer_crop": 128}
 
 
@@ -65,6 +68,20 @@ def register(sub) -> None:
                    help="our own adaptive adversary against the spatial detector: K overlapping "
                         "patch pairs per step, each patch toward the target and the two consistent "
                         "on their overlap; its pair counts, 0 = not run (default: 5; --quick 0)")
+    p.add_argument("--k-frame", default=None,
+                   help="adaptive attack on the frame detector: the frame and K random patches (drawn "
+                        "as that detector draws them) pushed to the target together; its patch "
+                        "counts, 0 = not run (default: 5)")
+    p.add_argument("--k-agree", default=None,
+                   help="adaptive attack on the frame detector: the frame pushed to the target while K "
+                        "random patches are made to agree with its prediction; 0 = not run "
+                        "(default: 5; --quick 0)")
+    p.add_argument("--statistic", choices=STATISTICS, default="agreement",
+                   help="what the frame detector scores per patch: agreement (the fraction of pixels "
+                        "where patch and frame agree; default), miou (the paper's), miou-min (mIoU over "
+                        "classes with at least --min-pixels pixels)")
+    p.add_argument("--min-pixels", type=non_negative_int, default=0,
+                   help="for --statistic miou-min: classes below this many pixels in both are left out")
     p.add_argument("--frame", type=frame_size, default=None, metavar="HxW",
                    help="frames are resized to this before attack and scoring (default: 512x1024)")
     p.add_argument("--patch", type=positive_int, default=None, help="patch side s (default: 256)")
@@ -139,6 +156,8 @@ def settings_from_args(args):
         methods=_list(pick("methods"), "--methods"), targets=_list(pick("targets"), "--targets"),
         ks=_counts(pick("ks"), "--ks", int), stds=_counts(pick("stds"), "--stds", float),
         k_attack=_counts(pick("k_attack"), "--k-attack", int), k_pairs=_counts(pick("k_pairs"), "--k-pairs", int),
+        k_frame=_counts(pick("k_frame"), "--k-frame", int), k_agree=_counts(pick("k_agree"), "--k-agree", int),
+        statistic=args.statistic, min_pixels=args.min_pixels,
         frame=tuple(pick("frame")),
         patch=pick("patch"), b_low=pick("b_low"), b_high=pick("b_high"), max_iter=pick("max_iter"),
         attack_stop=args.attack_stop, batch=args.batch, seed=args.seed,
