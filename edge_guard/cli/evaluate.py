@@ -97,8 +97,9 @@ def register(sub) -> None:
     p.add_argument("--entropy-patches", type=positive_int, default=None,
                    help="random patches of the Fig. 3 entropy maps (default: 50)")
     p.add_argument("--skip", default="",
-                   help="parts to skip, comma-separated: fig3, fig7, fig8, and adaptive (no adaptive "
-                        "attack, so no Fig. 7: Table 1's plain rows, a first reading on a CPU)")
+                   help="parts to skip, comma-separated: fig3, fig7, fig8, adaptive (no adaptive "
+                        "attack, so no Fig. 7: Table 1's plain rows, a first reading on a CPU) and "
+                        "scale-adaptive (only the scale detector's adaptive attack, 4x a plain one)")
     p.add_argument("--fig8", action="store_true", help="run Fig. 8 with --quick too")
     p.add_argument("--transfer-models", default=None, metavar="[ARCH=]CKPT,...",
                    help="Fig. 8's models (default: train three with different seeds); ARCH= names the "
