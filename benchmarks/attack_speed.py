@@ -6,6 +6,7 @@ resident memory so far on the CPU (an upper bound on what the attack itself hold
     python benchmarks/attack_speed.py                            # CPU, 256x512 and 512x1024
     python benchmarks/attack_speed.py --device cuda --arch drn_d_22 --sizes 1024x2048
     python benchmarks/attack_speed.py --adaptive spatial --k-attack 10
+    python benchmarks/attack_speed.py --adaptive frame-agree --sizes 512x1024   # K_attack 5, 256 px patches
     python benchmarks/attack_speed.py --device cuda --sizes 512x1024 --batch 1 8 32
     python benchmarks/attack_speed.py --no-fuse      # BatchNorm kept as its own layer (A/B)
 
@@ -19,7 +20,7 @@ import time
 
 import torch
 
-from edge_guard.calibration.attacks import ATTACKS, make_views
+from edge_guard.calibration.attacks import ADAPTIVE, ATTACKS, make_views
 from edge_guard.calibration.attacks.run import detector_geometry
 from edge_guard.calibration.models import build_segmenter
 from edge_guard.calibration.models.checkpoint import load_segmenter
@@ -35,8 +36,9 @@ def main():
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--adaptive", default=None)
-    p.add_argument("--k-attack", type=int, default=5, help="patches per step of a spatial attack (default 5)")
+    p.add_argument("--adaptive", default=None, choices=ADAPTIVE)
+    p.add_argument("--k-attack", type=int, default=5,
+                   help="patches (pairs for spatial-pairs) per step of a spatial or frame attack (default 5)")
     p.add_argument("--batch", type=int, nargs="+", default=[1], help="images attacked together")
     p.add_argument("--no-fuse", action="store_true",
                    help="keep BatchNorm as its own layer (the attack commands fold it into the convolutions)")

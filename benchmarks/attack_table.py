@@ -4,6 +4,7 @@ filled in rounds so that an interrupted run leaves every cell with about as many
     python benchmarks/attack_table.py --data scenes --out eval              # attack, then print
     python benchmarks/attack_table.py --data scenes --out eval --report-only
     python benchmarks/attack_table.py --data scenes --out eval --adaptive scale,spatial --targets pure
+    python benchmarks/attack_table.py --data scenes --out eval --adaptive frame,frame-agree --targets pure
 
 The folders are `edge-guard evaluate`'s (OUT/attacks/<setting key>/; give the same --frame,
 --patch, --b-low, --b-high, --max-iter and --attack-stop as the evaluation, and for adaptive
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from edge_guard.calibration.attacks import ATTACKS
 from edge_guard.calibration.attacks.run import detector_geometry, run_attacks, summarize
-from edge_guard.calibration.attacks.views import ADAPTIVE
+from edge_guard.calibration.attacks.views import ADAPTIVE, PATCH_ADAPTIVE
 from edge_guard.calibration.evaluate import AttackSet, EvalSettings, attack_settings, setting_key
 from edge_guard.calibration.targets import TARGETS
 from edge_guard.cli._args import existing_path, frame_size, positive_int
@@ -48,12 +49,12 @@ def cells(args) -> list:
     for kind in _names(args.adaptive, ("plain", *ADAPTIVE), "--adaptive"):
         for target in targets:
             for method in methods:
-                out.append(AttackSet(method, target, kind, args.k_attack if kind.startswith("spatial") else 0))
+                out.append(AttackSet(method, target, kind, args.k_attack if kind in PATCH_ADAPTIVE else 0))
     return out
 
 
 def label(a: AttackSet) -> str:
-    kind = f"{a.kind} K_attack={a.k_attack}" if a.kind.startswith("spatial") else a.kind
+    kind = f"{a.kind} K_attack={a.k_attack}" if a.kind in PATCH_ADAPTIVE else a.kind
     return f"| {a.method} | {a.target} | {kind} |"
 
 
@@ -79,9 +80,10 @@ def main(argv=None) -> int:
     p.add_argument("--methods", default="dag,houdini")
     p.add_argument("--targets", default=",".join(TARGETS))
     p.add_argument("--adaptive", default="plain",
-                   help="comma-separated kinds among plain, scale, spatial, spatial-pairs (default plain)")
+                   help=f"comma-separated kinds among plain, {', '.join(ADAPTIVE)} (default plain)")
     p.add_argument("--k-attack", type=positive_int, default=5,
-                   help="patches (spatial) or patch pairs (spatial-pairs) per step of an adaptive attack")
+                   help="patches (spatial, frame, frame-agree) or patch pairs (spatial-pairs) per step of an "
+                        "adaptive attack")
     p.add_argument("--frame", type=frame_size, default=(512, 1024), help="HxW every frame is resized to (evaluate's --frame)")
     p.add_argument("--patch", type=int, default=None, help="patch side s (default: half the frame height)")
     p.add_argument("--b-low", type=int, default=None, help="default: frame height / 32")

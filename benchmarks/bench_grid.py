@@ -1,6 +1,8 @@
 """The README's performance table: `edge-guard bench` over K on every backend present here.
 
-Runs, on the shipped bundle (edge_small, 512x1024 frames, s=256):
+Each bench times plain segmentation, and for each detector (frame, pairs: --detector) and K
+the guard's extra (check(frame, labels)), segmentation + guard (check(frame)) and their
+ratio to segmentation. Runs, on the shipped bundle (edge_small, 512x1024 frames, s=256):
 - ONNX Runtime on the CPU (all cores, and 1 thread with --threads-grid);
 - with a GPU: TensorRT (when installed with a built engine), ONNX Runtime CUDA (when
   onnxruntime-gpu is installed), and PyTorch CUDA fp32/fp16 as the baseline where TensorRT
@@ -14,7 +16,7 @@ and the plot.
 
     python benchmarks/bench_grid.py --out bench-results                # CPU grid, ~2 min
     python benchmarks/bench_grid.py --out bench-results --drn --drn-iters 3
-    python benchmarks/bench_grid.py --out /tmp/b --pairs 1,2 --iters 2 --no-plot   # what CI runs
+    python benchmarks/bench_grid.py --out /tmp/b --k 1,2 --iters 2 --no-plot   # what CI runs
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ def random_drn_bundle(out: Path) -> Path:
 
 
 def plot(docs: list, path: Path) -> None:
+    """The guard's extra (labels given) against K, one line per bench and detector; dotted:
+    plain segmentation."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,19 +103,24 @@ def plot(docs: list, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for doc in docs:
-        ks = [r["k"] for r in doc["runs"]]
-        if len(ks) < 2:
-            continue
-        ax.plot(ks, [r["stages"]["total"]["mean"] for r in doc["runs"]], "o-", label=doc["label"])
-        if doc.get("segmentation"):
-            ax.axhline(doc["segmentation"]["total"]["mean"], ls=":", lw=1, color=ax.lines[-1].get_color())
+        colour = None
+        for detector in doc["settings"].get("detectors", ["pairs"]):
+            runs = [r for r in doc["runs"] if r.get("detector", "pairs") == detector]
+            if len(runs) < 2:
+                continue
+            line, = ax.plot([r["k"] for r in runs], [r["stages"]["total"]["mean"] for r in runs],
+                            "o-" if detector == "frame" else "s--", color=colour,
+                            label=f"{doc['label']}: {detector}")
+            colour = line.get_color()
+        if doc.get("segmentation") and colour is not None:
+            ax.axhline(doc["segmentation"]["total"]["mean"], ls=":", lw=1, color=colour)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("patch pairs K")
-    ax.set_ylabel("guard latency per frame (ms, mean)")
+    ax.set_xlabel("K (patches: frame detector; pairs: pairs detector)")
+    ax.set_ylabel("guard's extra per frame (ms, mean)")
     ax.set_title("edge-guard latency vs K (dotted: plain segmentation)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -120,12 +129,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--bundle", default=None, help="bundle (default: the shipped one)")
-    parser.add_argument("--pairs", default="1,5,10,50")
+    parser.add_argument("--k", "--pairs", dest="pairs", default="1,5,10,50",
+                        help="K values: patches (frame detector) or pairs (pairs detector)")
+    parser.add_argument("--detector", choices=("frame", "pairs", "both"), default="both")
     parser.add_argument("--iters", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads-grid", action="store_true", help="also run the CPU with 1 thread")
     parser.add_argument("--drn", action="store_true", help="also DRN-D-22 at 1024x2048, s=512")
-    parser.add_argument("--drn-pairs", default="1,5")
+    parser.add_argument("--drn-k", "--drn-pairs", dest="drn_pairs", default="1,5")
     parser.add_argument("--drn-iters", type=int, default=3)
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--no-kernels", action="store_true", help="skip benchmarks/kernel_bench.py")
@@ -141,7 +152,7 @@ def main(argv=None) -> int:
         doc["label"] = label
         docs.append(doc)
 
-    common = dict(iters=args.iters, warmup=args.warmup)
+    common = dict(iters=args.iters, warmup=args.warmup, detectors=args.detector)
     bench("edge_small, ONNX Runtime CPU (all cores)", bundle_dir=bundle, backend="onnxruntime-cpu",
           pairs=pairs, **common)
     if args.threads_grid:
@@ -167,7 +178,8 @@ def main(argv=None) -> int:
     if args.drn:
         drn = random_drn_bundle(args.out)
         drn_pairs = [int(v) for v in args.drn_pairs.split(",")]
-        drn_common = dict(iters=args.drn_iters, warmup=1, frame=(1024, 2048), pairs=drn_pairs)
+        drn_common = dict(iters=args.drn_iters, warmup=1, frame=(1024, 2048), pairs=drn_pairs,
+                          detectors=args.detector)
         bench("DRN-D-22 (random weights), ONNX Runtime CPU", bundle_dir=drn, backend="onnxruntime-cpu",
               **drn_common)
         if gpu:

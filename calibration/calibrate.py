@@ -33,6 +33,7 @@ from edge_guard.guard import Guard
 from edge_guard.patches import check_full_range, check_patch_geometry
 
 from . import threshold as thr
+from .attacks.views import PATCH_ADAPTIVE
 from .scoring import score_frames, torch_segment
 
 ATTACK_FORMAT = "edge-guard-attack"
@@ -174,7 +175,7 @@ def adversarial_set(folder, split: str) -> ImageSet:
         paths.append(path)
     settings = doc.get("settings") if isinstance(doc.get("settings"), dict) else {}
     keep = ("method", "target", "adaptive", "k_attack", "l2", "linf", "max_iter", "model_sha256")
-    if settings.get("adaptive") not in ("spatial", "spatial-pairs"):
+    if settings.get("adaptive") not in PATCH_ADAPTIVE:
         keep = tuple(k for k in keep if k != "k_attack")  # recorded at its default, not read
     info = {"folder": str(folder.resolve()), "attack": {k: settings.get(k) for k in keep if k in settings}}
     if isinstance(doc.get("summary"), dict) and isinstance(doc["summary"].get("mean"), dict):

@@ -1,20 +1,31 @@
-"""Latency of the guard stage by stage, against plain segmentation on the same backend.
+"""Latency of the guard for each detector, against plain segmentation on the same backend.
 
-For each K: warm-up frames, then ``iters`` timed checks of one camera frame; per stage
-(guard.STAGES) the mean, p50 and p99 in ms and the frames per second. In the same run the
-bundle's ``segment.onnx`` (the net over the whole frame, written by ``edge-guard export
---frame`` and by ``calibrate``) is timed on the same backend, resize included, so the
-overhead ratio guard / segmentation is measured under the same load: it stays meaningful
-on a noisy machine where absolute times do not. Its floor for independent pairs is the
-pixel ratio 2K s^2 / (H W).
+The vehicle segments every frame anyway; what the guard costs is its extra time. For each
+detector ("frame": K patches against the frame's labels; "pairs": the paper's K overlapping
+pairs) and each K: warm-up frames, then ``iters`` timed calls of
 
-No threshold is needed to time a model: a folder with only model.onnx and export.json
-(an uncalibrated export) is benchmarked with the paper's geometry scaled to its patch size.
+- ``check(frame, labels=...)``: the guard given the frame's labels, so the vehicle's own
+  segmentation is not counted (the extra): per stage (guard.STAGES) mean, p50, p99 in ms,
+  and its frames per second;
+- ``check(frame)``: the one call that segments the frame and checks it (segmentation +
+  guard): its stages and frames per second.
+
+Plain segmentation (the bundle's full-frame graph: guard.json's model.frame_graph, or, in
+bundles written before it, export.json's segment record; resize, channel swap, one
+inference) is timed in the same run on the same backend, and is the graph the guard
+segments with, so the ratio extra / segmentation is measured under the same load: it stays
+meaningful on a noisy machine where absolute times do not. Its floor is the pixel ratio
+patches x s^2 / (H W), with K patches (frame) or 2K (pairs).
+
+No threshold is needed to time a model: the detector other than the bundle's, and a folder
+with only model.onnx and export.json (an uncalibrated export), are timed through
+:func:`~edge_guard.bundle.uncalibrated_bundle` (pairs with the paper's displacements scaled
+to the patch size; :mod:`.bench_setup`). Without a full-frame graph only the pairs
+detector's extra is timed.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import resource
@@ -26,15 +37,11 @@ from time import perf_counter
 import numpy as np
 
 from .backends import FunctionRunner, Runner, open_runner
-from .bundle import (EXPORT_FILE, GUARD_FILE, Bundle, BundleError, check_model_section, load_bundle,
-                     uncalibrated_bundle)
+from .bench_setup import DETECTORS, camera_frame, detector_bundles, open_bundle, open_segmenter
+from .bundle import Bundle
 from .errors import UserError
 from .frames import resize, swap_rb
 from .guard import STAGES, Guard
-from .patches import check_geometry, scaled_bounds
-from .paths import ASSETS, DEFAULT_BUNDLE
-
-DEMO_FRAME = ASSETS / "demo" / "clean_0017.png"
 
 
 def summarise(samples_ms) -> dict:
@@ -45,10 +52,11 @@ def summarise(samples_ms) -> dict:
     return {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99))}
 
 
-def pixel_floor(k: int, patch: int, frame_size) -> float:
-    """2K s^2 / (H W): the guard's pixels over the frame's, the overhead of independent pairs."""
+def pixel_floor(k: int, patch: int, frame_size, per_k: int = 2) -> float:
+    """per_k K s^2 / (H W): the patches' pixels over the frame's, the floor of the guard's
+    extra over segmentation (``per_k``: 2 patches per pair, 1 for the frame detector)."""
     h, w = frame_size
-    return 2 * k * patch * patch / (h * w)
+    return per_k * k * patch * patch / (h * w)
 
 
 def host_peak_rss_mb() -> float:
@@ -71,103 +79,6 @@ def gpu_memory_used_mb() -> float | None:
         return None
 
 
-def open_bundle(bundle_dir=None, frame=None) -> Bundle:
-    """guard.json when the folder has one; else export.json's model with the paper's geometry
-    scaled to its patch size, at ``frame`` (or segment.onnx's frame size): timing only."""
-    root = Path(bundle_dir) if bundle_dir is not None else Path(DEFAULT_BUNDLE)
-    if not root.is_dir():
-        raise UserError(f"bundle folder {root} " + ("is a file: give the folder that holds guard.json"
-                                                     if root.exists() else "does not exist"))
-    if (root / GUARD_FILE).is_file():
-        return load_bundle(root)
-    record = _export_record(root)
-    if record is None or not isinstance(record.get("model"), dict):
-        raise BundleError(f"{root} has neither {GUARD_FILE} nor {EXPORT_FILE}: pass a bundle folder "
-                          "(`edge-guard calibrate`) or an export folder (`edge-guard export`)")
-    model = record["model"]
-    check_model_section(model)
-    seg = record.get("segment") or {}
-    size = tuple(frame) if frame else tuple(seg.get("frame_size") or ())
-    if len(size) != 2:
-        raise UserError(f"{root} is an uncalibrated export without a frame size: pass --frame HxW")
-    s = int(model["patch_size"])
-    low, high = scaled_bounds(s)
-    check_geometry(size[0], size[1], s, low, high)
-    return uncalibrated_bundle(model, size, low, high, k=1, root=root)
-
-
-def _export_record(root: Path) -> dict | None:
-    path = root / EXPORT_FILE
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{path} is not readable JSON ({exc})") from None
-    if not isinstance(record, dict):
-        raise BundleError(f"{path} must hold a JSON object: re-export the model (`edge-guard export`)")
-    return record
-
-
-def segment_graph(bundle: Bundle) -> tuple[Path | None, str]:
-    """(path of the bundle's full-frame graph, why there is none)."""
-    record = _export_record(bundle.root) or {}
-    seg = record.get("segment")
-    reexport = (f"re-export with `edge-guard export --frame {bundle.frame_size[0]}x{bundle.frame_size[1]}` "
-                "to measure plain segmentation")
-    if not seg:
-        return None, f"{bundle.root} has no segment.onnx: {reexport}"
-    size = seg.get("frame_size") if isinstance(seg, dict) else None
-    well_formed = (isinstance(seg, dict) and isinstance(seg.get("file"), str) and isinstance(size, list)
-                   and len(size) == 2 and all(type(v) is int for v in size))
-    if not well_formed:
-        return None, f"{EXPORT_FILE}'s segment record is malformed (needs file and frame_size [H, W]): {reexport}"
-    path = bundle.root / seg["file"]
-    if not path.is_file():
-        return None, f"{path} is missing"
-    if [int(v) for v in seg["frame_size"]] != list(bundle.frame_size):
-        return None, (f"segment.onnx takes {seg['frame_size'][0]}x{seg['frame_size'][1]} frames, the "
-                      f"bundle checks {bundle.frame_size[0]}x{bundle.frame_size[1]}: re-export with --frame")
-    return path, ""
-
-
-def open_segmenter(bundle: Bundle, guard_runner: Runner, threads: int | None,
-                   segment_engine=None) -> tuple[Runner | None, str]:
-    """A runner of plain full-frame segmentation on the guard's backend, or why not.
-
-    ONNX Runtime runs segment.onnx with the provider the guard's runner actually uses; for
-    TensorRT the engine of segment.onnx is given (``segment_engine``, e.g. built by trtexec).
-    """
-    if guard_runner.name == "tensorrt" or segment_engine is not None:
-        if segment_engine is None:
-            return None, ("TensorRT: pass --segment-engine, an engine of segment.onnx (e.g. `trtexec "
-                          "--onnx=BUNDLE/segment.onnx --saveEngine=segment.engine`), to time the baseline")
-        from .backends.tensorrt import TrtRunner
-
-        exe = TrtRunner(segment_engine)
-        return FunctionRunner(exe, provider="TensorRT", name="tensorrt", on_close=exe.close).activate(), ""
-    path, why = segment_graph(bundle)
-    if path is None:
-        return None, why
-    from .backends.onnxruntime import CPU, OnnxRuntimeRunner
-
-    provider = guard_runner.provider if guard_runner.name == "onnxruntime" else CPU
-    providers = None if provider == CPU else [provider]
-    return OnnxRuntimeRunner(path, providers=providers, threads=threads, output="labels").activate(), ""
-
-
-def camera_frame(size) -> np.ndarray:
-    """A BGR uint8 street frame of ``size`` (h, w): the shipped demo's clean frame, resized
-    (a real scene, so the consistency step sees realistic class maps); noise without it."""
-    import cv2
-
-    h, w = size
-    image = cv2.imread(str(DEMO_FRAME), cv2.IMREAD_COLOR) if DEMO_FRAME.is_file() else None
-    if image is None:
-        return np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
 @dataclass
 class BenchResult:
     """Everything one bench run measured; ``as_dict`` is the --json document."""
@@ -177,10 +88,11 @@ class BenchResult:
     segmentation: dict | None
     segmentation_note: str
     runs: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"settings": self.settings, "machine": self.machine, "segmentation": self.segmentation,
-                "segmentation_note": self.segmentation_note, "runs": self.runs}
+                "segmentation_note": self.segmentation_note, "notes": self.notes, "runs": self.runs}
 
 
 def machine_info() -> dict:
@@ -224,11 +136,12 @@ def time_segmentation(runner: Runner, frame: np.ndarray, size, swap: bool, iters
     return {"total": total, "infer": summarise(infers), "fps": 1e3 / total["mean"]}
 
 
-def time_guard(guard: Guard, frame: np.ndarray, iters: int, warmup: int) -> dict:
-    """``iters`` checks of ``frame`` after ``warmup``: per-stage summaries (ms) and fps."""
+def time_guard(guard: Guard, frame: np.ndarray, iters: int, warmup: int, labels=None) -> dict:
+    """``iters`` checks of ``frame`` (given ``labels``: the guard alone) after ``warmup``:
+    per-stage summaries (ms) and fps."""
     samples = {}
     for i in range(warmup + iters):
-        verdict = guard.check(frame)
+        verdict = guard.check(frame, labels=labels)
         if i >= warmup:
             for stage, ms in verdict.timings_ms.items():
                 samples.setdefault(stage, []).append(ms)
@@ -236,98 +149,207 @@ def time_guard(guard: Guard, frame: np.ndarray, iters: int, warmup: int) -> dict
     return {"stages": stages, "fps": 1e3 / stages["total"]["mean"]}
 
 
+def _stage_timing(guard: Guard, on: bool) -> None:
+    """Switch the GPU pipeline's per-stage syncs (it reads its own flag on every check)."""
+    guard.stage_timing = on
+    if hasattr(guard.pipeline, "stage_timing"):
+        guard.pipeline.stage_timing = on
+
+
+def time_extra(guard: Guard, frame: np.ndarray, iters: int, warmup: int, labels) -> dict:
+    """The guard's extra time (:func:`time_guard` with the frame's labels given)."""
+    if not guard.device_scoring:
+        return time_guard(guard, frame, iters, warmup, labels)
+    # The breakdown needs a sync per stage, which the real path does not pay: time the
+    # stages apart, then the total and fps without the syncs.
+    _stage_timing(guard, True)
+    split = time_guard(guard, frame, iters, warmup, labels)
+    _stage_timing(guard, False)
+    run = time_guard(guard, frame, iters, warmup, labels)
+    return {"stages": {**split["stages"], "total": run["stages"]["total"]}, "fps": run["fps"]}
+
+
 def run_bench(bundle_dir=None, backend: str = "auto", frame=None, pairs=(1, 5, 10, 50), iters: int = 50,
               warmup: int = 5, threads: int | None = None, precision: str | None = None,
               segment_engine=None, seed: int = 0, runner_factory=None, segmenter=None,
-              log=print) -> BenchResult:
-    """Time the guard at every K of ``pairs`` and plain segmentation; see the module docstring.
+              detectors=None, log=print) -> BenchResult:
+    """Time plain segmentation and, for each detector and every K of ``pairs``, the guard's
+    extra and segmentation + guard; see the module docstring.
 
     ``frame`` (h, w): the camera frame size (default: the bundle's; the guard resizes it).
+    ``detectors``: "frame", "pairs", a list of them, or None / "both" (both; the frame
+    detector is left out, with a note, when there is no full-frame graph).
     ``runner_factory(bundle, k) -> Runner`` and ``segmenter`` (an active full-frame Runner)
-    replace the backend and the baseline: benchmarks use them for PyTorch CUDA, where
-    TensorRT is absent.
+    replace the backend and the full-frame graph's runner: benchmarks use them for PyTorch
+    CUDA, where TensorRT is absent.
     """
     if iters < 1 or warmup < 0:
         raise UserError(f"--iters must be >= 1 and --warmup >= 0, got {iters} and {warmup}")
     ks = sorted({int(k) for k in pairs})
     if not ks or ks[0] < 1:
-        raise UserError(f"pair counts must be positive integers, got {list(pairs)}")
-    bundle = open_bundle(bundle_dir, frame)  # a bad bundle is refused before any output
-    log(f"# edge-guard bench: {bundle.root}, K={','.join(map(str, ks))}, {iters} frames each after "
-        f"{warmup} warm-up (ms)")
-    camera = tuple(frame) if frame else bundle.frame_size
+        raise UserError(f"K values must be positive integers, got {list(pairs)}")
+    base = open_bundle(bundle_dir, frame)  # a bad bundle is refused before any output
+    bundles, skipped = detector_bundles(base, detectors)
+    log(f"# edge-guard bench: {base.root}, {' and '.join(bundles)} detector, K={','.join(map(str, ks))}, "
+        f"{iters} frames each after {warmup} warm-up (ms)")
+    if skipped:
+        log(f"note: {skipped}")
+    camera = tuple(frame) if frame else base.frame_size
     image = camera_frame(camera)
     gpu_before = gpu_memory_used_mb()
-    settings = {"bundle": str(bundle.root), "calibrated": bundle.threshold > 0,
-                "architecture": bundle.model.get("architecture"), "patch_size": bundle.patch_size,
-                "b_low": bundle.b_low, "b_high": bundle.b_high, "frame_size": list(bundle.frame_size),
-                "camera_frame": list(camera), "pairs": ks, "iters": iters, "warmup": warmup,
-                "threads": threads, "backend_requested": backend, "precision": precision, "seed": seed}
+    geometry = bundles["pairs"] if "pairs" in bundles else None
+    settings = {"bundle": str(base.root), "calibrated": base.threshold > 0, "detectors": list(bundles),
+                "architecture": base.model.get("architecture"), "patch_size": base.patch_size,
+                "b_low": geometry and geometry.b_low, "b_high": geometry and geometry.b_high,
+                "frame_size": list(base.frame_size), "camera_frame": list(camera), "pairs": ks,
+                "iters": iters, "warmup": warmup, "threads": threads, "backend_requested": backend,
+                "precision": precision, "seed": seed}
     result = BenchResult(settings=settings, machine=machine_info(), segmentation=None, segmentation_note="")
-    seg_runner = None
+    if skipped:
+        result.notes.append(skipped)
+    bench = _Bench(backend, threads, precision, segment_engine, seed, runner_factory, segmenter, image,
+                   iters, warmup, result, log)
     try:
-        for k in ks:
-            runner = (runner_factory(bundle, k) if runner_factory is not None else
-                       open_runner(bundle, backend, threads=threads, pairs=k, precision=precision))
-            with Guard(bundle, runner, seed=seed, pairs=k) as guard:
-                if seg_runner is None and not result.segmentation_note:
-                    if segmenter is not None:
-                        seg_runner = segmenter.activate()
-                    else:
-                        seg_runner, result.segmentation_note = open_segmenter(bundle, guard.runner, threads,
-                                                                              segment_engine)
-                    if seg_runner is not None:
-                        swap = bundle.channels == "RGB"  # camera frames are BGR
-                        result.segmentation = {"backend": seg_runner.name, "provider": seg_runner.provider,
-                                               **time_segmentation(seg_runner, image, bundle.frame_size, swap,
-                                                                   iters, warmup)}
-                        log(f"plain segmentation {bundle.frame_size[0]}x{bundle.frame_size[1]}: "
-                            f"{result.segmentation['total']['mean']:.1f} ms mean "
-                            f"({result.segmentation['fps']:.1f} fps)")
-                    else:
-                        log(f"note: no plain-segmentation baseline: {result.segmentation_note}")
-                run = {"k": k, "backend": guard.backend, "provider": guard.provider,
-                       "selection": guard.selection, "device_scoring": guard.device_scoring}
-                if guard.device_scoring:
-                    # The breakdown needs a sync per stage, which the real path does not pay:
-                    # time the stages apart, then the total and fps without the syncs.
-                    guard.stage_timing = True
-                    split = time_guard(guard, image, iters, warmup)
-                    guard.stage_timing = False
-                    run.update(time_guard(guard, image, iters, warmup))
-                    run["stages"] = {**split["stages"], "total": run["stages"]["total"]}
-                else:
-                    run.update(time_guard(guard, image, iters, warmup))
-            _derive(run, bundle, result.segmentation)
-            run["host_peak_rss_mb"] = host_peak_rss_mb()
-            gpu = gpu_memory_used_mb()
-            run["gpu_memory_mb"] = None if gpu is None else gpu - (gpu_before or 0.0)
-            result.runs.append(run)
-            log(format_run(run))
+        for bundle in bundles.values():
+            for k in ks:
+                run = bench.row(bundle, k)
+                if run is None:  # the frame detector without a full-frame runner
+                    break
+                _derive(run, bundle, result.segmentation)
+                run["host_peak_rss_mb"] = host_peak_rss_mb()
+                gpu = gpu_memory_used_mb()
+                run["gpu_memory_mb"] = None if gpu is None else gpu - (gpu_before or 0.0)
+                result.runs.append(run)
+                log(format_run(run))
     finally:
-        if seg_runner is not None:
-            seg_runner.close()
+        bench.close()
+    if not result.runs:
+        raise UserError(f"nothing was timed: {result.notes[-1]}")
+    result.settings["detectors"] = sorted({r["detector"] for r in result.runs}, key=DETECTORS.index)
     return result
 
 
+@dataclass
+class _Bench:
+    """The settings of one bench run, and the full-frame runner when one is shared: the
+    caller's ``segmenter`` or the ``segment_engine``'s (else each guard opens its own, as
+    Guard.load does)."""
+
+    backend: str
+    threads: int | None
+    precision: str | None
+    segment_engine: object
+    seed: int
+    runner_factory: object
+    segmenter: Runner | None
+    image: np.ndarray
+    iters: int
+    warmup: int
+    result: BenchResult
+    log: object
+    shared: Runner | None = None
+    tried: bool = False
+
+    def baseline(self, bundle: Bundle, k: int) -> None:
+        """Time plain segmentation (first call only) with a full-frame runner opened for it."""
+        if self.tried:
+            return
+        self.tried = True
+        result = self.result
+        if self.segmenter is not None:
+            seg = self.shared = self.segmenter.activate()
+        elif self.segment_engine is not None:
+            self.shared, result.segmentation_note = open_segmenter(bundle, segment_engine=self.segment_engine)
+            seg = self.shared
+        else:
+            seg, result.segmentation_note = open_segmenter(bundle, self.backend, self.threads, k, self.precision)
+        if seg is None:
+            self.log(f"note: no plain-segmentation baseline: {result.segmentation_note}")
+            return
+        try:
+            swap = bundle.channels == "RGB"  # camera frames are BGR
+            result.segmentation = {"backend": seg.name, "provider": seg.provider,
+                                   **time_segmentation(seg, self.image, bundle.frame_size, swap, self.iters,
+                                                       self.warmup)}
+        finally:
+            if seg is not self.shared:
+                seg.close()
+        h, w = bundle.frame_size
+        self.log(f"plain segmentation {h}x{w}: {result.segmentation['total']['mean']:.1f} ms mean "
+                 f"({result.segmentation['fps']:.1f} fps)")
+
+    def frame_runner(self, bundle: Bundle, k: int) -> Runner | None:
+        """The full-frame runner of one guard (which closes it), or None without one."""
+        if self.shared is not None:  # a wrapper: closing it leaves the shared runner open
+            return FunctionRunner(self.shared.infer, provider=self.shared.provider, name=self.shared.name)
+        if self.result.segmentation is None:
+            return None
+        return open_segmenter(bundle, self.backend, self.threads, k, self.precision)[0]
+
+    def row(self, bundle: Bundle, k: int) -> dict | None:
+        """The guard of ``bundle``'s detector at K = ``k``; None when it cannot run."""
+        self.baseline(bundle, k)
+        frame = self.frame_runner(bundle, k)
+        if frame is None and bundle.method == "frame":
+            note = f"frame detector not timed: no full-frame runner ({self.result.segmentation_note})"
+            self.result.notes.append(note)
+            self.log(f"note: {note}")
+            return None
+        try:
+            runner = (self.runner_factory(bundle, k) if self.runner_factory is not None else
+                      open_runner(bundle, self.backend, threads=self.threads, pairs=k, precision=self.precision))
+        except BaseException:
+            if frame is not None:
+                frame.close()
+            raise
+        try:
+            guard = Guard(bundle, runner, seed=self.seed, pairs=k, segmenter=frame, segment=frame is not None)
+        except BaseException:
+            for r in (runner, frame):
+                if r is not None:
+                    r.close()
+            raise
+        with guard:
+            run = {"detector": bundle.method, "statistic": bundle.statistic, "k": k,
+                   "patches": bundle.patch_batch(k), "calibrated": bundle.threshold > 0,
+                   "backend": guard.backend, "provider": guard.provider, "selection": guard.selection,
+                   "device_scoring": guard.device_scoring}
+            labels = guard.check(self.image).labels  # the vehicle's segmentation of the frame
+            run.update(time_extra(guard, self.image, self.iters, self.warmup, labels))
+            run["check"] = None if labels is None else time_guard(guard, self.image, self.iters, self.warmup)
+        return run
+
+    def close(self) -> None:
+        if self.shared is not None and self.shared is not self.segmenter:  # the caller's is the caller's
+            self.shared.close()
+
+
 def _derive(run: dict, bundle: Bundle, seg: dict | None) -> None:
+    """The row's ratios: extra / segmentation and its floor, consistency's share, the fps
+    of segmentation + guard (the one call, measured)."""
     total = run["stages"]["total"]["mean"]
     consistency = (run["stages"].get("consistency") or {}).get("mean")
     run["consistency_share"] = None if consistency is None else consistency / total
-    run["pixel_floor"] = pixel_floor(run["k"], bundle.patch_size, bundle.frame_size)
+    run["pixel_floor"] = pixel_floor(run["k"], bundle.patch_size, bundle.frame_size,
+                                     per_k=bundle.patch_batch(1))
     run["overhead"] = None if seg is None else total / seg["total"]["mean"]
+    run["combined_fps"] = None if run.get("check") is None else run["check"]["fps"]
 
 
 def format_run(run: dict) -> str:
-    """One line per K: the stage means, total p50/p99, fps, overhead and its floor."""
+    """One line per detector and K: the guard's stage means (labels given), its total
+    mean/p50/p99 and fps, extra / segmentation and its floor, segmentation + guard."""
     stages = run["stages"]
     parts = " ".join(f"{s} {stages[s]['mean']:.2f}" for s in STAGES[:-1] if s in stages)
     extra = [f"{s} {v['mean']:.2f}" for s, v in stages.items() if s not in STAGES]
     total = stages["total"]
-    line = (f"K={run['k']:<3} {parts}{' ' + ' '.join(extra) if extra else ''} | total mean {total['mean']:.1f} "
-            f"p50 {total['p50']:.1f} p99 {total['p99']:.1f} ms | {run['fps']:.1f} fps")
+    line = (f"{run['detector']:<6} K={run['k']:<3} {parts}{' ' + ' '.join(extra) if extra else ''} | guard "
+            f"mean {total['mean']:.1f} p50 {total['p50']:.1f} p99 {total['p99']:.1f} ms, {run['fps']:.1f} fps")
     if run.get("overhead") is not None:
         line += f" | {run['overhead']:.2f}x segmentation (floor {run['pixel_floor']:.2f}x)"
+    if run.get("check") is not None:
+        line += (f" | segmentation + guard {run['check']['stages']['total']['mean']:.1f} ms, "
+                 f"{run['combined_fps']:.1f} fps")
     if run.get("consistency_share") is not None:
         line += f" | consistency {100 * run['consistency_share']:.1f}%"
     return line
@@ -342,18 +364,25 @@ def markdown_table(doc: dict) -> str:
             f"warm-up, threads {s['threads'] or 'default'}; {m['cpu']}, {m['cores']} cores.", ""]
     if seg:
         rows.append(f"Plain segmentation of the frame ({seg['backend']}, {seg['provider']}): "
-                    f"{seg['total']['mean']:.1f} ms mean, p99 {seg['total']['p99']:.1f} ms, {seg['fps']:.1f} fps.")
+                    f"{seg['total']['mean']:.1f} ms mean, p99 {seg['total']['p99']:.1f} ms, {seg['fps']:.1f} fps. "
+                    "Guard: `check(frame, labels)`, the extra over the vehicle's own segmentation; "
+                    "segmentation + guard: `check(frame)`.")
         rows.append("")
-    rows.append("| K | backend | crop ms | infer ms | consistency ms | total mean ms | p50 | p99 | fps "
-                "| overhead (floor) | consistency share |")
-    rows.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    rows.append("| detector | K | backend | crop ms | infer ms | consistency ms | guard mean ms | p50 | p99 "
+                "| guard fps | guard / segmentation (floor) | segmentation + guard ms | segmentation + guard fps "
+                "| consistency share |")
+    rows.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in doc["runs"]:
         st = r["stages"]
         cell = lambda name: f"{st[name]['mean']:.2f}" if name in st else "-"  # noqa: E731
         over = (f"{r['overhead']:.2f}x ({r['pixel_floor']:.2f}x)" if r.get("overhead") is not None
                 else f"- ({r['pixel_floor']:.2f}x)")
+        both = r.get("check")
+        both_ms = f"{both['stages']['total']['mean']:.1f}" if both else "-"
+        both_fps = f"{both['fps']:.1f}" if both else "-"
         share = f"{100 * r['consistency_share']:.1f}%" if r.get("consistency_share") is not None else "-"
-        rows.append(f"| {r['k']} | {r['backend']} ({r['provider']}) | {cell('crop')} | {cell('infer')} | "
-                    f"{cell('consistency')} | {st['total']['mean']:.1f} | {st['total']['p50']:.1f} | "
-                    f"{st['total']['p99']:.1f} | {r['fps']:.1f} | {over} | {share} |")
+        rows.append(f"| {r.get('detector', 'pairs')} ({r.get('statistic', 'miou')}) | {r['k']} | "
+                    f"{r['backend']} ({r['provider']}) | {cell('crop')} | {cell('infer')} | {cell('consistency')} | "
+                    f"{st['total']['mean']:.1f} | {st['total']['p50']:.1f} | {st['total']['p99']:.1f} | "
+                    f"{r['fps']:.1f} | {over} | {both_ms} | {both_fps} | {share} |")
     return "\n".join(rows) + "\n"

@@ -1,7 +1,8 @@
-"""The demo's PNG strip: thumbnails of chosen frames with their patch pairs and scores; when
-the attack stored them, a row with what the model makes of one attacked frame (clean,
-attacked, the attacker's target); and a plot of every frame's score against the threshold
-(the attacked stretch shaded)."""
+"""The demo's PNG strip: thumbnails of chosen frames with the regions the guard compared
+(the frame detector's patches or the pairs detector's pairs, drawn from the stream's frame
+events) and their scores; when the attack stored them, a row with what the model makes of
+one attacked frame (clean, attacked, the attacker's target); and a plot of every frame's
+score against the threshold (the attacked stretch shaded)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from .classes import colorize
 from .errors import UserError
-from .overlay import AMBER, BLACK, GREEN, RED, WHITE, draw_pairs
+from .overlay import AMBER, BLACK, GREEN, RED, WHITE, draw_boxes
 
 THUMB_W = 320
 COLUMNS = 4
@@ -40,11 +41,15 @@ def _text(img, text, org, scale, colour, thickness=1):
 
 
 def thumbnail(frame_bgr: np.ndarray, event: dict, attacked: bool, patch: int) -> np.ndarray:
-    """A THUMB_W-wide copy of the frame with its pairs drawn and a two-line caption below."""
+    """A THUMB_W-wide copy of the frame with its compared regions drawn and a two-line
+    caption below. ``event``: the frame's stream record (events without a detector, written
+    before the frame detector existed, are pairs)."""
     h, w = frame_bgr.shape[:2]
     th = max(1, int(round(h * THUMB_W / w)))
     img = cv2.resize(frame_bgr, (THUMB_W, th), interpolation=cv2.INTER_AREA)
-    draw_pairs(img, event["pairs"], event["pair_mious"], patch, event["frame_size"], event["threshold"])
+    draw_boxes(img, event.get("detector", "pairs"), event.get("boxes", event.get("pairs")),
+               event.get("scores", event.get("pair_mious")), event.get("patch_size", patch),
+               event["frame_size"], event["threshold"])
     cap = np.zeros((CAPTION_H, THUMB_W, 3), np.uint8)
     flagged = bool(event["adversarial"])
     _text(cap, f"frame {event['frame']}  {'ATTACKED' if attacked else 'clean'}", (6, 17), 0.45,

@@ -1,7 +1,11 @@
 """Stream events as JSON Lines: one object per line, flushed as written.
 
 A record is a dict with a ``type`` ("start", "frame", "alarm", "gap", "end"; the fields of
-each are listed in :mod:`edge_guard.stream`). Every line is flushed to the operating system
+each are listed in :mod:`edge_guard.stream`). The start record names the detector ("frame"
+or "pairs"), its statistic and K; each frame record carries the verdict's detector,
+statistic, scores (one per comparison) and boxes ([y, x] patches for the frame detector,
+[y1, x1, y2, x2] pairs for the pairs detector, which also keeps its older names pair_mious
+and pairs). Every line is flushed to the operating system
 as soon as it is written, so a crash of the process loses at most the line being written
 (a power cut may lose what the OS had not yet put on disk: pass ``fsync=True`` for that, at
 the cost of one disk sync per line).

@@ -1,10 +1,11 @@
-"""Draw a verdict on a camera frame, for ``edge-guard run --show`` / ``--save``.
+"""Draw a verdict on a camera frame, for ``edge-guard run --show`` / ``--save`` and the demo.
 
-The detector never segments the full frame (that is the protected model's job), so there is
-no segmentation overlay: what is drawn is what the check saw and decided: the K patch pairs
-(each pair's two rectangles, green when its overlap mIoU reaches the threshold, red when
-not), a banner with the verdict (green BENIGN / red ADVERSARIAL), the score and threshold,
-and a sparkline of recent scores with the threshold as a line.
+What is drawn is what the check saw and decided: the compared regions in the frame (the
+frame detector's K patches, or each of the pairs detector's K pairs as its two patch
+rectangles), each green when its comparison score reaches the threshold and red when not;
+a banner with the verdict (green BENIGN / red ADVERSARIAL), the detector, score and
+threshold; a sparkline of recent scores with the threshold as a line; and, when asked
+(``labels=True``) and the verdict carries them, the frame's segmentation as a light tint.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+
+from .classes import NUM_CLASSES, PALETTE
 
 GREEN = (60, 200, 60)     # BGR: frames are drawn as OpenCV delivers them
 RED = (40, 40, 230)
@@ -26,16 +29,55 @@ def _text(img, text, org, scale, colour, thickness=1):
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
 
 
-def draw_pairs(img: np.ndarray, pairs, mious, patch: int, frame_size, threshold: float) -> None:
-    """The pairs' patch rectangles, mapped from the bundle's frame size to ``img``'s, in place."""
+def _scale(img: np.ndarray, frame_size) -> tuple[float, float]:
+    """(sy, sx): from the bundle's frame, where boxes live, to ``img``."""
     h, w = img.shape[:2]
     fh, fw = frame_size
-    sy, sx = h / fh, w / fw
+    return h / fh, w / fw
+
+
+def _rect(img, y, x, patch, sy, sx, colour) -> None:
+    cv2.rectangle(img, (int(x * sx), int(y * sy)),
+                  (int((x + patch) * sx) - 1, int((y + patch) * sy) - 1), colour, 1)
+
+
+def score_colour(score: float, threshold: float) -> tuple:
+    """Green when one comparison's score reaches the threshold, red when not."""
+    return GREEN if score >= threshold else RED
+
+
+def draw_pairs(img: np.ndarray, pairs, mious, patch: int, frame_size, threshold: float) -> None:
+    """The pairs' patch rectangles, mapped from the bundle's frame size to ``img``'s, in place."""
+    sy, sx = _scale(img, frame_size)
     for (y1, x1, y2, x2), miou in zip(pairs, mious):
-        colour = GREEN if miou >= threshold else RED
+        colour = score_colour(miou, threshold)
         for y, x in ((y1, x1), (y2, x2)):
-            cv2.rectangle(img, (int(x * sx), int(y * sy)),
-                          (int((x + patch) * sx) - 1, int((y + patch) * sy) - 1), colour, 1)
+            _rect(img, y, x, patch, sy, sx, colour)
+
+
+def draw_patches(img: np.ndarray, tops, scores, patch: int, frame_size, threshold: float) -> None:
+    """The frame detector's patches ([y, x] top-lefts), mapped to ``img``'s size, in place."""
+    sy, sx = _scale(img, frame_size)
+    for (y, x), score in zip(tops, scores):
+        _rect(img, y, x, patch, sy, sx, score_colour(score, threshold))
+
+
+def draw_boxes(img: np.ndarray, detector: str, boxes, scores, patch: int, frame_size,
+               threshold: float) -> None:
+    """The compared regions of either detector (a verdict's or a frame event's boxes)."""
+    draw = draw_patches if detector == "frame" else draw_pairs
+    draw(img, boxes, scores, patch, frame_size, threshold)
+
+
+def tint_labels(img: np.ndarray, labels: np.ndarray, alpha: float = 0.35) -> None:
+    """Blend the Cityscapes colours of ``labels`` (at ``img``'s size) into ``img``, in place.
+
+    Light, so the camera image stays readable; ids outside the palette are left untinted
+    (another model's classes have no colour here)."""
+    known = (labels >= 0) & (labels < NUM_CLASSES)
+    colours = PALETTE[np.where(known, labels, 0)][..., ::-1]  # RGB palette -> BGR frame
+    mixed = cv2.addWeighted(img, 1.0 - alpha, np.ascontiguousarray(colours), alpha, 0.0)
+    img[known] = mixed[known]
 
 
 def draw_sparkline(img: np.ndarray, scores: Sequence[float], threshold: float,
@@ -71,22 +113,28 @@ def draw_sparkline(img: np.ndarray, scores: Sequence[float], threshold: float,
         cv2.circle(img, (x0 + bw - 1, y_of(last)), 3, GREEN if last >= threshold else RED, -1)
 
 
-def annotate(img: np.ndarray, verdict, patch: int, scores: Sequence[float] = (),
-             alarm: bool = False, note: str = "") -> np.ndarray:
-    """Draw ``verdict`` (a :class:`~edge_guard.guard.Verdict`) on ``img`` (BGR, H x W x 3), in place.
+def annotate(img: np.ndarray, verdict, patch: int | None = None, scores: Sequence[float] = (),
+             alarm: bool = False, note: str = "", labels: bool = False) -> np.ndarray:
+    """Draw ``verdict`` (a :class:`~edge_guard.verdict.Verdict`) on ``img`` (BGR, H x W x 3), in place.
 
-    ``scores``: recent scores for the sparkline; ``alarm``: an alarm episode is active;
-    ``note``: extra text for the banner (e.g. "frame 120, 31 ms"). Returns ``img``.
+    ``patch``: the boxes' side (default: the verdict's patch_size); ``scores``: recent scores
+    for the sparkline; ``alarm``: an alarm episode is active; ``note``: extra text for the
+    banner (e.g. "frame 120, 31 ms"); ``labels``: tint the frame with the verdict's
+    segmentation when it carries one. Returns ``img``.
     """
-    draw_pairs(img, verdict.pairs, verdict.pair_mious, patch, verdict.frame_size, verdict.threshold)
     h, w = img.shape[:2]
+    if labels and verdict.labels is not None:
+        tint_labels(img, verdict.labels_at((h, w)))
+    draw_boxes(img, verdict.detector, verdict.boxes, verdict.scores, verdict.patch_size or patch,
+               verdict.frame_size, verdict.threshold)
     scale = max(0.4, min(1.0, w / 1200))
     label = "ADVERSARIAL" if verdict.adversarial else "BENIGN"
     colour = RED if verdict.adversarial else GREEN
     line_h = int(30 * scale) + 6
     cv2.rectangle(img, (0, 0), (w - 1, line_h + 4), BLACK, -1)
     _text(img, label, (8, line_h - 4), scale, colour, 2)
-    info = f"score {verdict.score:.3f}  threshold {verdict.threshold:.3f}  K={len(verdict.pairs)}"
+    info = (f"{verdict.detector} score {verdict.score:.3f}  threshold {verdict.threshold:.3f}  "
+            f"K={len(verdict.boxes)}")
     if note:
         info += "  " + note
     (lw, _), _ = cv2.getTextSize(label + "  ", cv2.FONT_HERSHEY_SIMPLEX, scale, 2)

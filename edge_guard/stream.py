@@ -1,14 +1,7 @@
 """Run the Guard on a camera or video stream: ``edge-guard run`` as a library.
 
-Sources (:func:`parse_source`, :func:`open_capture`), all through OpenCV's VideoCapture:
-a camera index (V4L2 on Linux), a device path (/dev/video0), a video file or an image
-pattern (frames/%06d.png), a URL (rtsp://, http://, ...) or a GStreamer pipeline (any source
-containing '!', opened with cv2.CAP_GSTREAMER; needs an OpenCV built with GStreamer, as
-JetPack's is, not pip's). A Jetson CSI camera, for example::
-
-    nvarguscamerasrc sensor-id=0 ! video/x-raw(memory:NVMM),width=1920,height=1080,framerate=30/1
-      ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR
-      ! appsink drop=1
+Sources (cameras, files, image patterns, URLs, GStreamer pipelines) are parsed and opened
+by :mod:`edge_guard.sources` (:func:`parse_source`, :func:`open_capture`, re-exported here).
 
 Threads: a reader thread owns the capture and hands frames to the checking thread (the
 caller's) through a one-slot mailbox, so decoding overlaps checking.
@@ -37,16 +30,25 @@ Events (JSON Lines, :mod:`edge_guard.events`), stable field names:
 
 - ``start``: time, version, source, source_kind, live, realtime, every, max_frames, bundle,
   model_sha256, backend, provider (the one actually in use), selection (how the backend was
-  chosen: ``auto`` says why faster ones were passed over), k, threshold, patch_size,
-  frame_size (the bundle's [h, w]), input_size (the source's [h, w]), source_fps, alarm
-  {m, n}, and any extra fields the caller passes (the CLI adds seed).
+  chosen: ``auto`` says why faster ones were passed over), detector ("frame": patches
+  against the frame's segmentation; "pairs": the paper's overlapping pairs), statistic
+  (what one comparison scores: "miou", "agreement", "miou-min"), k (patches or pairs per
+  frame), threshold, patch_size, frame_size (the bundle's [h, w]), input_size (the
+  source's [h, w]), source_fps, alarm {m, n}, and any extra fields the caller passes (the
+  CLI adds seed).
 - ``frame`` (one per checked frame): frame (index in the source, from 0), capture_time (unix
   s, when the reader got it), score, threshold, adversarial, latency_ms (from the reader
   getting the frame to its verdict, the wait in the mailbox included; not the time the frame
-  spent in the driver's or the network's buffers before), skipped_since_last, alarm_active, then the Verdict's
-  fields: k, pair_mious, pairs ([y1, x1, y2, x2] in the bundle's frame), timings_ms (resize,
-  sample, crop, infer, consistency, total; on the TensorRT path with GPU scoring, one "gpu"
-  entry replaces crop, infer and consistency), frame_size, input_size, backend, provider.
+  spent in the driver's or the network's buffers before), skipped_since_last, alarm_active,
+  then the Verdict's fields (:meth:`~edge_guard.verdict.Verdict.as_dict`): detector,
+  statistic, k, scores (the K comparison scores; score is their mean), boxes (in the
+  bundle's frame: [y, x] patch top-lefts for the frame detector, [y1, x1, y2, x2] the two
+  top-lefts of each pair for the pairs detector), patch_size (the boxes' side), timings_ms
+  (resize, segment when the guard segmented the frame, sample, crop, infer, consistency,
+  total; on the TensorRT path with GPU scoring, one "gpu" entry replaces crop, infer and
+  consistency), frame_size, input_size, backend, provider. The pairs detector's records
+  also carry the older names pair_mious (= scores) and pairs (= boxes). The frame's
+  segmentation is not in the events (a verdict's ``labels``; ``run --show-labels`` draws it).
 - ``alarm``: state ("raised" or "cleared"), frame, capture_time, flagged (of the window),
   m, n, episode (1, 2, ...).
 - ``gap``: after_frame (last frame read before it), start_time, end_time, duration_s,
@@ -67,13 +69,10 @@ import contextlib
 import math
 import os
 import queue
-import re
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 
@@ -82,168 +81,11 @@ import numpy as np
 
 from . import __version__
 from .errors import UserError
+from .sources import (Source, SourceError, capture_prop, captured_stderr, has_gstreamer,  # noqa: F401
+                      last_message, open_capture, parse_source, quiet_opencv)  # (re-exported: the stream's API)
 
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 DEFAULT_FPS = 30.0  # when a source does not say its frame rate
-OPEN_TIMEOUT_MS, READ_TIMEOUT_MS = 10_000, 5_000  # network streams
-_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
-
-
-class SourceError(UserError):
-    """A source that cannot be opened or gives no frame."""
-
-
-# ------------------------------------------------------------------------------------ sources
-
-@dataclass(frozen=True)
-class Source:
-    """What to read: ``target`` is what VideoCapture gets; ``kind`` is camera/file/url/gstreamer."""
-
-    target: int | str
-    kind: str
-
-    @property
-    def live(self) -> bool:
-        """Frames arrive in real time whether or not they are read (everything but files)."""
-        return self.kind != "file"
-
-    def __str__(self) -> str:
-        return f"camera {self.target}" if self.kind == "camera" else str(self.target)
-
-
-def parse_source(camera: int | None = None, source: str | None = None) -> Source:
-    """A Source from ``--camera N`` or ``--source PATH|URL|PIPELINE``; UserError when unusable."""
-    if (camera is None) == (source is None):
-        raise UserError("give exactly one of --camera N and --source PATH|URL|PIPELINE")
-    if camera is not None:
-        if isinstance(camera, bool) or int(camera) < 0:
-            raise UserError(f"a camera index is a non-negative integer, got {camera!r}")
-        return Source(int(camera), "camera")
-    text = str(source).strip()
-    if not text:
-        raise UserError("--source is empty")
-    if "!" in text and not Path(text).expanduser().is_file():  # a file name may contain '!'
-        return Source(text, "gstreamer")
-    if _URL.match(text):
-        if text.lower().startswith("file://"):
-            return parse_source(source=text[len("file://"):])
-        return Source(text, "url")
-    path = Path(text).expanduser()
-    if re.fullmatch(r"/dev/video\d+", text):
-        return Source(text, "camera")
-    if text.isdigit() and not path.exists():
-        return Source(int(text), "camera")
-    if path.is_dir():
-        raise UserError(f"--source {text} is a folder: for an image sequence give a pattern, "
-                        f"e.g. {path / '%06d.png'}")
-    if path.is_file():
-        return Source(str(path), "file")
-    if "%" in path.name and path.parent.is_dir():  # printf pattern of an image sequence
-        return Source(str(path), "file")
-    raise UserError(f"--source {text} does not exist (give a video file, an image pattern such as "
-                    "frames/%06d.png, a URL, a GStreamer pipeline containing '!', or --camera N)")
-
-
-def has_gstreamer() -> bool:
-    """Whether this OpenCV can open GStreamer pipelines."""
-    for line in cv2.getBuildInformation().splitlines():
-        if line.strip().startswith("GStreamer:"):
-            return "YES" in line.split(":", 1)[1]
-    return False
-
-
-# OpenCV's log level and file descriptor 2 are process-wide: streams opening (or reconnecting)
-# in several threads at once would save and restore them interleaved, leaving stderr pointed
-# at a deleted file for good. One reentrant lock serialises the probes.
-_PROBE_LOCK = threading.RLock()
-
-
-@contextlib.contextmanager
-def _quiet_opencv():
-    """Silence OpenCV's own warnings while probing a source: our one-line error says it all."""
-    logging = getattr(getattr(cv2, "utils", None), "logging", None)
-    if logging is None:
-        yield
-        return
-    with _PROBE_LOCK:
-        level = logging.getLogLevel()
-        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
-        try:
-            yield
-        finally:
-            logging.setLogLevel(level)
-
-
-@contextlib.contextmanager
-def _captured_stderr():
-    """Collect what C libraries (OpenCV, FFmpeg) write to file descriptor 2 meanwhile.
-
-    Yields a list that holds the text afterwards. Used while opening a source only, before its
-    reader thread starts; another thread's stderr output in that window lands here too.
-    """
-    text: list = []
-    with _PROBE_LOCK:
-        try:
-            sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError, AttributeError):  # no usable fd 2 (e.g. pythonw)
-            yield text
-            return
-        with tempfile.TemporaryFile() as tmp:
-            os.dup2(tmp.fileno(), 2)
-            try:
-                yield text
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
-                tmp.seek(0)
-                text.append(tmp.read().decode("utf-8", "replace"))
-
-
-def _last_message(text: str) -> str:
-    """The last line FFmpeg/OpenCV printed, without its "[demuxer @ 0x...]" prefix."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return re.sub(r"^\[[^\]]*\]\s*", "", lines[-1]) if lines else ""
-
-
-def _api(source: Source) -> int:
-    if source.kind == "gstreamer":
-        return cv2.CAP_GSTREAMER
-    if source.kind == "camera" and sys.platform.startswith("linux"):
-        return cv2.CAP_V4L2
-    return cv2.CAP_ANY
-
-
-def open_capture(source: Source):
-    """An opened cv2.VideoCapture for ``source``; SourceError (one line) when it does not open."""
-    if source.kind == "gstreamer" and not has_gstreamer():
-        raise SourceError("this OpenCV was built without GStreamer (pip's opencv-python is): "
-                          "use an OpenCV with GStreamer (e.g. JetPack's python3-opencv) for a pipeline")
-    with _quiet_opencv():
-        if source.kind == "url":
-            # FFmpeg waits ~30 s on a dead stream by default: fail, or detect a drop, sooner.
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
-                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS]
-            cap = cv2.VideoCapture(source.target, _api(source), params)
-        else:
-            cap = cv2.VideoCapture(source.target, _api(source))
-        opened = cap.isOpened()
-    if not opened:
-        cap.release()
-        hint = {"camera": " (is it connected, and readable by this user?)",
-                "file": " (not a video OpenCV can decode?)",
-                "url": " (is the stream up and the URL right?)",
-                "gstreamer": " (check the pipeline with gst-launch-1.0; it must end in appsink)"}
-        raise SourceError(f"cannot open {source}{hint[source.kind]}")
-    return cap
-
-
-def _prop(cap, prop) -> float | None:
-    try:
-        value = float(cap.get(prop))
-    except Exception:  # a fake or exotic capture without properties
-        return None
-    return value if math.isfinite(value) and value > 0 else None
 
 
 # -------------------------------------------------------------------------------- the mailbox
@@ -540,7 +382,7 @@ class Stream:
         """Open the source and read its first frame; a failure is one line, with the library's
         own complaint (e.g. FFmpeg's "moov atom not found") appended instead of printed."""
         cap, frame, error = None, None, None
-        with _captured_stderr() as noise, _quiet_opencv():
+        with captured_stderr() as noise, quiet_opencv():
             try:
                 cap = self._opener()
                 ok, frame = cap.read()
@@ -553,7 +395,7 @@ class Stream:
             if cap is not None:
                 with contextlib.suppress(Exception):
                     cap.release()
-            detail = _last_message(said)
+            detail = last_message(said)
             raise SourceError(f"{error}: {detail}" if detail else str(error)) from None
         if said.strip():
             sys.stderr.write(said)  # warnings of a source that works: pass them on
@@ -567,7 +409,7 @@ class Stream:
         self.alarm = AlarmWindow(self.alarm.m, self.alarm.n)
         self.scores.clear()
         cap, first = self._open()
-        fps = _prop(cap, cv2.CAP_PROP_FPS)
+        fps = capture_prop(cap, cv2.CAP_PROP_FPS)
         fps = fps if fps is not None and fps < 1000 else None
         pace = (self.pace_fps or fps or DEFAULT_FPS) if self.realtime and not self.source.live else None
         try:
@@ -584,12 +426,15 @@ class Stream:
                     "live": self.source.live, "realtime": self.realtime, "every": self.every,
                     "max_frames": self.max_frames, "bundle": str(g.bundle.root),
                     "model_sha256": g.bundle.model_sha256, "backend": g.backend,
-                    "provider": g.provider, "selection": getattr(g, "selection", ""), "k": g.k, "threshold": g.threshold,
+                    "provider": g.provider, "selection": getattr(g, "selection", ""),
+                    "detector": g.bundle.method, "statistic": g.bundle.statistic, "k": g.k,
+                    "threshold": g.threshold,
                     "patch_size": g.bundle.patch_size, "frame_size": list(g.bundle.frame_size),
                     "input_size": list(first[0].shape[:2]), "source_fps": fps,
                     "alarm": {"m": self.alarm.m, "n": self.alarm.n}, **self.extra})
         h, w = g.bundle.frame_size
-        self._say(f"# {self.source} -> {g.bundle.root} | {g.backend} ({g.provider}) | frame {h}x{w}, "
+        self._say(f"# {self.source} -> {g.bundle.root} | {g.backend} ({g.provider}) | "
+                  f"{g.bundle.method} detector, {g.bundle.statistic}, frame {h}x{w}, "
                   f"{g.k_text}, threshold {g.threshold:.4f} | "
                   f"{'newest frame only' if self.realtime else 'every frame in order'}"
                   f"{f', one in {self.every}' if self.every > 1 else ''} | "
@@ -720,13 +565,16 @@ class Display:
     """A sink that annotates each checked frame and shows it (``show``) and/or writes it (``save``).
 
     The saved video holds the checked frames, at the source's frame rate divided by ``every``
-    (mp4v, so name it .mp4). In the window, q or Esc ends the stream.
+    (mp4v, so name it .mp4). In the window, q or Esc ends the stream. ``labels``: tint each
+    frame lightly with the verdict's segmentation (when it carries one).
     """
 
     TITLE = "edge-guard"
 
-    def __init__(self, patch: int, show: bool = False, save=None, fourcc: str = "mp4v"):
+    def __init__(self, patch: int, show: bool = False, save=None, fourcc: str = "mp4v",
+                 labels: bool = False):
         self.patch, self.show, self.save, self.fourcc = patch, show, save, fourcc
+        self.labels = bool(labels)
         self._writer = None
         self.written = 0
         if save is not None:
@@ -737,11 +585,11 @@ class Display:
 
         note = f"frame {info.get('frame_index', '?')}  {info.get('latency_ms', 0.0):.0f} ms"
         img = annotate(frame.copy(), verdict, self.patch, info.get("scores", ()),
-                       info.get("alarm_active", False), note)
+                       info.get("alarm_active", False), note, labels=self.labels)
         if self.save is not None:
             if self._writer is None:
                 h, w = img.shape[:2]
-                with _captured_stderr(), _quiet_opencv():  # our one line says it; not FFmpeg's
+                with captured_stderr(), quiet_opencv():  # our one line says it; not FFmpeg's
                     self._writer = cv2.VideoWriter(str(Path(self.save).expanduser()),
                                                    cv2.VideoWriter_fourcc(*self.fourcc),
                                                    float(info.get("fps", DEFAULT_FPS)), (w, h))

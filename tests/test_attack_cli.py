@@ -426,5 +426,67 @@ def test_k_attack_zero_draws_no_patch_so_checks_none(setup, tmp_path, capsys):
                     device="cpu", progress=False)
     args = ("--method", "dag", "--target", "pure", "--adaptive", "spatial", "--patch-size", "500", "--limit", "1")
     assert attack(root, ckpt, *args, "--k-attack", "0", out=tmp_path / "k0cli") == 2
-    assert "--patch-size applies only to --adaptive spatial or spatial-pairs with --k-attack above 0" in \
-        capsys.readouterr().err
+    assert ("--patch-size applies only to --adaptive spatial, spatial-pairs, frame or frame-agree with "
+            "--k-attack above 0") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind,extra", [("frame", ()), ("frame-agree", ("--agree-weight", "0.5"))])
+def test_frame_attacks_record_their_settings_and_resume(setup, tmp_path, capsys, kind, extra):
+    """The attacks on the patch-vs-frame detector take --k-attack, record K, the patch size and
+    (frame-agree) the weight, resume, and refuse a resume with another weight."""
+    root, ckpt, _ = setup
+    args = ("--method", "dag", "--target", "pure", "--adaptive", kind, "--k-attack", "2", *extra)
+    out = tmp_path / kind
+    assert attack(root, ckpt, *args, "--limit", "1", out=out) == 0
+    first = json.loads((out / "manifest.json").read_text())
+    s = first["settings"]
+    assert (s["adaptive"], s["k_attack"], s["patch_size"], s["l2"]) == (kind, 2, 24, 0.06)  # s = H/2 of 48
+    if kind == "frame-agree":
+        assert s["agree_weight"] == 0.5
+    assert attack(root, ckpt, *args, "--limit", "2", out=out) == 0
+    second = json.loads((out / "manifest.json").read_text())
+    (name,) = first["images"]
+    assert len(second["images"]) == 2 and second["images"][name] == first["images"][name]
+    if kind == "frame-agree":
+        capsys.readouterr()
+        assert attack(root, ckpt, *args[:-1], "2", "--limit", "2", out=out) == 2
+        assert "other settings (agree_weight: 0.5 -> 2.0)" in capsys.readouterr().err
+
+
+def test_the_agreement_weight_keeps_older_folder_keys():
+    """evaluate names its folders by a digest of identity(): the weight added for frame-agree
+    is left out of every other attack's, so their folders keep their names."""
+    from edge_guard.calibration.attacks.run import AttackSettings
+
+    for adaptive in (None, "scale", "spatial", "spatial-pairs", "frame"):
+        made = AttackSettings(method="dag", target="pure", adaptive=adaptive).resolved()
+        assert "agree_weight" not in made.identity()
+    agree = AttackSettings(method="dag", target="pure", adaptive="frame-agree", agree_weight=2).resolved()
+    assert agree.identity()["agree_weight"] == 2
+    with pytest.raises(UserError, match="--agree-weight"):
+        AttackSettings(method="dag", target="pure", adaptive="frame-agree", agree_weight=float("nan")).resolved()
+
+
+def test_a_folder_made_before_the_agreement_weight_resumes(setup, tmp_path, capsys):
+    """Manifests written before frame-agree have no agree_weight: a setting the attack does not
+    read, so their folders resume."""
+    root, ckpt, _ = setup
+    args = ("--method", "dag", "--target", "pure", "--adaptive", "spatial", "--k-attack", "1")
+    out = tmp_path / "old"
+    assert attack(root, ckpt, *args, "--limit", "1", out=out) == 0
+    path = out / "manifest.json"
+    doc = json.loads(path.read_text())
+    del doc["settings"]["agree_weight"]
+    path.write_text(json.dumps(doc))
+    assert attack(root, ckpt, *args, "--limit", "2", out=out) == 0
+    assert len(json.loads(path.read_text())["images"]) == 2
+
+
+def test_help_explains_every_adaptive_attack_in_one_line(capsys):
+    from edge_guard.calibration.attacks import ADAPTIVE
+
+    assert main(["attack", "--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name in ADAPTIVE:
+        assert any(line.startswith(f"  {name} ") and len(line.split()) > 4 for line in lines), name
+    assert any("--agree-weight" in line for line in lines)

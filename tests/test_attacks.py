@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from edge_guard.calibration.attacks import (
-    BlurViews, PairViews, PatchViews, dag, dag_loss, gaussian_blur, houdini, houdini_loss,
+    BlurViews, FrameAgreeViews, FrameViews, PairViews, PatchViews, dag, dag_loss, gaussian_blur, houdini, houdini_loss,
     make_views, project, quantize)
 from edge_guard.calibration.attacks.result import success_rate
 from edge_guard.calibration.targets import pure, scene
@@ -401,6 +401,118 @@ def test_pair_consistency_is_zero_for_agreeing_patches():
     assert views.coupling(logits, group).abs().max() < 1e-6
     logits[1] = logits[1] + torch.randn_like(logits[1])
     assert views.coupling(logits, group).item() > 0
+
+
+# --- adaptive attacks on the patch-vs-frame detector -------------------------------------
+
+@pytest.mark.parametrize("kind", ["frame", "frame-agree"])
+def test_frame_views_crop_where_the_sampler_says(kind):
+    from edge_guard.patches import sample_patches
+
+    x = torch.rand(2, 3, 32, 48)
+    t = torch.randint(0, 5, (2, 32, 48))
+    t[:, :4] = 255
+    frame = torch.randint(0, 5, (2, 32, 48))
+    views = make_views(kind, k_attack=3, patch_size=16, agree_weight=0.5)
+    assert isinstance(views, FrameViews if kind == "frame" else FrameAgreeViews)
+    extra = {"frame": frame} if kind == "frame-agree" else {}
+    groups = list(views.groups(x, t, t != 255, [np.random.default_rng(5), np.random.default_rng(6)], **extra))
+    assert len(groups) == 3 and all(len(g) == 1 for g in groups)
+    for i, seed in enumerate((5, 6)):  # each image's own generator, as the detector draws
+        tops = sample_patches(32, 48, 16, 3, np.random.default_rng(seed))
+        for (view,), (y, c) in zip(groups, tops.tolist()):
+            assert tuple(view.boxes[i]) == (y, c)
+            assert torch.equal(view.images[i], x[i, :, y:y + 16, c:c + 16])
+            if kind == "frame":
+                assert torch.equal(view.target[i], t[i, y:y + 16, c:c + 16])
+                assert torch.equal(view.valid[i], t[i, y:y + 16, c:c + 16] != 255) and view.weight == 1
+            else:  # toward the frame's labels, on every pixel the detector compares
+                assert torch.equal(view.target[i], frame[i, y:y + 16, c:c + 16])
+                assert bool(view.valid[i].all()) and view.weight == 0.5
+    # a frame smaller than the patch: the patch shrinks to fit (small test images)
+    (small,) = list(make_views(kind, k_attack=1, patch_size=512).groups(
+        x, t, t != 255, np.random.default_rng(0), **extra))
+    assert small[0].images.shape == (2, 3, 32, 32)
+    assert list(make_views(kind, k_attack=0).groups(x, t, t != 255, np.random.default_rng(0), **extra)) == []
+    if kind == "frame-agree":
+        with pytest.raises(ValueError, match="frame's labels"):
+            list(views.groups(x, t, t != 255, np.random.default_rng(0)))
+        assert views.settings() == {"adaptive": "frame-agree", "k_attack": 3, "patch_size": 16, "agree_weight": 0.5}
+
+
+def test_agreement_gradient_pushes_a_patch_toward_the_frame_labels():
+    """Hand-checkable: a per-pixel linear model z_c = w_c.x + b_c, an image at class 0's colour
+    (every pixel predicted 0) and frame labels of class 1. DAG's loss on a patch pixel is
+    z_0 - z_1, so the agreement term's gradient is weight * (w_0 - w_1) on the patch's pixels
+    and 0 elsewhere; a step against it raises z_1 - z_0 there."""
+    from edge_guard.calibration.attacks.engine import _view_grads
+
+    model = prototype_segmenter(num_classes=2)
+    w = model.weight[:, :, 0, 0]
+    mu0 = (w[0] / 40).view(1, 3, 1, 1)  # prototype colour of class 0 (sharpness 20: w = 40 mu)
+    x = mu0.expand(1, 3, 24, 24).clone().requires_grad_(True)
+    assert bool((model(x).argmax(1) == 0).all())
+    target = torch.zeros(1, 24, 24, dtype=torch.long)  # the frame's own target is not used here
+    frame = torch.ones(1, 24, 24, dtype=torch.long)
+    views = FrameAgreeViews(k=1, size=8, weight=0.5)
+    grad, ok = _view_grads(model, views, x, target, target == 0, [np.random.default_rng(3)], dag_loss, 0.99,
+                           frame=frame)
+    tops, _ = views.tops(1, 24, 24, [np.random.default_rng(3)])  # the draw the views made
+    y, c = tops[0, 0].tolist()
+    inside = torch.zeros(1, 1, 24, 24, dtype=torch.bool)
+    inside[..., y:y + 8, c:c + 8] = True
+    expected = torch.where(inside, (0.5 * (w[0] - w[1])).view(1, 3, 1, 1), torch.zeros(()))
+    assert torch.allclose(grad, expected, atol=1e-5) and not bool(ok.any())
+    with torch.no_grad():
+        z, z0 = model(x - 1e-3 * grad), model(x)
+    margin, before = z[:, 1] - z[:, 0], z0[:, 1] - z0[:, 0]
+    assert bool((margin > before)[inside[:, 0]].all()) and torch.equal(margin[~inside[:, 0]], before[~inside[:, 0]])
+    # patches that already agree with the frame: no gradient, and the stop test holds
+    grad, ok = _view_grads(model, views, x, target, target == 0, [np.random.default_rng(3)], dag_loss, 0.99,
+                           frame=torch.zeros_like(frame))
+    assert not bool(grad.any()) and bool(ok.all())
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+@pytest.mark.parametrize("kind", ["frame", "frame-agree"])
+def test_frame_attacks_return_8bit_images_within_budget(tiny, kind, attack):
+    model, x, _ = tiny
+    x = x[:2]
+    t = torch.tensor(np.stack([pure(x.shape[-2:], s) for s in (5, 6)])).long()
+    views = make_views(kind, k_attack=2, patch_size=16)
+    res = attack(model, x, t, quantize=True, views=views, max_iter=3, l2=0.06, seed=[1, 2])
+    assert res.images.shape == x.shape and (res.iterations <= 3).all()
+    assert torch.allclose(res.images * 255, (res.images * 255).round(), atol=1e-4)
+    assert (res.l2 <= 0.06 + 1e-6).all() and res.images.min() >= 0 and res.images.max() <= 1
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_adaptive_frame_moves_its_objective(tiny, attack):
+    model, x, _ = tiny
+    x = x[:2]
+    t = torch.tensor(np.stack([pure(x.shape[-2:], s) for s in (5, 6)])).long()
+    views = make_views("frame", k_attack=3, patch_size=16)
+    loss = dag_loss if attack is dag else houdini_loss
+    before = view_objective(model, views, loss, x, t, 123)
+    res = attack(model, x, t, quantize=True, views=views, max_iter=40, seed=0)
+    after = view_objective(model, views, loss, res.images, t, 123)
+    assert (after < 0.5 * before).all(), (before, after)
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_agreement_is_toward_the_frames_current_labels(attack):
+    """On a per-pixel model every patch already agrees with the frame's labels, whatever the
+    image: the agreement term is zero throughout and frame-agree gives the plain attack's
+    images (were it toward the target instead, it would add to the step)."""
+    model = prototype_segmenter()
+    x = eight_bit((2, 3, 24, 40), seed=4)
+    target = torch.full((2, 24, 40), 2, dtype=torch.long)
+    kwargs = dict(max_iter=3, threshold=1.0, l2=0.06, quantize=True, seed=[3, 4])
+    plain = attack(model, x, target, **kwargs)
+    agree = attack(model, x, target, views=FrameAgreeViews(k=2, size=12), **kwargs)
+    assert torch.equal(plain.images, agree.images)
+    pushed = attack(model, x, target, views=FrameViews(k=2, size=12), **kwargs)
+    assert not torch.equal(plain.images, pushed.images)
 
 
 @pytest.mark.gpu

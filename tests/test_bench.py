@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 from cli_run import run_cli
-from tiny_bundle import PATCH, make_bundle, make_guard_bundle, tiny_patch_model
+from tiny_bundle import PATCH, make_bundle, make_frame_bundle, make_guard_bundle, tiny_patch_model
 
 from edge_guard.bench import markdown_table, open_bundle, pixel_floor, run_bench, summarise
 from edge_guard.bundle import BundleError
@@ -40,23 +40,60 @@ def _with_segment(root, frame=FRAME):
     return root
 
 
-def test_bench_of_a_calibrated_bundle_times_every_stage_and_the_baseline(tmp_path):
+GUARD_STAGES = {"resize", "sample", "crop", "infer", "consistency", "total"}  # labels given: no "segment"
+
+
+def _check_rows(doc, detectors, ks):
+    """Every row: the guard's extra (labels given), segmentation + guard, and their ratios."""
+    seg = doc["segmentation"]["total"]["mean"]
+    assert [(r["detector"], r["k"]) for r in doc["runs"]] == [(d, k) for d in detectors for k in ks]
+    for run in doc["runs"]:
+        total = run["stages"]["total"]
+        assert set(run["stages"]) == GUARD_STAGES
+        assert 0 < total["p50"] <= total["p99"] and run["fps"] == pytest.approx(1e3 / total["mean"])
+        assert run["overhead"] == pytest.approx(total["mean"] / seg)
+        one_call = run["check"]["stages"]
+        assert set(one_call) == GUARD_STAGES | {"segment"} and one_call["segment"]["mean"] > 0
+        assert run["combined_fps"] == pytest.approx(1e3 / one_call["total"]["mean"])
+        per_k = 1 if run["detector"] == "frame" else 2
+        assert run["patches"] == per_k * run["k"]
+        assert run["pixel_floor"] == pytest.approx(per_k * run["k"] * PATCH ** 2 / (FRAME[0] * FRAME[1]))
+        assert 0 < run["consistency_share"] < 1 and run["host_peak_rss_mb"] > 0
+
+
+def test_bench_of_a_calibrated_bundle_times_both_detectors_and_the_baseline(tmp_path):
+    """An older bundle: guard.json names no full-frame graph, export.json's segment record does."""
     root = _with_segment(make_guard_bundle(tmp_path / "b", frame=FRAME))
     lines = []
     doc = run_bench(root, backend="onnxruntime-cpu", pairs=(2, 1), iters=3, warmup=1, threads=1,
                     log=lines.append).as_dict()
-    assert [r["k"] for r in doc["runs"]] == [1, 2]
     assert doc["settings"]["calibrated"] and doc["segmentation"]["provider"] == "CPUExecutionProvider"
-    for run in doc["runs"]:
-        assert set(run["stages"]) == {"resize", "sample", "crop", "infer", "consistency", "total"}
-        total = run["stages"]["total"]
-        assert 0 < total["p50"] <= total["p99"] and run["fps"] == pytest.approx(1e3 / total["mean"])
-        assert run["overhead"] == pytest.approx(total["mean"] / doc["segmentation"]["total"]["mean"])
-        assert run["pixel_floor"] == pytest.approx(2 * run["k"] * PATCH ** 2 / (FRAME[0] * FRAME[1]))
-        assert 0 < run["consistency_share"] < 1 and run["host_peak_rss_mb"] > 0
-    assert any("K=2" in line and "x segmentation" in line for line in lines)
+    assert doc["settings"]["detectors"] == ["frame", "pairs"] and doc["notes"] == []
+    _check_rows(doc, ["frame", "pairs"], [1, 2])
+    # The bundle's own detector keeps its settings; the other is timed uncalibrated on the same model.
+    assert [(r["detector"], r["calibrated"], r["statistic"]) for r in doc["runs"][::2]] == [
+        ("frame", False, "miou"), ("pairs", True, "miou")]
+    assert any(line.startswith("pairs  K=2") and "x segmentation" in line and "segmentation + guard" in line
+               for line in lines)
+    assert any(line.startswith("frame  K=1") for line in lines)
     table = markdown_table(doc)
-    assert table.count("\n| ") == 3 and "| 2 | onnxruntime (CPUExecutionProvider)" in table
+    assert table.count("\n| ") == 5 and "| pairs (miou) | 2 | onnxruntime (CPUExecutionProvider)" in table
+    assert "| frame (miou) | 1 |" in table
+
+
+def test_bench_of_a_frame_bundle_uses_its_full_frame_graph(tmp_path):
+    """guard.json's model.frame_graph (no export.json at all) is the baseline and the guard's."""
+    root = make_frame_bundle(tmp_path / "f", frame=FRAME, k=4, statistic="agreement")
+    assert not (root / "export.json").exists()
+    doc = run_bench(root, backend="onnxruntime-cpu", pairs=[1, 3], iters=2, warmup=0, threads=1,
+                    log=lambda _: None).as_dict()
+    _check_rows(doc, ["frame", "pairs"], [1, 3])
+    assert [(r["detector"], r["calibrated"], r["statistic"]) for r in doc["runs"][::2]] == [
+        ("frame", True, "agreement"), ("pairs", False, "agreement")]
+    assert (doc["settings"]["b_low"], doc["settings"]["b_high"]) == (1, 2)   # the paper's, scaled to s=16
+    only = run_bench(root, backend="onnxruntime-cpu", pairs=[2], iters=1, warmup=0, threads=1,
+                     detectors="frame", log=lambda _: None).as_dict()
+    assert [r["detector"] for r in only["runs"]] == ["frame"] and only["settings"]["b_low"] is None
 
 
 def _export_only(root):
@@ -81,6 +118,12 @@ def test_uncalibrated_export_is_timed_with_the_papers_geometry(tmp_path):
     assert not doc["settings"]["calibrated"] and doc["segmentation"] is None
     assert "--frame 48x64" in doc["segmentation_note"] and doc["runs"][0]["overhead"] is None
     assert any(line.startswith("note: no plain-segmentation baseline") for line in lines)
+    # No full-frame graph: the pairs detector's extra alone, and a note for the frame detector.
+    assert [r["detector"] for r in doc["runs"]] == ["pairs"] and doc["runs"][0]["check"] is None
+    assert doc["settings"]["detectors"] == ["pairs"] and "frame detector needs the full-frame graph" in doc["notes"][0]
+    with pytest.raises(UserError, match="nothing to time: the frame detector needs the full-frame graph"):
+        run_bench(root, backend="onnxruntime-cpu", frame=FRAME, pairs=[1], iters=1, detectors="frame",
+                  log=lambda _: None)
 
 
 def test_segment_graph_of_another_frame_size_is_not_used(tmp_path):
@@ -113,7 +156,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         open_bundle(tmp_path / "missing")
     rc, _, err = run_cli(["bench", "--pairs", "0,5"])
-    assert rc == 2 and "pair counts must be positive" in err
+    assert rc == 2 and "K values (patches or pairs) must be positive" in err
     rc, out, err = run_cli(["bench", "--bundle", tmp_path / "missing"])
     assert rc == 2 and err.count("\n") == 1 and "does not exist" in err and out == ""
     rc, out, err = run_cli(["bench", "--bundle", tmp_path])   # a folder, but no bundle: nothing printed first
@@ -132,7 +175,20 @@ def test_bench_command_on_the_shipped_bundle_at_a_tiny_size(tmp_path):
     doc = json.loads(out_json.read_text())
     assert doc["settings"]["camera_frame"] == [240, 320] and doc["settings"]["frame_size"] == [512, 1024]
     assert doc["segmentation"] is not None, doc["segmentation_note"]   # the shipped bundle has segment.onnx
-    assert [r["k"] for r in doc["runs"]] == [1, 2] and "K=2" in out and "peak host memory" in out
+    assert [(r["detector"], r["k"]) for r in doc["runs"]] == [("frame", 1), ("frame", 2), ("pairs", 1), ("pairs", 2)]
+    assert "pairs  K=2" in out and "frame  K=1" in out and "peak host memory" in out
+
+
+def test_bench_command_detector_and_k_options(tmp_path):
+    root = make_frame_bundle(tmp_path / "f", frame=FRAME)
+    out_json = tmp_path / "bench.json"
+    rc, out, err = run_cli(["bench", "--bundle", root, "--detector", "pairs", "--k", "2", "--iters", "1",
+                            "--warmup", "0", "--threads", "1", "--backend", "onnxruntime-cpu", "--json", out_json])
+    assert rc == 0, err
+    doc = json.loads(out_json.read_text())
+    assert [(r["detector"], r["k"]) for r in doc["runs"]] == [("pairs", 2)] and "pairs  K=2" in out
+    rc, _, err = run_cli(["bench", "--detector", "scale"])
+    assert rc == 2 and "invalid choice: 'scale'" in err
 
 
 def test_full_frame_engine_runs_through_the_tensorrt_runner(tmp_path):
@@ -178,11 +234,12 @@ def _benchmark(name):
 def test_benchmark_grid_script_writes_results_table_and_plot(tmp_path):
     """benchmarks/bench_grid.py at a tiny size, as CI runs it (figures are not checked)."""
     grid = _benchmark("bench_grid")
-    assert grid.main(["--out", str(tmp_path), "--pairs", "1,2", "--iters", "1", "--warmup", "0",
+    assert grid.main(["--out", str(tmp_path), "--k", "1,2", "--iters", "1", "--warmup", "0",
                       "--no-kernels"]) == 0
     docs = json.loads((tmp_path / "results.json").read_text())
-    assert docs[0]["label"].startswith("edge_small, ONNX Runtime CPU") and len(docs[0]["runs"]) == 2
-    assert "| 2 | onnxruntime" in (tmp_path / "table.md").read_text()
+    assert docs[0]["label"].startswith("edge_small, ONNX Runtime CPU") and len(docs[0]["runs"]) == 4
+    table = (tmp_path / "table.md").read_text()
+    assert "| frame (miou) | 2 | onnxruntime" in table and "| pairs (miou) | 2 | onnxruntime" in table
     assert (tmp_path / "latency_vs_k.png").stat().st_size > 1000
 
 
@@ -190,12 +247,20 @@ def test_run_fps_script_streams_a_generated_clip(tmp_path, capsys):
     """benchmarks/run_fps.py: `edge-guard run` on a rendered clip, one summary line per K."""
     script = _benchmark("run_fps")
     out = tmp_path / "run_fps.json"
-    assert script.main(["--frames", "3", "--pairs", "1", "2", "--size", "128", "256",
+    assert script.main(["--frames", "3", "--k", "1", "2", "--size", "128", "256",
                         "--threads", "1", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert [r["k"] for r in rows] == [1, 2] and all(r["frames_checked"] == 3 for r in rows)
     assert all(r["fps_checked"] > 0 and r["latency_ms"]["p50"] > 0 for r in rows)
-    assert "K=2" in capsys.readouterr().out
+    assert all((r["detector"], r["segments"]) == ("pairs", False) for r in rows)   # the shipped bundle
+    assert "pairs K=2" in capsys.readouterr().out
+    # A frame-detector bundle: the guard segments the frame in the same call.
+    bundle = make_frame_bundle(tmp_path / "f", frame=FRAME)
+    assert script.main(["--frames", "2", "--k", "3", "--size", "96", "128", "--threads", "1",
+                        "--bundle", str(bundle), "--json", str(out)]) == 0
+    row, = json.loads(out.read_text())
+    assert (row["detector"], row["statistic"], row["segments"], row["k"]) == ("frame", "agreement", True, 3)
+    assert "frame K=3" in capsys.readouterr().out and row["frames_flagged"] == 0
 
 
 def test_attack_table_fills_evaluates_folders_in_rounds(tmp_path, capsys):

@@ -18,7 +18,7 @@ from edge_guard.cli import main
 from edge_guard.errors import MissingDependency, UserError
 from edge_guard.guard import STAGES, Guard, Verdict
 from edge_guard.patches import sample_pairs
-from tiny_bundle import contrast_labels, make_guard_bundle
+from tiny_bundle import contrast_labels, make_frame_bundle, make_guard_bundle
 
 H, W = 48, 64
 
@@ -261,6 +261,7 @@ def test_cli_exit_statuses(bundle_dir, images):
             "--threads", "1"]
     rc, out, err = _cli(base + [str(images / "flat.png"), str(images / "flat_grey.png")])
     assert rc == 0 and err == "" and out.count("benign") == 2 and "CPUExecutionProvider" in out
+    assert "pairs detector, miou" in out and "min pair" in out
     rc, out, err = _cli(base + [str(images / "flat.png"), str(images / "noise.png")])
     assert rc == 1 and "ADVERSARIAL" in out
     broken, missing = images / "broken.png", images / "missing.png"
@@ -301,3 +302,46 @@ def test_cli_json_lines(bundle_dir, images):
         g.check(cv2.imread(str(images / "flat.png")))
         v = g.check(cv2.imread(str(images / "noise.png")))
     assert v.pairs == rows[1]["pairs"] and v.score == rows[1]["score"]
+
+
+def test_cli_k_is_pairs(bundle_dir, images):
+    """--k is the name of K (patches or pairs); --pairs stays as its alias."""
+    runs = [_cli(["check", "--bundle", str(bundle_dir), "--backend", "onnxruntime-cpu", "--seed", "4", opt, "3",
+                  "--json", "--threads", "1", str(images / "noise.png")]) for opt in ("--k", "--pairs")]
+    rows = [json.loads(out) for _, out, _ in runs]
+    assert rows[0]["k"] == rows[1]["k"] == 3 and rows[0]["scores"] == rows[1]["scores"]
+    for command in ("check", "run"):
+        _, help_text, _ = _cli([command, "--help"])
+        help_text = " ".join(help_text.split())
+        assert "--k K, --pairs K" in help_text and "patches (frame detector) or pairs (pairs detector)" in help_text
+
+
+@pytest.fixture(scope="module")
+def frame_dir(tmp_path_factory):
+    return make_frame_bundle(tmp_path_factory.mktemp("fr") / "bundle", frame=(H, W), k=4)
+
+
+def test_cli_frame_detector_columns_json_and_labels_pngs(frame_dir, images, tmp_path):
+    names = ["flat.png", "flat_grey.png", "noise.png"]
+    paths = [str(images / n) for n in names]
+    folder = tmp_path / "out" / "labels"   # created, parents too
+    base = ["check", "--bundle", str(frame_dir), "--backend", "onnxruntime-cpu", "--seed", "2", "--threads", "1",
+            "--k", "3"]
+    rc, out, err = _cli(base + ["--labels-out", str(folder)] + paths)
+    assert rc == 0 and err == ""   # the per-pixel model: every patch agrees with the frame
+    assert "frame detector, agreement" in out and "K=3 (threshold set for K=4)" in out and "min patch" in out
+    with Guard.load(frame_dir, backend="onnxruntime-cpu", threads=1) as g:
+        for name, path in zip(names, paths):
+            image = cv2.imread(path)
+            png = cv2.imread(str(folder / name.replace(".png", "_labels.png")), cv2.IMREAD_UNCHANGED)
+            want = g.check(image).labels_at()
+            assert png.dtype == np.uint8 and png.shape == image.shape[:2] == want.shape
+            assert np.array_equal(png, want)
+    rc, out, err = _cli(base + ["--json", "--labels-out", str(folder)] + paths)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert rc == 0 and [r["labels_png"] for r in rows] == [str(folder / n.replace(".png", "_labels.png"))
+                                                            for n in names]
+    for r in rows:
+        assert (r["detector"], r["statistic"], r["k"], r["patch_size"]) == ("frame", "agreement", 3, 16)
+        assert len(r["scores"]) == 3 and all(len(box) == 2 for box in r["boxes"])
+        assert "pair_mious" not in r and "pairs" not in r and set(r["timings_ms"]) == set(STAGES)

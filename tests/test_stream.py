@@ -21,17 +21,20 @@ from edge_guard.events import EventWriter, read_events
 from edge_guard.guard import STAGES, Guard
 from edge_guard.stream import (AlarmWindow, Durations, Mailbox, Source, SourceError, Stream, has_gstreamer,
                                open_capture, parse_alarm, parse_source)
-from tiny_bundle import contrast_labels, make_guard_bundle
+from tiny_bundle import contrast_labels, make_frame_bundle, make_guard_bundle
 
 FRAMES, H, W = 30, 128, 256
 NOISE = {10, 11, 12, 13, 20}
+# A frame record of the frame detector; the pairs detector's also keeps its older names.
 FRAME_FIELDS = {"type", "frame", "capture_time", "score", "threshold", "adversarial", "latency_ms",
                 "detector", "statistic", "scores", "boxes", "patch_size",
-                "skipped_since_last", "alarm_active", "k", "pair_mious", "pairs", "timings_ms",
+                "skipped_since_last", "alarm_active", "k", "timings_ms",
                 "frame_size", "input_size", "backend", "provider"}
+PAIRS_FIELDS = FRAME_FIELDS | {"pair_mious", "pairs"}
 START_FIELDS = {"type", "time", "version", "source", "source_kind", "live", "realtime", "every",
-                "max_frames", "bundle", "model_sha256", "backend", "provider", "selection", "k", "threshold",
-                "patch_size", "frame_size", "input_size", "source_fps", "alarm", "seed"}
+                "max_frames", "bundle", "model_sha256", "backend", "provider", "selection", "detector",
+                "statistic", "k", "threshold", "patch_size", "frame_size", "input_size", "source_fps", "alarm",
+                "seed"}
 END_FIELDS = {"type", "time", "reason", "frames_read", "frames_checked", "frames_skipped",
               "skipped_every", "skipped_busy", "skipped_at_stop", "frames_flagged", "alarms",
               "alarm_active", "gaps", "duration_s", "fps_read", "fps_checked", "latency_ms", "check_ms"}
@@ -93,10 +96,13 @@ def test_run_file_end_to_end(bundle_dir, video, tmp_path, capsys):
     assert start["provider"] == "CPUExecutionProvider" and start["k"] == 8
     assert start["frame_size"] == [48, 64] and start["input_size"] == [H, W] and start["seed"] == 0
     assert start["source_fps"] == pytest.approx(30.0)
+    assert (start["detector"], start["statistic"]) == ("pairs", "miou")
     for r in frames:
-        assert set(r) == FRAME_FIELDS
+        assert set(r) == PAIRS_FIELDS and (r["detector"], r["statistic"], r["patch_size"]) == ("pairs", "miou", 16)
         assert set(r["timings_ms"]) == set(STAGES) - {"segment"}
         assert len(r["pairs"]) == len(r["pair_mious"]) == r["k"] == 8
+        assert r["boxes"] == r["pairs"] and r["scores"] == r["pair_mious"]
+        assert all(len(box) == 4 for box in r["boxes"])
         assert r["latency_ms"] >= r["timings_ms"]["total"] > 0
     # A file: every frame, in order, nothing skipped.
     assert [r["frame"] for r in frames] == list(range(FRAMES))
@@ -155,6 +161,49 @@ def test_events_to_stdout(bundle_dir, video, capsys):
     lines = [json.loads(line) for line in cap.out.splitlines()]  # stdout: JSON only
     assert _types(lines) == ["start", "frame", "frame", "frame", "end"]
     assert "3 frames read" in cap.err
+
+
+@pytest.fixture(scope="module")
+def frame_bundle_dir(tmp_path_factory):
+    """The frame detector on the contrast model: a patch's labels depend on its own mean, so
+    on noise they disagree with the frame's; on a uniform frame they agree everywhere."""
+    return make_frame_bundle(tmp_path_factory.mktemp("f") / "bundle", frame=(48, 64), k=6, threshold=0.99,
+                             statistic="miou", model="contrast")
+
+
+def test_run_frame_detector_events_and_video(frame_bundle_dir, video, tmp_path, capsys):
+    ev, out = tmp_path / "events.jsonl", tmp_path / "checked.mp4"
+    rc = main(["run", "--source", str(video), "--bundle", str(frame_bundle_dir), "--events", str(ev),
+               "--save", str(out), "--show-labels", "--seed", "0", "--threads", "1",
+               "--backend", "onnxruntime-cpu", "--k", "5"])
+    assert rc in (0, 1)
+    records = read_events(ev)
+    start, frames = records[0], _frames(records)
+    assert set(start) == START_FIELDS
+    assert (start["detector"], start["statistic"], start["k"]) == ("frame", "miou", 5)
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "frame detector, miou" in header and "K=5 (threshold set for K=6)" in header
+    assert len(frames) == FRAMES
+    for r in frames:
+        assert set(r) == FRAME_FIELDS and r["detector"] == "frame" and r["patch_size"] == 16
+        assert len(r["boxes"]) == len(r["scores"]) == r["k"] == 5
+        assert all(len(box) == 2 and 0 <= box[0] <= 48 - 16 and 0 <= box[1] <= 64 - 16 for box in r["boxes"])
+        assert r["score"] == pytest.approx(float(np.mean(r["scores"])), abs=1e-6)
+        assert set(r["timings_ms"]) == set(STAGES)  # the guard segmented the frame: "segment" is there
+    assert all(r["score"] == 1.0 for r in frames if r["frame"] not in NOISE)
+    assert all(r["score"] < 1.0 for r in frames if r["frame"] in NOISE)
+    cap = cv2.VideoCapture(str(out))
+    assert cap.get(cv2.CAP_PROP_FRAME_WIDTH) == W and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
+
+
+def test_show_labels_needs_a_view_and_a_segmenting_bundle(bundle_dir, video, tmp_path, capfd):
+    assert main(["run", "--source", str(video), "--bundle", str(bundle_dir), "--show-labels"]) == 2
+    assert "add --show or --save" in _one_line(capfd.readouterr().err)
+    # The pairs bundle has no full-frame graph: its verdicts carry no labels to draw.
+    assert main(["run", "--source", str(video), "--bundle", str(bundle_dir), "--show-labels",
+                 "--save", str(tmp_path / "x.mp4"), "--threads", "1"]) == 2
+    assert "has no full-frame graph" in _one_line(capfd.readouterr().err)
+    assert not (tmp_path / "x.mp4").exists()
 
 
 def _slow_guard(bundle_dir, seconds: float):

@@ -66,6 +66,8 @@ def test_attack_settings_that_every_frame_would_refuse(scenes):
     one_line(base + ["--target", "text", "--text", " ", "--out", scenes / "a_text"], "--text is empty")
     one_line(base + ["--target", "pure", "--adaptive", "spatial", "--patch-size", "500", "--out", scenes / "a_big"],
              "too small")
+    one_line(base + ["--target", "pure", "--adaptive", "frame", "--patch-size", "500", "--out", scenes / "a_big"],
+             "too small for 500x500 patches")
 
 
 @pytest.mark.parametrize("extra,words", [
@@ -73,6 +75,10 @@ def test_attack_settings_that_every_frame_would_refuse(scenes):
     (("--target", "pure", "--adaptive", "scale", "--patch-size", "64"), ("--patch-size applies only",)),
     (("--target", "pure", "--adaptive", "spatial", "--blur-stds", "1,2"), ("--blur-stds applies only",)),
     (("--target", "pure", "--text", "hi"), ("--text applies only to --target text",)),
+    (("--target", "pure", "--adaptive", "frame", "--b-low", "4"), ("--b-low applies only to --adaptive spatial",)),
+    (("--target", "pure", "--adaptive", "frame", "--agree-weight", "2"), ("--agree-weight applies only",)),
+    (("--target", "pure", "--adaptive", "frame-agree", "--k-attack", "0", "--agree-weight", "2"),
+     ("--agree-weight applies only to --adaptive frame-agree with --k-attack above 0",)),
     (("--target", "pure", "--adaptive", "scale", "--blur-stds", "nan"), ("--blur-stds 'nan' needs positive",)),
     (("--target", "pure", "--linf", "0.003"), ("below one 8-bit level",)),
     (("--target", "pure", "--l2", "5"), ("--l2 5.0 must be in (0, 1]",)),
@@ -153,3 +159,28 @@ def test_a_corrupt_frame_is_found_before_the_first_attack(scenes, tmp_path):
     one_line(["attack", "--data", data, "--method", "dag", "--target", "pure", "--max-iter", "1",
               "--device", "cpu", "--out", tmp_path / "out"], "cannot read", last.name)
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_segmentation_outputs_that_cannot_be_made(scenes, tmp_path):
+    """check --labels-out, run --show-labels and bench --detector frame need a full-frame graph;
+    two images of one name would overwrite one PNG; all refused before any image is checked."""
+    import cv2
+    import numpy as np
+    from tiny_bundle import make_frame_bundle
+
+    pairs, frame = make_guard_bundle(tmp_path / "pairs"), make_frame_bundle(tmp_path / "frame")
+    for name in ("a/x.png", "b/x.png"):
+        (tmp_path / name).parent.mkdir()
+        cv2.imwrite(str(tmp_path / name), np.zeros((40, 60, 3), np.uint8))
+    labels = tmp_path / "labels"
+    one_line(["check", "--bundle", pairs, "--threads", "1", "--labels-out", labels, tmp_path / "a/x.png"],
+             "--labels-out", "has no full-frame graph")
+    one_line(["check", "--bundle", frame, "--labels-out", labels, tmp_path / "a/x.png", tmp_path / "b/x.png"],
+             "would both write x_labels.png")
+    one_line(["check", "--bundle", frame, "--labels-out", scenes / "notes.txt", tmp_path / "a/x.png"],
+             "--labels-out", "is a file")
+    assert not labels.exists()
+    one_line(["run", "--source", scenes / "notes.txt", "--bundle", frame, "--show-labels"],
+             "add --show or --save")
+    one_line(["bench", "--bundle", pairs, "--detector", "frame", "--k", "1", "--iters", "1"],
+             "nothing to time", "full-frame graph")

@@ -100,10 +100,10 @@ class FrameAgreeViews(_SinglePatches):
         tops, s = self.tops(n, h, w, rng)
         labels = frame.detach().long()
         # Every pixel counts: the detector compares whole patches, ignored target pixels too.
-        every = torch.ones_like(labels, dtype=torch.bool)
+        every = torch.ones(n, s, s, dtype=torch.bool, device=labels.device)
         for j in range(self.k):
             t = tops[:, j]
-            yield [View(_crop(images, t, s), _crop(labels, t, s), _crop(every, t, s), t, self.weight)]
+            yield [View(_crop(images, t, s), _crop(labels, t, s), every, t, self.weight)]
 
     def settings(self):
         return {**super().settings(), "agree_weight": self.weight}

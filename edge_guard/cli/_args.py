@@ -4,6 +4,10 @@ import argparse
 from pathlib import Path
 
 
+#: What K counts, for every option that sets it (--k, alias --pairs).
+K_HELP = "patches (frame detector) or pairs (pairs detector)"
+
+
 def frame_size(text: str) -> tuple[int, int]:
     """'512x1024' -> (height, width)."""
     try:
@@ -110,7 +114,8 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_runtime_options(parser: argparse.ArgumentParser, unit: str = "frame") -> None:
-    """--bundle, --backend, --pairs, --threads and --precision, shared by the commands that run a Guard."""
+    """--bundle, --backend, --k (alias --pairs), --threads and --precision, shared by the
+    commands that run a Guard."""
     from edge_guard.backends import BACKENDS
 
     parser.add_argument("--bundle", default=None, metavar="DIR",
@@ -118,9 +123,9 @@ def add_runtime_options(parser: argparse.ArgumentParser, unit: str = "frame") ->
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="inference backend (default: auto: TensorRT with an engine built for this "
                              "GPU, else ONNX Runtime CUDA, else ONNX Runtime CPU)")
-    parser.add_argument("--pairs", type=positive_int, default=None, metavar="K",
-                        help=f"patch pairs per {unit} (default: the bundle's K; its threshold was set for that "
-                             "K, so another K changes the false-positive rate)")
+    parser.add_argument("--k", "--pairs", dest="pairs", type=positive_int, default=None, metavar="K",
+                        help=f"{K_HELP} per {unit} (default: the bundle's K; its threshold was set for "
+                             "that K, so another K changes the false-positive rate)")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads of the backend (default: the backend's choice)")
     parser.add_argument("--precision", choices=("fp16", "int8", "fp32"), default=None,

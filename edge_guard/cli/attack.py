@@ -17,7 +17,7 @@ from edge_guard.cli._args import add_model_option, frame_size, non_negative_int,
 
 METHODS = ("dag", "houdini")
 TARGETS = ("pure", "emblem", "scene", "remap", "strip", "text")
-ADAPTIVE = ("scale", "spatial", "spatial-pairs")
+ADAPTIVE = ("scale", "spatial", "spatial-pairs", "frame", "frame-agree")
 
 EXAMPLE = """\
 examples:
@@ -28,10 +28,12 @@ examples:
 targets: pure (one random class), emblem (a cartoon face, the paper's "Kitty"), scene
 (another frame's labels with people and vehicles removed), remap (the clean prediction
 with classes permuted), strip (vertical stripes), text (--text, "ECCV 2018").
-adaptive: scale (the frame and its Gaussian blurs, std --blur-stds, reach the target),
-spatial (plus K random patches of the detector's size, fresh each step: the paper's),
-spatial-pairs (plus K overlapping patch pairs, toward the target and consistent with
-each other on their overlap). Adaptive attacks default to --l2 0.06 as in the paper.
+adaptive attacks (--adaptive; default --l2 0.06, as in the paper; K = --k-attack):
+  scale          the frame and its Gaussian blurs (std --blur-stds) all reach the target
+  spatial        plus K random patches of the pair detector, fresh each step (the paper's)
+  spatial-pairs  plus K overlapping patch pairs, toward the target and agreeing on their overlap
+  frame          plus K random patches of the frame detector, each segmented alone to the target
+  frame-agree    the frame to the target; K random patches pushed to agree with its labels
 """
 
 
@@ -50,17 +52,19 @@ def register(sub) -> None:
     p.add_argument("--adaptive", default=None,
                    help="adaptive attack: " + ", ".join(ADAPTIVE) + " (default: none, the plain attack)")
     p.add_argument("--k-attack", type=non_negative_int, default=None, metavar="K",
-                   help="patches (spatial) or pairs (spatial-pairs) per step; 0 = the plain "
-                        "attack under the adaptive budget (default: 10; spatial attacks only)")
+                   help="patches (spatial, frame, frame-agree) or pairs (spatial-pairs) per step; 0 = "
+                        "the plain attack under the adaptive budget (default: 10; these attacks only)")
     p.add_argument("--patch-size", type=positive_int, default=None,
                    help="the detector's patch size (default: frame height / 2, i.e. the paper's 512 "
                         "on 1024-high frames and the shipped bundle's 256 on 512-high frames; "
-                        "spatial attacks only)")
+                        "spatial and frame attacks only)")
     p.add_argument("--b-low", type=non_negative_int, default=None,
                    help="pair displacement low (default: frame height / 32; spatial attacks only)")
     p.add_argument("--b-high", type=positive_int, default=None,
                    help="pair displacement high (default: frame height / 16; spatial attacks only)")
     p.add_argument("--blur-stds", default=None, help="Gaussian stds of --adaptive scale (default: 0.5,3,5)")
+    p.add_argument("--agree-weight", type=positive_float, default=None, metavar="W",
+                   help="weight of the patches' agreement with the frame in --adaptive frame-agree (default: 1)")
     p.add_argument("--l2", type=positive_float, default=None,
                    help="L2 budget as RMS on [0,1] images, at most 1 (default: 0.06 adaptive, else none)")
     p.add_argument("--linf", type=positive_float, default=None,
@@ -110,6 +114,7 @@ def run(args) -> int:
         k_attack=defaults.k_attack if args.k_attack is None else args.k_attack,
         patch_size=args.patch_size, b_low=args.b_low, b_high=args.b_high,
         blur_stds=defaults.blur_stds if args.blur_stds is None else _stds(args.blur_stds),
+        agree_weight=defaults.agree_weight if args.agree_weight is None else args.agree_weight,
         l2=args.l2, linf=args.linf, max_iter=args.max_iter,
         step=args.step, threshold=args.threshold, seed=args.seed, size=args.size,
         text=defaults.text if args.text is None else args.text, batch=args.batch)
@@ -148,12 +153,14 @@ def _check_applies(args, unused: set) -> None:
     would be refused as other settings."""
     from edge_guard.errors import UserError
 
-    patches = "--adaptive spatial or spatial-pairs with --k-attack above 0"
-    options = {"k_attack": ("--k-attack", args.k_attack, "--adaptive spatial or spatial-pairs"),
-               "patch_size": ("--patch-size", args.patch_size, patches),
-               "b_low": ("--b-low", args.b_low, patches),
-               "b_high": ("--b-high", args.b_high, patches),
+    patch_attacks = "--adaptive spatial, spatial-pairs, frame or frame-agree"
+    pairs = "--adaptive spatial or spatial-pairs with --k-attack above 0"
+    options = {"k_attack": ("--k-attack", args.k_attack, patch_attacks),
+               "patch_size": ("--patch-size", args.patch_size, f"{patch_attacks} with --k-attack above 0"),
+               "b_low": ("--b-low", args.b_low, pairs),
+               "b_high": ("--b-high", args.b_high, pairs),
                "blur_stds": ("--blur-stds", args.blur_stds, "--adaptive scale"),
+               "agree_weight": ("--agree-weight", args.agree_weight, "--adaptive frame-agree with --k-attack above 0"),
                "text": ("--text", args.text, "--target text")}
     for field, (option, value, needs) in options.items():
         if value is not None and field in unused:

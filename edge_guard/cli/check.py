@@ -3,18 +3,27 @@
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from edge_guard.cli._args import add_runtime_options, non_negative_int
 
 EXAMPLE = """\
 examples:
   edge-guard check street.png                       # the shipped bundle, fastest backend
-  edge-guard check frames/*.png --bundle bundle --pairs 50 --json > verdicts.jsonl
+  edge-guard check frames/*.png --bundle bundle --k 50 --json > verdicts.jsonl
+  edge-guard check frames/*.png --bundle bundle --labels-out labels/
 
-Each image is resized to the bundle's frame size; K random pairs of overlapping patches
-are segmented and the frame is flagged when the mean mIoU of their overlaps falls below
-the bundle's threshold. --json prints one JSON object per image (score, threshold,
-adversarial, pair_mious, pairs, timings_ms, ...).
+Each image is resized to the bundle's frame size and checked by the bundle's detector:
+"frame" segments the whole frame and K random patches alone, and compares each patch with
+the frame's labels on the same pixels; "pairs" (the paper's) segments K random pairs of
+overlapping patches and compares each pair on its overlap. The image is flagged when the
+mean of the K comparison scores (the bundle's statistic, e.g. mIoU) falls below the
+bundle's threshold. Printed per image: the verdict, the score, the lowest of the K
+comparison scores, the time of the check and the image. --json prints one JSON object per
+image (score, threshold, adversarial, detector, statistic, scores, boxes, patch_size,
+timings_ms, ...; pairs also pair_mious and pairs). --labels-out DIR writes the frame's
+segmentation, which the same call produced, as DIR/<image name>_labels.png: class ids
+(8-bit, 16-bit beyond 256 classes) at the image's size.
 
 exit status: 0 every image benign, 1 at least one adversarial, 2 an error (an unreadable
 image is reported on one line and the others are still checked).
@@ -30,6 +39,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=non_negative_int, default=None,
                    help="seed the patch draw (reproducible, but predictable: tests only)")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
+    p.add_argument("--labels-out", type=Path, default=None, metavar="DIR",
+                   help="write each image's segmentation (class ids, at the image's size) to "
+                        "DIR/<name>_labels.png; needs a bundle with a full-frame graph")
     p.set_defaults(func=run)
 
 
@@ -47,20 +59,73 @@ def _read(path: str):
     return image, None
 
 
+def labels_paths(folder: Path, images) -> dict:
+    """{image: folder/<stem>_labels.png}; UserError when two images would write one file
+    (the second would silently replace the first)."""
+    from edge_guard.errors import UserError
+
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--labels-out {folder} is a file: give a folder")
+    paths, seen = {}, {}
+    for image in images:
+        out = folder / f"{Path(image).stem}_labels.png"
+        if out in seen and seen[out] != image:
+            raise UserError(f"--labels-out: {seen[out]} and {image} would both write {out.name}: "
+                            "check them in separate runs")
+        paths[image], seen[out] = out, image
+    return paths
+
+
+def write_labels(path: Path, verdict) -> str | None:
+    """Write the verdict's labels at the input's size as a PNG of class ids; why not, or None."""
+    import cv2
+    import numpy as np
+
+    labels = verdict.labels_at()
+    dtype = np.uint8 if int(labels.max(initial=0)) < 256 else np.uint16
+    if not cv2.imwrite(str(path), labels.astype(dtype)):
+        return f"cannot write {path}"
+    return None
+
+
+def _segmentation_check(guard, args) -> None:
+    """--labels-out needs a guard that segments the frame; refused before any image."""
+    from edge_guard.errors import UserError
+
+    if args.labels_out is not None and guard.segmenter is None:
+        raise UserError(f"--labels-out: {guard.bundle.root} has no full-frame graph (model.frame_graph), "
+                        "so the guard does not segment the frame: use a bundle calibrated with one")
+
+
+def _make_folder(folder: Path) -> None:
+    from edge_guard.errors import UserError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create --labels-out {folder}: {exc.strerror or exc}") from None
+
+
 def run(args) -> int:
     from edge_guard.guard import Guard
 
+    targets = labels_paths(args.labels_out, args.images) if args.labels_out is not None else {}
     guard = Guard.load(args.bundle, backend=args.backend, seed=args.seed, pairs=args.pairs,
                        threads=args.threads, precision=args.precision)
     status = 0
     errors = 0
     with guard:
+        _segmentation_check(guard, args)
+        if args.labels_out is not None:
+            _make_folder(args.labels_out)
+        b = guard.bundle
+        least = "min pair" if b.method == "pairs" else "min patch"
         if not args.json:
-            h, w = guard.bundle.frame_size
-            print(f"# {guard.bundle.root} | backend {guard.backend} ({guard.provider}) | "
-                  f"frame {h}x{w}, {guard.k_text}, threshold {guard.threshold:.4f}")
+            h, w = b.frame_size
+            print(f"# {b.root} | backend {guard.backend} ({guard.provider}) | {b.method} detector, "
+                  f"{b.statistic}, frame {h}x{w}, {guard.k_text}, threshold {guard.threshold:.4f}")
             print(f"# backend choice: {guard.selection}")
-            print(f"{'verdict':<12} {'score':>7} {'min pair':>8} {'ms':>8}  image")
+            print(f"{'verdict':<12} {'score':>7} {least:>9} {'ms':>8}  image")
         for path in args.images:
             image, why = _read(path)
             if image is None:
@@ -70,10 +135,18 @@ def run(args) -> int:
             verdict = guard.check(image)
             if verdict.adversarial:
                 status = 1
+            row = {"image": path, **verdict.as_dict()}
+            if path in targets:
+                why = write_labels(targets[path], verdict)
+                if why is not None:
+                    print(f"edge-guard check: error: {path}: {why}", file=sys.stderr)
+                    errors += 1
+                else:
+                    row["labels_png"] = str(targets[path])
             if args.json:
-                print(json.dumps({"image": path, **verdict.as_dict()}), flush=True)
+                print(json.dumps(row), flush=True)
             else:
                 label = "ADVERSARIAL" if verdict.adversarial else "benign"
-                print(f"{label:<12} {verdict.score:7.4f} {min(verdict.pair_mious):8.4f} "
+                print(f"{label:<12} {verdict.score:7.4f} {min(verdict.scores):9.4f} "
                       f"{verdict.timings_ms['total']:8.1f}  {path}", flush=True)
     return 2 if errors else status

@@ -33,11 +33,18 @@ are flagged. A live source that stops delivering frames is reopened with back-of
 1, 2, 4, 8 s with --reconnect 5); the outage is logged as a gap event.
 
 events (--events FILE, appended; '-' for standard output): JSON Lines, one object per
-line, flushed as written: a start record (source, bundle, backend and provider in use, K,
-threshold, sizes, version), one frame record per checked frame (frame, capture_time,
-score, threshold, adversarial, latency_ms, skipped_since_last, timings_ms, pairs, ...),
-alarm and gap records, and an end record with the summary (frames read, checked, skipped,
+line, flushed as written: a start record (source, bundle, backend and provider in use,
+detector, statistic, K, threshold, sizes, version), one frame record per checked frame
+(frame, capture_time, score, threshold, adversarial, latency_ms, skipped_since_last,
+detector, statistic, scores, boxes: [y, x] patches (frame detector) or [y1, x1, y2, x2]
+pairs (pairs detector, also as pair_mious and pairs), patch_size, timings_ms, ...), alarm
+and gap records, and an end record with the summary (frames read, checked, skipped,
 flagged, alarms, achieved FPS, latency p50/p99).
+
+--show/--save draw the compared patches (or pairs) green or red by their score, the
+verdict and a sparkline of the scores; --show-labels also tints the frame with its
+segmentation (the frame detector's bundle, or any bundle with a full-frame graph: the
+guard segments the frame in the same call).
 
 Ctrl-C (or SIGTERM) or the end of the source ends cleanly with the summary.
 exit status: 0 no alarm, 1 at least one alarm raised, 2 an error (a source that does not
@@ -76,6 +83,8 @@ def register(sub) -> None:
                    help="write the checked frames, annotated, to VIDEO (.mp4)")
     p.add_argument("--show", action="store_true",
                    help="show the annotated frames in a window (q or Esc ends)")
+    p.add_argument("--show-labels", action="store_true",
+                   help="tint the shown/saved frames with the frame's segmentation (default: off)")
     p.add_argument("--max-frames", type=positive_int, default=None, metavar="N",
                    help="stop after reading N frames from the source")
     p.add_argument("--reconnect", type=non_negative_int, default=5, metavar="N",
@@ -115,7 +124,11 @@ def run(args) -> int:
     from edge_guard.guard import Guard
     from edge_guard.stream import Display, Stream, check_display, check_video_path, parse_source
 
+    from edge_guard.errors import UserError
+
     source = parse_source(args.camera, args.source)
+    if args.show_labels and not (args.show or args.save):
+        raise UserError("--show-labels draws on the annotated frames: add --show or --save VIDEO")
     if args.show:
         check_display()
     if args.save:
@@ -128,9 +141,13 @@ def run(args) -> int:
     guard = Guard.load(args.bundle, backend=args.backend, seed=args.seed, pairs=args.pairs,
                        threads=args.threads, precision=args.precision)
     with guard:
+        if args.show_labels and guard.segmenter is None:
+            raise UserError(f"--show-labels: {guard.bundle.root} has no full-frame graph (model.frame_graph), "
+                            "so the guard does not segment the frame: use a bundle calibrated with one")
         sinks = []
         if args.show or args.save:
-            sinks.append(Display(guard.bundle.patch_size, show=args.show, save=args.save))
+            sinks.append(Display(guard.bundle.patch_size, show=args.show, save=args.save,
+                                 labels=args.show_labels))
         events = EventWriter(args.events) if args.events else None
         stream = Stream(guard, source, events=events, every=args.every, realtime=args.realtime,
                         max_frames=args.max_frames, alarm=args.alarm,
