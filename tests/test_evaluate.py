@@ -285,7 +285,8 @@ def _args(ws, out):
     return ["evaluate", "--model", str(ws["ckpts"][0]), "--data", str(ws["data"]), "--out", str(out),
             "--frame", f"{FRAME[0]}x{FRAME[1]}", "--patch", "48", "--b-low", "4", "--b-high", "8",
             "--ks", ",".join(map(str, KS)), "--stds", ",".join(map(str, STDS)),
-            "--k-attack", ",".join(map(str, K_ATTACK)), "--k-pairs", "1", "--methods", "dag,houdini", "--targets", "pure",
+            "--k-attack", ",".join(map(str, K_ATTACK)), "--k-pairs", "1", "--k-frame", "1", "--k-agree", "2",
+            "--methods", "dag,houdini", "--targets", "pure",
             "--max-iter", "3", "--benign", str(BENIGN), "--adversarial", str(ADVERSARIAL),
             "--entropy-patches", "6", "--transfer-models",
             ",".join([str(ws["ckpts"][0]), str(ws["ckpts"][1]), f"drn_d_22={ws['root'] / 'drn_raw.pth'}"]),
@@ -308,10 +309,14 @@ def test_results_have_every_cell(evaluated):
     res = json.loads((out / "results.json").read_text())
     assert res["format"] == "edge-guard-evaluate" and res["sample_sizes"] == {"benign": BENIGN, "adversarial": ADVERSARIAL}
     rows = res["table1"]
-    assert len(rows) == (len(STDS) + len(KS)) * 2 * 1 * 2          # params x methods x targets x adaptive
+    # params (stds, pairs' K, frame's K) x methods x targets x adaptive
+    assert len(rows) == (len(STDS) + 2 * len(KS)) * 2 * 1 * 2
     for r in rows:
         if r["detector"] == "spatial" and r["adaptive"] and r["param"] not in K_ATTACK:
             assert r["auc"] is None and "K_attack=2" in r["missing"]
+            continue
+        if r["detector"] == "frame" and r["adaptive"] and r["param"] != 1:   # --k-frame 1
+            assert r["auc"] is None and "--k-frame" in r["missing"]
             continue
         assert 0.0 <= r["auc"] <= 1.0
         assert set(r["tpr_at_fpr"]) == {"0.01", "0.05"}
@@ -325,7 +330,13 @@ def test_results_have_every_cell(evaluated):
     assert by[("spatial", 1, "dag", False)]["paper_auc"] == 0.91
     assert by[("scale", 3.0, "houdini", True)]["paper_auc"] == 0.97
     assert set(res["attacks"]) == {f"{m}_pure_{k}" for m in ("dag", "houdini")
-                                   for k in ("plain", "scale", "spatial1", "pairs1")}
+                                   for k in ("plain", "scale", "spatial1", "pairs1", "frame1", "agree2")}
+    assert res["attacks"]["dag_pure_agree2"]["settings"]["adaptive"] == "frame-agree"
+    # Every adaptive attack on a spatial detector against both of them, at every defender K.
+    matrix = {(r["attack"], r["detector"], r["k_defender"]) for r in res["adaptive_matrix"]}
+    assert matrix == {(f"{m}_pure_{k}", d, kd) for m in ("dag", "houdini") for k in ("spatial1", "pairs1", "frame1", "agree2")
+                      for d in ("spatial", "frame") for kd in KS}
+    assert res["benign"]["frame"]["1"]["max"] <= 1.0 and set(res["benign"]) >= {"spatial", "frame", "scale"}
     own = res["own_adversary"]
     assert [(r["k_defender"], r["method"], r["k_pairs"]) for r in own] == \
         [(k, m, 1) for k in KS for m in ("dag", "houdini")]
@@ -351,7 +362,8 @@ def test_results_have_every_cell(evaluated):
     assert [m["arch"] for m in f8["models"]] == ["edge_small", "edge_small", "drn_d_22"]
     assert res["fig3"]["patches"] == 6 and set(res["fig3"]["maps"]) == {"benign", "dag_pure", "houdini_pure"}
     assert len(res["roc"]) == sum(r["auc"] is not None for r in rows)
-    for name in ("roc_spatial.png", "roc_scale.png", "fig7_k_attack.png", "fig3_entropy.png", "fig8_transfer.png"):
+    for name in ("roc_frame.png", "roc_spatial.png", "roc_scale.png", "fig7_k_attack.png", "fig3_entropy.png",
+                 "fig8_transfer.png"):
         assert (out / name).stat().st_size > 1000, name
     assert set(res["figures"].values()) >= {"roc_spatial.png", "fig7_k_attack.png", "fig8_transfer.png"}
 
@@ -363,6 +375,8 @@ def test_report_is_generated_from_the_numbers(evaluated):
     assert "## Reading" in report and "below a report's minimum" in report
     assert "## Table 1" in report and "## Fig. 7" in report and "## Fig. 3" in report and "## Fig. 8" in report
     assert "## Our own adaptive adversary" in report and "| dag pure | 1 | 2 |" in report
+    assert "## Adaptive attacks on the spatial detectors" in report and "| dag_pure_agree2 | 2 | frame |" in report
+    assert "statistic `agreement`" in report and "| frame K=1 |" in report
     assert "AUC on frames >= 90% on target (n) |" in report
     assert any(line.startswith("- Our own adversary") for line in report.splitlines())
     for png in ("roc_spatial.png", "fig7_k_attack.png", "fig3_entropy.png", "fig8_transfer.png"):
