@@ -1,17 +1,19 @@
 """TensorRT engines cached in a bundle: their names, sidecars and validation (stdlib only).
 
-An engine is specific to a GPU, its compute capability, the TensorRT version and the
-precision, so its file name carries all four::
+An engine is specific to a graph, a GPU, its compute capability, the TensorRT version and
+the precision, so its file name carries all five::
 
-    BUNDLE/engines/model.fp16.sm87.trt10.3.0.orin.engine
-    BUNDLE/engines/model.fp16.sm87.trt10.3.0.orin.engine.json   (sidecar)
+    BUNDLE/engines/model.fp16.sm87.trt10.3.0.orin.engine          (the patch graph)
+    BUNDLE/engines/model.fp16.sm87.trt10.3.0.orin.engine.json     (sidecar)
+    BUNDLE/engines/segment.fp16.sm87.trt10.3.0.orin.engine        (the full-frame graph)
 
 The sidecar is written only after the engine passed its check against the fp32 model; it
 holds the engine's sha256 and size, the sha256 of the ONNX file it was built from and the
 optimisation profile. :func:`validate_engine` refuses an engine without a sidecar, a
 truncated or altered one, one built from another ONNX file, for another device or TensorRT,
-or one whose profile cannot take the batch the runtime needs: such an engine is rebuilt,
-never run. Shared by ``edge-guard build-engine`` (offline) and the runtime's TensorRT backend.
+or one whose profile cannot take the batch (or frame size) the runtime needs: such an
+engine is rebuilt, never run. Shared by ``edge-guard build-engine`` (offline) and the
+runtime's TensorRT backend.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ SIDECAR_VERSION = 1
 # The ONNX file each precision is built from (fp16/int8 carry their precision in the graph:
 # TensorRT 11 builds strongly typed networks only).
 ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+#: The graphs a bundle holds -> the stem of their engines' names.
+ENGINE_STEMS = {"patch": "model", "frame": "segment"}
+
+
+def onnx_name(precision: str, graph_file: str = "model.onnx") -> str:
+    """The ONNX file a ``precision`` engine of ``graph_file`` is built from: the file itself
+    for fp32, else ``<stem>.<precision>.onnx`` beside it (model.fp16.onnx, segment.int8.onnx)."""
+    check_precision(precision)
+    return graph_file if precision == "fp32" else f"{Path(graph_file).stem}.{precision}.onnx"
 
 
 @dataclass(frozen=True)
@@ -69,15 +80,21 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def engine_filename(precision: str, device: DeviceInfo) -> str:
-    """``model.<precision>.sm<XY>.trt<version>.<gpu>.engine``."""
+def check_graph_name(graph: str) -> str:
+    if graph not in ENGINE_STEMS:
+        raise UserError(f"unknown graph {graph!r}: choose {', '.join(ENGINE_STEMS)}")
+    return graph
+
+
+def engine_filename(precision: str, device: DeviceInfo, graph: str = "patch") -> str:
+    """``model.<precision>.sm<XY>.trt<version>.<gpu>.engine`` (``segment.`` for the full-frame graph)."""
     check_precision(precision)
-    return (f"model.{precision}.{device.sm}.trt{_sanitize_version(device.tensorrt)}."
-            f"{sanitize_gpu_name(device.gpu)}.engine")
+    return (f"{ENGINE_STEMS[check_graph_name(graph)]}.{precision}.{device.sm}."
+            f"trt{_sanitize_version(device.tensorrt)}.{sanitize_gpu_name(device.gpu)}.engine")
 
 
-def engine_path(bundle, precision: str, device: DeviceInfo) -> Path:
-    return Path(bundle) / ENGINE_DIR / engine_filename(precision, device)
+def engine_path(bundle, precision: str, device: DeviceInfo, graph: str = "patch") -> Path:
+    return Path(bundle) / ENGINE_DIR / engine_filename(precision, device, graph)
 
 
 def sidecar_path(engine: Path) -> Path:
@@ -99,18 +116,26 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def profile_shapes(patch: int, max_pairs: int, opt_pairs: int) -> dict:
-    """Optimisation profile of the NHWC uint8 input: 2 patches min, 2*opt, 2*max pairs."""
-    patch, max_pairs, opt_pairs = int(patch), int(max_pairs), int(opt_pairs)
+def profile_shapes(patch: int, max_pairs: int, opt_pairs: int, per_k: int = 2) -> dict:
+    """Optimisation profile of the NHWC uint8 patch input: ``per_k`` patches per unit of K
+    (2 for pairs, 1 for the frame detector's single patches) at K = 1, opt, max."""
+    patch, max_pairs, opt_pairs, per_k = int(patch), int(max_pairs), int(opt_pairs), int(per_k)
     if patch < 1 or max_pairs < 1:
         raise UserError(f"patch size and max pairs must be positive, got {patch} and {max_pairs}")
     opt_pairs = min(max(opt_pairs, 1), max_pairs)
-    shape = lambda n: [2 * n, patch, patch, 3]  # noqa: E731
+    shape = lambda n: [per_k * n, patch, patch, 3]  # noqa: E731
     return {"min": shape(1), "opt": shape(opt_pairs), "max": shape(max_pairs)}
 
 
+def frame_profile(height: int, width: int) -> dict:
+    """Profile of the full-frame graph's input: one (height, width) frame."""
+    shape = [1, int(height), int(width), 3]
+    return {"min": shape, "opt": list(shape), "max": list(shape)}
+
+
 def write_sidecar(engine: Path, *, onnx_path: Path, precision: str, device: DeviceInfo,
-                  input_name: str, profile: dict, verification: dict | None = None) -> dict:
+                  input_name: str, profile: dict, verification: dict | None = None,
+                  graph: str = "patch") -> dict:
     """Write ``<engine>.json`` for an engine file that passed its checks; returns the dict."""
     engine = Path(engine)
     meta = {
@@ -121,6 +146,7 @@ def write_sidecar(engine: Path, *, onnx_path: Path, precision: str, device: Devi
         "onnx_file": Path(onnx_path).name,
         "onnx_sha256": sha256_file(onnx_path),
         "precision": precision,
+        "graph": check_graph_name(graph),
         "device": device.as_dict(),
         "input": input_name,
         "profile": profile,
@@ -144,11 +170,14 @@ class EngineCheck:
 
 def validate_engine(engine: Path, onnx_path: Path | None = None, device: DeviceInfo | None = None,
                     precision: str | None = None, batch: int | None = None,
-                    patch: int | None = None, check_sha: bool = True) -> EngineCheck:
+                    patch: int | None = None, check_sha: bool = True,
+                    frame: tuple | None = None) -> EngineCheck:
     """Can ``engine`` be run? Compares file, sidecar, ONNX source, device and profile.
 
-    ``batch``: the number of patches (2K) the caller will run at most; ``None`` skips the
-    profile check. ``check_sha=False`` skips hashing the engine (size is still compared).
+    ``batch``: the number of patches (K or 2K; 1 frame) the caller will run at most; ``None``
+    skips the profile check. ``patch``: the side of the patches; ``frame``: (height, width)
+    of the full-frame graph's frames. ``check_sha=False`` skips hashing the engine (size is
+    still compared).
     """
     engine = Path(engine)
     side = sidecar_path(engine)
@@ -184,10 +213,14 @@ def validate_engine(engine: Path, onnx_path: Path | None = None, device: DeviceI
             return EngineCheck(False, f"{engine.name} was built for {built}, this is {device.as_dict()}", meta)
     profile = meta.get("profile") or {}
     lo_shape, hi_shape = (_profile_shape(profile, key) for key in ("min", "max"))
-    if (patch is not None or batch is not None) and (lo_shape is None or hi_shape is None):
+    wants_profile = patch is not None or batch is not None or frame is not None
+    if wants_profile and (lo_shape is None or hi_shape is None):
         return EngineCheck(False, f"{engine.name}'s record has no valid input profile (min/max shapes)", meta)
     if patch is not None and hi_shape[1] != int(patch):
         return EngineCheck(False, f"{engine.name} takes {hi_shape[1]}px patches, not {patch}px", meta)
+    if frame is not None and hi_shape[1:3] != [int(v) for v in frame]:
+        return EngineCheck(False, f"{engine.name} takes {'x'.join(map(str, hi_shape[1:3]))} frames, "
+                                  f"not {frame[0]}x{frame[1]}", meta)
     if batch is not None:
         lo, hi = lo_shape[0], hi_shape[0]
         if not lo <= int(batch) <= hi:

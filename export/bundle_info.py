@@ -1,8 +1,8 @@
 """What build-engine needs to know about a bundle, from guard.json or export.json.
 
 guard.json (written by calibrate) wins; a bundle straight from ``edge-guard export`` has only
-export.json, whose ``model`` section is the same. Detector fields (K, displacement bounds,
-threshold) and the frame size come from guard.json when present.
+export.json, whose ``model`` section is the same. Detector fields (method, K, displacement
+bounds, threshold), the frame size and the full-frame graph come from guard.json when present.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_guard.bundle import EXPORT_FILE
+from edge_guard.bundle_schema import method_of
 from edge_guard.errors import DataError, UserError
 from edge_guard.patches import scaled_bounds
 
@@ -31,10 +32,18 @@ class BundleInfo:
     b_high: int | None = None
     threshold: float | None = None
     frame_size: tuple | None = None
+    method: str | None = None          # "frame" or "pairs"; None for an uncalibrated bundle
+    frame_graph: str | None = None     # the full-frame graph's file (guard.json model.frame_graph)
 
     @property
     def onnx_path(self) -> Path:
         return self.root / self.model_file
+
+    @property
+    def per_k(self) -> int:
+        """Patches per unit of K the patch engine runs: 1 for the frame detector, else 2 (pairs;
+        also for a bundle without a detector yet, which covers either)."""
+        return 1 if self.method == "frame" else 2
 
     def bounds(self) -> tuple:
         if self.b_low is not None and self.b_high is not None:
@@ -104,4 +113,12 @@ def read_bundle(root) -> BundleInfo:
         thr = _first(thr, "value", "threshold")
     info.threshold = float(thr) if thr is not None else None
     info.frame_size = _frame_size(guard.get("frame"))
+    info.method = method_of(det) if isinstance(det, dict) and det.get("method") else None
+    graph = (guard.get("model") or {}).get("frame_graph")
+    if isinstance(graph, dict) and isinstance(graph.get("file"), str):
+        if not (root / graph["file"]).is_file():
+            raise DataError(f"{root / graph['file']} (the full-frame graph) is missing: re-export the bundle")
+        if info.frame_size is None:
+            raise DataError(f"{root}/guard.json has a full-frame graph but no frame size: recalibrate the bundle")
+        info.frame_graph = graph["file"]
     return info

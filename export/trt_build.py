@@ -11,11 +11,15 @@ the network is strongly typed.
    frames: label agreement, spatial-score shift, false-positive rate at the bundle's
    threshold (TOLERANCES); refused -> EngineCheckError with the figures;
 4. (unless --onnx-only) the engine: strongly typed network from the ONNX parser, one
-   optimisation profile (2 / 2*K / 2*max_pairs patches), workspace limit, timing cache in
-   the bundle, ``build_serialized_network``;
+   optimisation profile (1 / K / max_pairs units of 2 patches for pairs, 1 patch for the
+   frame detector), workspace limit, timing cache in the bundle, ``build_serialized_network``;
 5. the same check of the engine itself on the GPU; only then does the engine get its final
    name ``engines/model.<precision>.sm<XY>.trt<version>.<gpu>.engine`` and its sidecar
    (edge_guard.engine_cache). A cached engine that still validates is reused.
+
+A bundle with a full-frame graph (segment.onnx) gets the same steps for it, at the same
+precision (trt_frame.py): ``segment.<precision>.onnx``, checked on the calibration frames
+themselves, and ``engines/segment.<precision>...engine`` for one frame of the bundle's size.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_guard.engine_cache import (ONNX_FILES, check_precision, current_device, engine_path,
+from edge_guard.engine_cache import (check_precision, current_device, engine_path, onnx_name,
                                      precision_record_path, profile_shapes, read_precision_record,
                                      sha256_file, timing_cache_path, validate_engine, write_sidecar)
 from edge_guard.errors import MissingDependency, UserError, require
@@ -84,6 +88,7 @@ class CalibrationSet:
     reference: list
     quant_patches: np.ndarray
     source: str
+    frames: list
 
 
 def judge(parity: Parity, precision: str, what: str) -> dict:
@@ -126,18 +131,24 @@ def calibration_set(info: BundleInfo, calib_dir=None, count: int = 16, pairs: in
     log(f"calibration: {source}, {pairs} pairs each; fp32 reference under ONNX Runtime...")
     with _progress(len(sets), "fp32 reference") as bar:
         reference = predict_sets(OrtPredictor(info.onnx_path), sets, batch=8, progress=bar)
-    return CalibrationSet(sets, reference, quant, f"{source}, seed {seed}")
+    return CalibrationSet(sets, reference, quant, f"{source}, seed {seed}", frames)
 
 
 def ensure_precision_onnx(info: BundleInfo, precision: str, calib: CalibrationSet,
                           calibration_method: str = "percentile",
-                          percentile: float = DEFAULT_PERCENTILE, log=print) -> Path:
-    """The ONNX file for ``precision``: made (and recorded) unless fresh for this model.onnx."""
+                          percentile: float = DEFAULT_PERCENTILE, log=print, source: Path | None = None,
+                          quant_data: np.ndarray | None = None) -> Path:
+    """The ONNX file for ``precision``: made (and recorded) unless fresh for its fp32 graph.
+
+    ``source``: the fp32 graph (default: the patch graph, whose derived files are
+    model.<precision>.onnx); ``quant_data``: what int8 calibrates on (default: patches).
+    """
+    source = info.onnx_path if source is None else Path(source)
     if precision == "fp32":
-        return info.onnx_path
-    path = info.root / ONNX_FILES[precision]
+        return source
+    path = info.root / onnx_name(precision, "model.onnx" if source == info.onnx_path else source.name)
     prov_path = precision_record_path(path)
-    source_sha = sha256_file(info.onnx_path)
+    source_sha = sha256_file(source)
     # int8 scales depend on the calibration data: other frames or method -> recalibrate.
     calib_key = (f"{calib.source}, {calibration_method}"
                  + (f" {percentile}" if calibration_method == "percentile" else "")
@@ -146,21 +157,22 @@ def ensure_precision_onnx(info: BundleInfo, precision: str, calib: CalibrationSe
         prov = read_precision_record(path)
         if prov.get("source_sha256") == source_sha and prov.get("sha256") == sha256_file(path) \
                 and prov.get("calibration_key") == calib_key:
-            log(f"{path.name} is up to date (made from this {info.model_file})")
+            log(f"{path.name} is up to date (made from this {source.name})")
             return path
     partial = path.with_name(f".{path.name}.partial")
     try:
         if precision == "fp16":
-            details = {"method": convert_fp16_auto(info.onnx_path, partial, log=lambda *_: None)}
+            details = {"method": convert_fp16_auto(source, partial, log=lambda *_: None)}
         else:
             with _quiet_root_logger():
-                details = quantize_int8(info.onnx_path, partial, calib.quant_patches,
+                details = quantize_int8(source, partial,
+                                        calib.quant_patches if quant_data is None else quant_data,
                                         method=calibration_method, percentile=percentile,
                                         log=lambda *_: None)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
-    prov = {"source_file": info.model_file, "source_sha256": source_sha, "file": path.name,
+    prov = {"source_file": source.name, "source_sha256": source_sha, "file": path.name,
             "sha256": sha256_file(path), "precision": precision, "calibration_key": calib_key,
             **details}
     prov_path.write_text(json.dumps(prov, indent=1))
@@ -242,7 +254,8 @@ def build_engine(bundle, precision: str = "fp16", calib_frames=None, calib_count
                  calibration_method: str = "percentile", percentile: float = DEFAULT_PERCENTILE,
                  trt=None, runner_factory=None,
                  device=None, log=print) -> dict:
-    """See the module docstring. Returns a summary dict (paths and figures).
+    """See the module docstring. Returns a summary dict (paths and figures; the full-frame
+    graph's under "frame").
 
     ``trt``, ``runner_factory(engine_path, trt) -> predictor`` and ``device`` are injectable
     so everything but TensorRT itself can be tested without a GPU.
@@ -260,11 +273,9 @@ def build_engine(bundle, precision: str = "fp16", calib_frames=None, calib_count
             raise MissingDependency(f"{exc} (or --onnx-only to make and check the {precision} ONNX "
                                     "graph without TensorRT)") from None
     calib = calibration_set(info, calib_frames, calib_count, calib_pairs, seed, log)
-    onnx_path = ensure_precision_onnx(info, precision, calib, calibration_method, percentile, log)
-    compat = check_trt_compat(onnx_path)
-    log(f"{onnx_path.name}: {compat.verdict()}")
-    if not compat.ok:
-        raise UserError(f"{onnx_path.name} is not TensorRT-compatible: {'; '.join(compat.problems[:3])}")
+    quant = dict(calibration_method=calibration_method, percentile=percentile, log=log)
+    onnx_path = ensure_precision_onnx(info, precision, calib, **quant)
+    check_compatible(onnx_path, log)
     summary = {"precision": precision, "onnx": str(onnx_path)}
     if precision != "fp32":
         with _progress(len(calib.sets), f"{precision} under ONNX Runtime") as bar:
@@ -277,55 +288,91 @@ def build_engine(bundle, precision: str = "fp16", calib_frames=None, calib_count
             _record_check(onnx_path, dict(parity.as_dict(), passed=False))
             raise
         _record_check(onnx_path, summary["onnx_check"])
+    frame = None
+    if info.frame_graph is not None:
+        from .trt_frame import FrameGraph
+
+        frame = FrameGraph(info, calib, log)
+        summary["frame"] = frame.prepare(precision, quant)
     if onnx_only:
         return summary
 
     trt = trt or require("tensorrt", "gpu", "building TensorRT engines")
     device = device or current_device(trt.__version__)
+    if runner_factory is None:
+        from .trt_runner import TrtRunner
+
+        runner_factory = lambda p, t: TrtRunner(p, trt=t)  # noqa: E731
+    builder = EngineBuilder(info, trt, device, precision, workspace_mib, force, runner_factory, log)
     k_opt = min(info.k or PAPER_K, max_pairs)
-    profile = profile_shapes(info.patch, max_pairs, k_opt)
-    path = engine_path(info.root, precision, device)
-    summary["engine"] = str(path)
-    existing = validate_engine(path, onnx_path, device, precision, batch=2 * max_pairs, patch=info.patch)
-    if existing.ok and not force:
-        log(f"{path.name} is cached and valid: not rebuilt (--force rebuilds)")
-        summary.update(cached=True, engine_check=existing.sidecar.get("verification"))
-        return summary
-    if path.exists():
-        log(f"rebuilding {path.name}: {existing.reason}")
+    per_k = info.per_k
+    profile = profile_shapes(info.patch, max_pairs, k_opt, per_k)
 
-    cache_file = timing_cache_path(info.root, device)
-    engine_bytes, timing = build_serialized(
-        trt, onnx_path, info.input_name, profile, precision, workspace_mib,
-        cache_file.read_bytes() if cache_file.is_file() else b"", log)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(engine_bytes)
-    try:
-        if runner_factory is None:
-            from .trt_runner import TrtRunner
-
-            runner_factory = lambda p, t: TrtRunner(p, trt=t)  # noqa: E731
-        runner = runner_factory(partial, trt)
-        try:
-            with _progress(len(calib.sets), f"{precision} engine") as bar:
-                test = predict_sets(runner, calib.sets, batch=2 * max_pairs, progress=bar)
-        finally:
-            getattr(runner, "close", lambda: None)()
+    def check(runner):
+        with _progress(len(calib.sets), f"{precision} engine") as bar:
+            test = predict_sets(runner, calib.sets, batch=per_k * max_pairs, progress=bar)
         parity = compare_labels(calib.reference, test, calib.sets, info.num_classes, info.threshold)
         log(f"TensorRT {precision} engine vs fp32 ONNX: {parity.summary()}")
-        figures = judge(parity, precision, "the TensorRT engine")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    sidecar = write_sidecar(path, onnx_path=onnx_path, precision=precision, device=device,
-                            input_name=info.input_name, profile=profile, verification=figures)
-    tmp = cache_file.with_name(cache_file.name + ".partial")
-    tmp.write_bytes(timing)
-    os.replace(tmp, cache_file)
-    log(f"wrote {path} ({sidecar['engine_size'] / 1e6:.1f} MB) and its sidecar")
-    summary.update(cached=False, engine_check=figures, sidecar=sidecar)
+        return judge(parity, precision, "the TensorRT engine")
+
+    summary.update(builder.build(onnx_path, "patch", profile, check,
+                                 dict(batch=per_k * max_pairs, patch=info.patch)))
+    if frame is not None:
+        summary["frame"].update(frame.build(builder))
     return summary
+
+
+def check_compatible(onnx_path: Path, log=print) -> None:
+    """Step 2: refuse a graph TensorRT cannot build (one line naming the first problems)."""
+    compat = check_trt_compat(onnx_path)
+    log(f"{onnx_path.name}: {compat.verdict()}")
+    if not compat.ok:
+        raise UserError(f"{onnx_path.name} is not TensorRT-compatible: {'; '.join(compat.problems[:3])}")
+
+
+class EngineBuilder:
+    """Steps 4-5 for one graph: reuse a valid cached engine, else build it, check it on the
+    GPU with ``check(runner) -> figures`` and only then name it and write its sidecar."""
+
+    def __init__(self, info: BundleInfo, trt, device, precision: str, workspace_mib, force: bool,
+                 runner_factory, log=print):
+        self.info, self.trt, self.device, self.precision = info, trt, device, precision
+        self.workspace_mib, self.force, self.runner_factory, self.log = workspace_mib, force, runner_factory, log
+
+    def build(self, onnx_path: Path, graph: str, profile: dict, check, validate_kw: dict) -> dict:
+        """-> {"engine", "cached", "engine_check"[, "sidecar"]}; ``validate_kw``: the batch and
+        patch (or frame) size the cached engine must take."""
+        info, device, precision, log = self.info, self.device, self.precision, self.log
+        path = engine_path(info.root, precision, device, graph)
+        existing = validate_engine(path, onnx_path, device, precision, **validate_kw)
+        if existing.ok and not self.force:
+            log(f"{path.name} is cached and valid: not rebuilt (--force rebuilds)")
+            return {"engine": str(path), "cached": True, "engine_check": existing.sidecar.get("verification")}
+        if path.exists():
+            log(f"rebuilding {path.name}: {existing.reason}")
+        cache_file = timing_cache_path(info.root, device)
+        engine_bytes, timing = build_serialized(
+            self.trt, onnx_path, info.input_name, profile, precision, self.workspace_mib,
+            cache_file.read_bytes() if cache_file.is_file() else b"", log)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(engine_bytes)
+        try:
+            runner = self.runner_factory(partial, self.trt)
+            try:
+                figures = check(runner)
+            finally:
+                getattr(runner, "close", lambda: None)()
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+        sidecar = write_sidecar(path, onnx_path=onnx_path, precision=precision, device=device,
+                                input_name=info.input_name, profile=profile, verification=figures, graph=graph)
+        tmp = cache_file.with_name(cache_file.name + ".partial")
+        tmp.write_bytes(timing)
+        os.replace(tmp, cache_file)
+        log(f"wrote {path} ({sidecar['engine_size'] / 1e6:.1f} MB) and its sidecar")
+        return {"engine": str(path), "cached": False, "engine_check": figures, "sidecar": sidecar}
 
 
 def _record_check(onnx_path: Path, figures: dict) -> None:

@@ -6,10 +6,10 @@ without it (MissingDependency names the extra to install).
 
 from .device import CudaError, DeviceBuffer, KernelModule, device_arch, gpu_count, synchronize
 from .nvrtc import KernelCompileError, TARGET_ARCHS, compile_kernel, compile_source
-from .ops import OverlapConfusionKernel, PatchCropKernel
+from .ops import FrameConfusionKernel, OverlapConfusionKernel, PatchCropKernel
 
 __all__ = [
-    "CudaError", "DeviceBuffer", "KernelCompileError", "KernelModule", "OverlapConfusionKernel",
-    "PatchCropKernel", "TARGET_ARCHS", "compile_kernel", "compile_source", "device_arch",
-    "gpu_count", "synchronize",
+    "CudaError", "DeviceBuffer", "FrameConfusionKernel", "KernelCompileError", "KernelModule",
+    "OverlapConfusionKernel", "PatchCropKernel", "TARGET_ARCHS", "compile_kernel", "compile_source",
+    "device_arch", "gpu_count", "synchronize",
 ]

@@ -4,8 +4,9 @@ It implements only the calls edge-guard makes (the TensorRT 10/11 Python API), r
 them, and "builds" an engine that is the ONNX file behind a small header, executed with
 ONNX Runtime. Device pointers are addresses of host buffers, so the runner's copies are
 real memmoves: the buffer handling of TrtRunner is exercised, not mocked away.
-``fake_kernels`` stands in for the CUDA crop and scoring kernels the same way: they read and
-write those host addresses with the NumPy references (the GPU tests check the real ones).
+``fake_kernels`` stands in for the CUDA crop and scoring kernels (pairs and patch-vs-frame)
+the same way: they read and write those host addresses with the NumPy references (the GPU
+tests check the real ones), with top-lefts given as host arrays or 'device pointers'.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from types import SimpleNamespace
 import numpy as np
 import onnx
 
+from edge_guard.consistency import frame_scores, mean_score, pair_scores
+from edge_guard.crop import crop_tops
+
 MAGIC = b"FAKE-TRT-ENGINE\n"
 
 
@@ -25,9 +29,9 @@ class _DType:
         self.name = name
 
 
-UINT8, INT32, FLOAT = _DType("UINT8"), _DType("INT32"), _DType("FLOAT")
+UINT8, INT32, INT64, FLOAT = _DType("UINT8"), _DType("INT32"), _DType("INT64"), _DType("FLOAT")
 _ONNX_TO_DTYPE = {onnx.TensorProto.UINT8: UINT8, onnx.TensorProto.INT32: INT32,
-                  onnx.TensorProto.FLOAT: FLOAT}
+                  onnx.TensorProto.INT64: INT64, onnx.TensorProto.FLOAT: FLOAT}
 
 
 def make_fake_trt(version="10.3.0", fail_parse=False, fail_build=False):
@@ -288,8 +292,16 @@ def host_view(ptr, shape, dtype) -> np.ndarray:
     return np.frombuffer((ctypes.c_uint8 * nbytes).from_address(int(ptr)), dtype).reshape(shape)
 
 
+def _rows(rows, n, width):
+    """Top-lefts or pairs given as a host array, or as a 'device pointer' with their count."""
+    if isinstance(rows, (int, np.integer)):
+        assert n is not None, "a device pointer needs its row count"
+        return host_view(rows, (int(n), width), np.int32).copy()
+    return np.asarray(rows).reshape(-1, width)
+
+
 class FakeCropKernel:
-    """PatchCropKernel('nhwc_u8') on host addresses, through edge_guard.crop.crop_patches."""
+    """PatchCropKernel('nhwc_u8') on host addresses, through edge_guard.crop.crop_tops."""
 
     def __init__(self, swap_rb):
         self.swap_rb = swap_rb
@@ -299,22 +311,30 @@ class FakeCropKernel:
     def close(self):
         self.closed = True
 
-    def __call__(self, frame_ptr, height, width, pairs, size, out_ptr, stream=None, k=None, pitch=None):
-        from edge_guard.crop import crop_patches
-
+    def crop_tops(self, frame_ptr, height, width, tops, size, out_ptr, stream=None, n=None, pitch=None):
+        ph, pw = (size, size) if isinstance(size, (int, np.integer)) else size
+        tops = _rows(tops, n, 2)
         self.calls.append({"frame": int(frame_ptr), "out": int(out_ptr), "stream": stream,
-                           "shape": (height, width)})
-        pairs = np.asarray(pairs).reshape(-1, 4)
+                           "shape": (height, width), "size": (ph, pw), "n": len(tops)})
         frame = host_view(frame_ptr, (height, width, 3), np.uint8)
-        out = host_view(out_ptr, (2 * len(pairs), size, size, 3), np.uint8)
-        crop_patches(frame, pairs, size, out=out, swap_rb=self.swap_rb)
+        out = host_view(out_ptr, (len(tops), ph, pw, 3), np.uint8)
+        if (ph, pw) == (height, width):  # a whole frame (crop_tops takes square patches)
+            assert not tops.any()
+            out[0] = frame[:, :, ::-1] if self.swap_rb else frame
+        else:
+            assert ph == pw
+            crop_tops(frame, tops, ph, out=out, swap_rb=self.swap_rb)
+
+    def __call__(self, frame_ptr, height, width, pairs, size, out_ptr, stream=None, k=None, pitch=None):
+        self.crop_tops(frame_ptr, height, width, _rows(pairs, k, 4).reshape(-1, 2), size, out_ptr, stream)
 
 
 class FakeScoreKernel:
     """OverlapConfusionKernel on host addresses, through edge_guard.consistency."""
 
-    def __init__(self, num_classes, label_dtype):
+    def __init__(self, num_classes, label_dtype, statistic="miou", min_pixels=0):
         self.num_classes, self.label_dtype = num_classes, label_dtype
+        self.statistic, self.min_pixels = statistic, min_pixels
         self.calls = []
         self.closed = False
 
@@ -322,24 +342,50 @@ class FakeScoreKernel:
         self.closed = True
 
     def __call__(self, labels_ptr, pairs, size, out_ptr, stream=None, k=None):
-        from edge_guard.consistency import mean_score, pair_mious
-
         self.calls.append({"labels": int(labels_ptr), "out": int(out_ptr), "stream": stream})
-        pairs = np.asarray(pairs).reshape(-1, 4)
+        pairs = _rows(pairs, k, 4)
         k = len(pairs)
         labels = host_view(labels_ptr, (2 * k, size, size), self.label_dtype)
-        mious = pair_mious(labels, pairs, self.num_classes)
+        scores = pair_scores(labels, pairs, self.num_classes, self.statistic, self.min_pixels)
         out = host_view(out_ptr, (k + 1,), np.float32)
-        out[:k] = mious
-        out[k] = mean_score(mious)
+        out[:k] = scores
+        out[k] = mean_score(scores)
 
 
-def fake_kernels(num_classes, label_dtype):
+class FakeFrameScoreKernel:
+    """FrameConfusionKernel on host addresses, through edge_guard.consistency."""
+
+    def __init__(self, num_classes, label_dtype, frame_dtype, statistic="miou", min_pixels=0):
+        self.num_classes, self.label_dtype, self.frame_dtype = num_classes, label_dtype, frame_dtype
+        self.statistic, self.min_pixels = statistic, min_pixels
+        self.calls = []
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+    def __call__(self, labels_ptr, frame_ptr, height, width, tops, size, out_ptr, stream=None, k=None):
+        self.calls.append({"labels": int(labels_ptr), "frame": int(frame_ptr), "out": int(out_ptr),
+                           "stream": stream})
+        tops = _rows(tops, k, 2)
+        k = len(tops)
+        labels = host_view(labels_ptr, (k, size, size), self.label_dtype)
+        frame = host_view(frame_ptr, (height, width), self.frame_dtype)
+        scores = frame_scores(labels, frame, tops, self.num_classes, self.statistic, self.min_pixels)
+        out = host_view(out_ptr, (k + 1,), np.float32)
+        out[:k] = scores
+        out[k] = mean_score(scores)
+
+
+def fake_kernels(num_classes, label_dtype, method="pairs", statistic="miou", min_pixels=0, frame_dtype=None):
     """The ``kernels`` factory of TensorRTRunner, on host memory."""
     from edge_guard.backends.tensorrt import DeviceKernels
 
-    return DeviceKernels(crop={False: FakeCropKernel(False), True: FakeCropKernel(True)},
-                         score=FakeScoreKernel(num_classes, label_dtype))
+    if method == "frame":
+        score = FakeFrameScoreKernel(num_classes, label_dtype, frame_dtype or label_dtype, statistic, min_pixels)
+    else:
+        score = FakeScoreKernel(num_classes, label_dtype, statistic, min_pixels)
+    return DeviceKernels(crop={False: FakeCropKernel(False), True: FakeCropKernel(True)}, score=score)
 
 
 def write_fake_engine(path, model, shapes, trt=None):

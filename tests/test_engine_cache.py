@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 from fake_tensorrt import FakeCudart, make_fake_trt, write_fake_engine
-from tiny_bundle import CLASSES, PATCH, make_bundle, tiny_patch_model, write_frames
+from tiny_bundle import CLASSES, PATCH, make_bundle, make_frame_bundle, tiny_patch_model, write_frames
 
-from edge_guard.engine_cache import (DeviceInfo, engine_filename, engine_path, profile_shapes,
-                                     sanitize_gpu_name, sidecar_path, timing_cache_path,
+from edge_guard.engine_cache import (DeviceInfo, engine_filename, engine_path, frame_profile, onnx_name,
+                                     profile_shapes, sanitize_gpu_name, sidecar_path, timing_cache_path,
                                      validate_engine, write_sidecar)
 from edge_guard.errors import UserError
 
@@ -28,9 +28,22 @@ def test_engine_name_carries_precision_sm_trt_and_gpu():
     p = engine_path("/b", "fp32", ORIN)
     assert str(p) == "/b/engines/model.fp32.sm87.trt10.3.0.orin.engine"
     assert sidecar_path(p).name == p.name + ".json"
+    # The full-frame graph's engines live beside the patch graph's under their own name.
+    assert engine_filename("fp16", ORIN, "frame") == "segment.fp16.sm87.trt10.3.0.orin.engine"
+    assert onnx_name("fp32", "segment.onnx") == "segment.onnx"
+    assert onnx_name("int8", "segment.onnx") == "segment.int8.onnx"
+    assert onnx_name("fp16", "model.onnx") == "model.fp16.onnx"
+    with pytest.raises(UserError, match="unknown graph 'frames'"):
+        engine_filename("fp16", ORIN, "frames")
     assert timing_cache_path("/b", ORIN).name == "timing.sm87.trt10.3.0.orin.cache"
     with pytest.raises(UserError, match="precision"):
         engine_filename("bf16", ORIN)
+
+
+def test_frame_detector_and_frame_graph_profiles():
+    assert profile_shapes(64, max_pairs=8, opt_pairs=5, per_k=1) == {
+        "min": [1, 64, 64, 3], "opt": [5, 64, 64, 3], "max": [8, 64, 64, 3]}
+    assert frame_profile(48, 64) == {"min": [1, 48, 64, 3], "opt": [1, 48, 64, 3], "max": [1, 48, 64, 3]}
 
 
 def test_profile_shapes():
@@ -253,3 +266,72 @@ def test_build_engine_path_needs_no_torch():
         assert not [m for m in sys.modules if m.split('.')[0] == 'torch']
     """)
     assert proc.returncode == 0, proc.stderr
+
+
+# ---------------------------------------------------------------- a bundle with a full-frame graph
+
+
+@pytest.fixture
+def frame_bundle(tmp_path):
+    root = make_frame_bundle(tmp_path / "fb", model="contrast")  # frame detector, K = 4
+    return root, write_frames(tmp_path / "frames", count=3, size=(48, 64))
+
+
+def test_build_engine_builds_the_full_frame_engine_too(frame_bundle):
+    from edge_guard.backends.trt_cache import find_engine
+    from edge_guard.bundle import load_bundle
+
+    root, frames = frame_bundle
+    trt = make_fake_trt("10.3.0")
+    summary = _build(root, frames, trt, "fp32")
+    patch, frame = (root / "engines" / f"{stem}.fp32.sm87.trt10.3.0.orin.engine" for stem in ("model", "segment"))
+    assert summary["engine"] == str(patch) and summary["frame"]["engine"] == str(frame)
+    assert trt.calls.builds == 2
+    # The frame detector's patch engine runs K patches, not 2K; the frame engine one frame.
+    assert trt.calls.profiles == [{"image": ((1, PATCH, PATCH, 3), (4, PATCH, PATCH, 3), (4, PATCH, PATCH, 3))},
+                                  {"image": ((1, 48, 64, 3),) * 3}]
+    side = json.loads(sidecar_path(frame).read_text())
+    assert side["graph"] == "frame" and side["onnx_file"] == "segment.onnx"
+    assert side["verification"]["passed"] and side["verification"]["label_agreement"] == 1.0
+    assert side["verification"]["frames"] == 3
+    bundle = load_bundle(root)
+    assert find_engine(bundle, ORIN, 4, graph="frame").path == frame
+    assert find_engine(bundle, ORIN, 4).path == patch
+    assert not validate_engine(frame, root / "segment.onnx", ORIN, batch=1, frame=(64, 48)).ok
+    again = _build(root, frames, trt, "fp32")
+    assert again["frame"]["cached"] and again["cached"] and trt.calls.builds == 2
+
+
+def test_build_engine_fp16_makes_and_checks_segment_fp16(frame_bundle):
+    from edge_guard.backends.trt_cache import find_engine
+    from edge_guard.bundle import load_bundle
+    from edge_guard.engine_cache import made_from, sha256_file
+
+    root, frames = frame_bundle
+    summary = _build(root, frames, make_fake_trt("10.3.0"), "fp16")
+    assert summary["frame"]["onnx"] == str(root / "segment.fp16.onnx")
+    assert summary["frame"]["onnx_check"]["passed"]
+    assert made_from(root / "segment.fp16.onnx") == sha256_file(root / "segment.onnx")
+    record = json.loads((root / "segment.fp16.json").read_text())
+    assert record["source_file"] == "segment.onnx" and record["onnxruntime_check"]["passed"]
+    assert find_engine(load_bundle(root), ORIN, 4, "fp16", graph="frame").precision == "fp16"
+
+
+def test_full_frame_engine_that_disagrees_is_refused_and_not_kept(frame_bundle):
+    from edge_guard.export.trt_build import EngineCheckError
+    from edge_guard.export.trt_runner import TrtRunner
+
+    root, frames = frame_bundle
+
+    def factory(path, trt):
+        runner = TrtRunner(path, trt=trt, cudart=FakeCudart())
+        if path.name.startswith("segment."):  # the full-frame engine answers class 1 everywhere
+            return lambda batch: np.ones_like(runner(batch))
+        return runner
+
+    with pytest.raises(EngineCheckError, match="full-frame TensorRT engine .* refused .*labels agree on") as err:
+        _build(root, frames, make_fake_trt(), "fp32", runner_factory=factory)
+    assert "\n" not in str(err.value)
+    # The patch engine passed and stays; the full-frame engine is neither named nor kept.
+    assert sorted(p.name for p in (root / "engines").glob("*.engine*")) == [
+        "model.fp32.sm87.trt10.3.0.orin.engine", "model.fp32.sm87.trt10.3.0.orin.engine.json"]

@@ -1,5 +1,6 @@
 """CUDA kernels: NVRTC compilation for every target (no GPU needed), the disk cache, and
-(on a GPU) exact equality with the NumPy references."""
+(on a GPU) exact equality with the NumPy references: crop (pairs, single patches, a whole
+frame), overlap and patch-vs-frame confusion, every score statistic."""
 
 import os
 
@@ -43,10 +44,28 @@ def test_confusion_compiles_for_every_label_type(label_t):
     assert image[:4] == b"\x7fELF"
 
 
+@pytest.mark.parametrize("arch", nvrtc.TARGET_ARCHS)
+@pytest.mark.parametrize("label_t, frame_t", [("int", "int"), ("unsigned char", "long long"),
+                                              ("long long", "unsigned short"), ("short", "int")])
+def test_frame_confusion_compiles_for_every_target_and_label_pair(arch, label_t, frame_t):
+    # The patch engine's and the full-frame engine's label types are compiled in together.
+    image = nvrtc.compile_kernel("overlap_confusion", arch, (f"-DLABEL_T={label_t}", f"-DFRAME_T={frame_t}"))
+    assert image[:4] == b"\x7fELF"
+
+
 def test_ptx_when_asked():
     ptx = nvrtc.compile_kernel("overlap_confusion", "compute_87")
-    assert b".entry overlap_confusion" in ptx and b"match.any.sync" in ptx
+    for entry in (b"overlap_confusion", b"frame_confusion", b"confusion_score", b"mean_score"):
+        assert b".entry " + entry in ptx
+    assert ptx.count(b"match.any.sync") == 2  # both confusion kernels share the warp merge
     assert ptx.endswith(b"\0")
+
+
+def test_scores_divide_in_ieee_double():
+    # Bit-exact equality with NumPy needs IEEE double division and one rounding to float32.
+    ptx = nvrtc.compile_kernel("overlap_confusion", "compute_87").decode()
+    assert "div.rn.f64" in ptx and "cvt.rn.f32.f64" in ptx
+    assert "div.approx" not in ptx and "div.full" not in ptx and "fma" not in ptx
 
 
 def test_normalisation_is_not_fused():
@@ -231,6 +250,146 @@ def test_kernels_reject_bad_input(gpu):
     crop = gpu.PatchCropKernel()
     with pytest.raises(UserError, match="inside"):
         crop(0, 100, 100, np.array([[0, 0, 90, 0]]), 32, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# On a GPU: the patch-vs-frame kernels and the statistics
+
+
+from edge_guard.consistency import frame_confusion, frame_scores, pair_scores  # noqa: E402
+from edge_guard.crop import crop_tops  # noqa: E402
+from edge_guard.patches import sample_patches  # noqa: E402
+
+STATS = [("miou", 0), ("agreement", 0), ("miou-min", 0), ("miou-min", 1000)]
+
+
+def frame_and_patches(kind, k, s, c, rng, height, width):
+    """(frame labels (H, W), tops (K, 2), patch labels (K, s, s)): the patches copy the frame
+    under them, and every other one is overwritten with a map of ``kind`` in its lower half,
+    so scores range from 1.0 to low values."""
+    frame = label_maps(kind, 1, max(height, width), c, rng, dtype=np.int64)[0, :height, :width]
+    tops = sample_patches(height, width, s, k, rng)
+    patches = np.stack([frame[y:y + s, x:x + s] for y, x in tops])
+    noise = label_maps("random", k, s, c, rng, dtype=np.int64)
+    patches[::2, s // 2:] = noise[::2, s // 2:]
+    return frame.astype(np.int32), tops, patches.astype(np.int32)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("statistic, min_pixels", STATS)
+@pytest.mark.parametrize("c", [19, 64])
+@pytest.mark.parametrize("k, s", [(1, 64), (5, 97), (50, 256)])
+@pytest.mark.parametrize("kind", KINDS)
+def test_frame_confusion_kernel_equals_reference(gpu, kind, k, s, c, statistic, min_pixels):
+    rng = np.random.default_rng(k * 1000 + s + c)
+    height, width = s + 37, 2 * s + 5
+    frame, tops, patches = frame_and_patches(kind, k, s, c, rng, height, width)
+    kernel = gpu.FrameConfusionKernel(c, "int32", "int32", statistic=statistic, min_pixels=min_pixels)
+    dev_patches, dev_frame = gpu.DeviceBuffer.from_array(patches), gpu.DeviceBuffer.from_array(frame)
+    cm = gpu.DeviceBuffer(4 * k * c * c)
+    out = gpu.DeviceBuffer(4 * (k + 1))
+    kernel(dev_patches.ptr, dev_frame.ptr, height, width, tops, s, out.ptr, confusion_ptr=cm.ptr)
+    values = out.to_numpy((k + 1,), np.float32)
+    expected = frame_scores(patches, frame, tops, c, statistic, min_pixels)
+    assert np.array_equal(cm.to_numpy((k, c, c), np.uint32), frame_confusion(patches, frame, tops, c))
+    assert np.array_equal(values[:k], expected)  # bit for bit
+    assert values[k] == np.float32(mean_score(expected))
+    if kind == "blocks" and k > 1:
+        assert expected.min() < 1.0 and expected.max() == 1.0  # the test does vary the scores
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("label_dtype, frame_dtype", [("uint8", "int64"), ("int64", "uint16"),
+                                                      ("int16", "int32"), ("uint16", "uint8")])
+def test_frame_confusion_kernel_label_dtypes(gpu, label_dtype, frame_dtype):
+    rng = np.random.default_rng(14)
+    k, s, c, height, width = 6, 96, 19, 200, 300
+    frame, tops, patches = frame_and_patches("checker_ignore", k, s, c, rng, height, width)
+    frame, patches = frame.astype(np.int64), patches.astype(np.int64)
+    for labels, dtype in ((frame, frame_dtype), (patches, label_dtype)):
+        if np.dtype(dtype).kind == "i":
+            labels[..., ::13, ::3] = -1  # negative ids are ignored too
+    frame, patches = frame.astype(frame_dtype), patches.astype(label_dtype)
+    kernel = gpu.FrameConfusionKernel(c, label_dtype, frame_dtype, statistic="miou")
+    dev_patches, dev_frame = gpu.DeviceBuffer.from_array(patches), gpu.DeviceBuffer.from_array(frame)
+    scores, score = kernel.score(dev_patches.ptr, dev_frame.ptr, height, width, tops, s)
+    expected = frame_scores(patches, frame, tops, c)
+    assert np.array_equal(scores, expected) and score == mean_score(expected)
+
+
+@pytest.mark.gpu
+def test_frame_confusion_kernel_tops_by_device_pointer(gpu):
+    rng = np.random.default_rng(15)
+    k, s, c, height, width = 7, 128, 19, 256, 512
+    frame, tops, patches = frame_and_patches("blocks", k, s, c, rng, height, width)
+    kernel = gpu.FrameConfusionKernel(c, statistic="agreement")
+    out = gpu.DeviceBuffer(4 * (k + 1))
+    stream = gpu.device.new_stream()
+    dev = [gpu.DeviceBuffer.from_array(a) for a in (patches, frame, tops)]
+    kernel(dev[0].ptr, dev[1].ptr, height, width, dev[2].ptr, s, out.ptr, stream=stream, k=k)
+    got = out.to_numpy((k + 1,), np.float32, stream)[:k]
+    assert np.array_equal(got, frame_scores(patches, frame, tops, c, "agreement"))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("statistic, min_pixels", STATS)
+def test_overlap_confusion_kernel_statistics(gpu, statistic, min_pixels):
+    rng = np.random.default_rng(16)
+    k, s, c = 9, 160, 19
+    scene = label_maps("blocks", 1, 3 * s, c, rng)[0]
+    pairs = sample_pairs(3 * s, 3 * s, s, s // 16, s // 8 + 1, k, rng)
+    # Both patches cut from one map agree on their overlap; every other pair gets noise in a
+    # third of its second patch, so the scores range from 1.0 to low values.
+    labels = np.stack([scene[y:y + s, x:x + s] for y, x in pairs.reshape(-1, 2)])
+    labels[1::4, : s // 3] = label_maps("random", len(labels[1::4]), s, c, rng)[:, : s // 3]
+    kernel = gpu.OverlapConfusionKernel(c, "int32", statistic=statistic, min_pixels=min_pixels)
+    on_device = gpu.DeviceBuffer.from_array(labels)
+    scores, score = kernel.score(on_device.ptr, pairs, s)
+    expected = pair_scores(labels, pairs, c, statistic, min_pixels)
+    assert np.array_equal(scores, expected) and score == mean_score(expected)
+    assert expected.min() < 1.0 and expected.max() == 1.0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("swap", [False, True])
+@pytest.mark.parametrize("k, s", [(1, 64), (5, 97), (50, 256)])
+def test_crop_tops_kernel_equals_reference(gpu, swap, k, s):
+    rng = np.random.default_rng(k + s + 1)
+    h, w = s + 70, 2 * s + 3
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    tops = sample_patches(h, w, s, k, rng)
+    expected = crop_tops(frame, tops, s, swap_rb=swap)
+    kernel = gpu.PatchCropKernel(swap_rb=swap)
+    out = gpu.DeviceBuffer(expected.nbytes)
+    frame_dev, tops_dev = gpu.DeviceBuffer.from_array(frame), gpu.DeviceBuffer.from_array(tops)
+    kernel.crop_tops(frame_dev.ptr, h, w, tops, s, out.ptr)
+    assert np.array_equal(out.to_numpy(expected.shape, np.uint8), expected)
+    kernel.crop_tops(frame_dev.ptr, h, w, tops_dev.ptr, s, out.ptr, n=k)  # tops on the device
+    assert np.array_equal(out.to_numpy(expected.shape, np.uint8), expected)
+
+
+@pytest.mark.gpu
+def test_crop_kernel_swaps_a_whole_frame(gpu):
+    # The device pipeline's full-frame engine gets the frame in the graph's channel order so.
+    rng = np.random.default_rng(17)
+    frame = rng.integers(0, 256, (123, 301, 3), dtype=np.uint8)
+    out = gpu.DeviceBuffer(frame.nbytes)
+    frame_dev = gpu.DeviceBuffer.from_array(frame)
+    gpu.PatchCropKernel(swap_rb=True).crop_tops(frame_dev.ptr, 123, 301, np.zeros((1, 2), np.int32),
+                                                (123, 301), out.ptr)
+    assert np.array_equal(out.to_numpy(frame.shape, np.uint8), frame[:, :, ::-1])
+
+
+@pytest.mark.gpu
+def test_frame_kernels_reject_bad_input(gpu):
+    with pytest.raises(UserError, match="label dtype float32 unsupported"):
+        gpu.FrameConfusionKernel(19, "int32", "float32")
+    with pytest.raises(UserError, match="unknown score statistic"):
+        gpu.FrameConfusionKernel(19, statistic="dice")
+    with pytest.raises(UserError, match="inside the 100x100 frame labels"):
+        gpu.FrameConfusionKernel(19)(0, 0, 100, 100, np.array([[70, 0]]), 32, 0)
+    with pytest.raises(UserError, match="inside the 100x100 frame"):
+        gpu.PatchCropKernel().crop_tops(0, 100, 100, np.array([[0, 80]]), 32, 0)
 
 
 def test_target_for_devices_nvrtc_cannot_build():

@@ -6,64 +6,24 @@ exercised; the GPU tests at the end check the real engine and kernels against Nu
 """
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 from fake_tensorrt import FakeCudart, fake_kernels, make_fake_trt
 from tiny_bundle import PATCH, contrast_labels, make_guard_bundle, write_frames
+from trt_fixtures import K, ORIN, fake_runner, noisy_frames, put_engine
 
 from edge_guard.backends import open_runner, select
 from edge_guard.backends import tensorrt as trt_backend
 from edge_guard.backends.tensorrt import TensorRTRunner, find_engine
 from edge_guard.bundle import check_graph, load_bundle
-from edge_guard.engine_cache import (ONNX_FILES, DeviceInfo, engine_path, precision_record_path, profile_shapes,
-                                     sha256_file, sidecar_path, write_sidecar)
+from edge_guard.engine_cache import ONNX_FILES, DeviceInfo, engine_path, precision_record_path, sidecar_path
 from edge_guard.errors import MissingDependency, UserError
 from edge_guard.guard import Guard
-
-ORIN = DeviceInfo("Orin", (8, 7), "10.3.0")
-K = 8  # make_guard_bundle's K
-
-
-def put_engine(root, precision="fp32", device=ORIN, max_pairs=K, garbage=False):
-    """A fake engine of the bundle's graph for ``precision`` with a valid sidecar."""
-    onnx_file = root / ONNX_FILES[precision]
-    if not onnx_file.exists():
-        shutil.copy(root / "model.onnx", onnx_file)
-    if precision != "fp32":  # what build-engine records of the model.onnx it converted
-        precision_record_path(onnx_file).write_text(json.dumps({"source_sha256": sha256_file(root / "model.onnx")}))
-    builder = make_fake_trt(device.tensorrt).Builder(None)
-    net = builder.create_network(0)
-    net.raw = onnx_file.read_bytes()
-    config = builder.create_builder_config()
-    shapes = profile_shapes(PATCH, max_pairs, min(K, max_pairs))
-    profile = builder.create_optimization_profile()
-    profile.set_shape("image", *(tuple(shapes[x]) for x in ("min", "opt", "max")))
-    config.add_optimization_profile(profile)
-    path = engine_path(root, precision, device)
-    path.parent.mkdir(exist_ok=True)
-    path.write_bytes(b"not an engine" if garbage else builder.build_serialized_network(net, config))
-    write_sidecar(path, onnx_path=onnx_file, precision=precision, device=device, input_name="image",
-                  profile=shapes)
-    return path
-
 
 @pytest.fixture
 def root(tmp_path):
     return make_guard_bundle(tmp_path / "bundle")
-
-
-def fake_runner(bundle, **kw):
-    cudart = FakeCudart()
-    runner = TensorRTRunner(bundle, trt=make_fake_trt("10.3.0"), cudart=cudart, device_info=ORIN,
-                            kernels=fake_kernels, **kw)
-    return runner, cudart
-
-
-def noisy_frames(n=3, seed=0, shape=(60, 80, 3)):
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(n)]
 
 
 # ---------------------------------------------------------------- the runner
@@ -158,7 +118,7 @@ def test_logits_engine_scores_on_the_host(tmp_path):
 def test_kernels_that_cannot_load_fall_back_with_a_note(root):
     put_engine(root)
 
-    def broken(num_classes, label_dtype):
+    def broken(num_classes, label_dtype, **options):
         raise RuntimeError("NVRTC failed to compile patch_crop for sm_87:\nlog line")
 
     runner, _ = fake_runner(load_bundle(root))
@@ -265,9 +225,9 @@ def _probes(monkeypatch, installed, gpu, engine, ort_cuda):
     monkeypatch.setattr(select, "gpu_present", lambda: gpu)
     monkeypatch.setattr(select, "ort_cuda_offered", lambda: ort_cuda)
 
-    def cached(bundle, batch, precision=None):
+    def cached(bundle, batch, precision=None, graph="patch"):
         assert installed and gpu, "the engine is looked for only with TensorRT and a GPU"
-        return find_engine(bundle, ORIN, batch, precision)
+        return find_engine(bundle, ORIN, batch, precision, graph)
 
     monkeypatch.setattr(select, "cached_engine", cached)
 

@@ -9,7 +9,7 @@ bundle's patch graph (model.onnx), ``graph="frame"`` its full-frame graph (segme
 - ``onnxruntime``: ONNX Runtime with its CUDA provider when onnxruntime-gpu offers one, else
   the CPU (the provider actually in use is reported: ORT falls back to the CPU silently);
 - ``onnxruntime-cpu``: ONNX Runtime on the CPU only;
-- ``auto``: TensorRT when installed with a GPU and a valid cached engine, else ONNX Runtime
+- ``auto``: TensorRT when installed with a GPU and valid cached engines, else ONNX Runtime
   CUDA, else ONNX Runtime CPU (backends/select.py). ``runner.selection`` says which and why
   the better ones were passed over.
 """
@@ -34,10 +34,10 @@ def _runner(bundle: Bundle, choice: select.Selection, threads, pairs, precision,
         from .tensorrt import TensorRTRunner
 
         # Asked for by name, a missing engine is built on first use; `auto` only picks
-        # TensorRT when an engine is cached, so it never stalls for minutes unannounced.
-        kwargs = {"graph": graph} if graph != "patch" else {}
-        runner = TensorRTRunner(bundle, pairs=pairs, precision=precision, engine=choice.engine,
-                                build=choice.engine is None, **kwargs)
+        # TensorRT when the engines are cached, so it never stalls for minutes unannounced.
+        engine = choice.engine if graph == "patch" else choice.frame_engine
+        runner = TensorRTRunner(bundle, pairs=pairs, precision=precision, engine=engine,
+                                build=engine is None, graph=graph)
     else:
         from .onnxruntime import OnnxRuntimeRunner, gpu_providers, import_onnxruntime
 
@@ -66,7 +66,7 @@ def make_runner(bundle: Bundle, backend: str = "auto", threads: int | None = Non
         raise UserError(f"--precision {precision} picks a TensorRT engine; the {backend} backend runs "
                         "model.onnx in fp32: drop --precision, or use --backend tensorrt")
     if backend == "auto":
-        choice = select.select_backend(bundle, pairs, precision)
+        choice = select.select_backend(bundle, pairs, precision, graph=graph)
         if precision and choice.backend != "tensorrt":
             choice = select.Selection(choice.backend, f"{choice.note}; --precision {precision} applies to "
                                                       "TensorRT engines only: model.onnx runs in fp32")
@@ -84,7 +84,7 @@ def _activate(bundle: Bundle, backend: str, threads, pairs, precision, graph) ->
             raise
         # A validated engine that still will not start (driver trouble, out of memory):
         # auto goes on with the next backend and says why.
-        choice = select.select_backend(bundle, pairs, precision, tensorrt_failure=str(exc))
+        choice = select.select_backend(bundle, pairs, precision, tensorrt_failure=str(exc), graph=graph)
         return _runner(bundle, choice, threads, pairs, precision, graph).activate()
 
 

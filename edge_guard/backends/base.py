@@ -24,8 +24,8 @@ class Runner:
     name = "runner"
     #: One line: how this backend was chosen (``auto`` says why better ones were passed over).
     selection = ""
-    #: True when the runner also offers ``check_device(image, pairs, swap_rb, stage_timing)``:
-    #: crop, inference and scoring on the GPU (see backends/tensorrt.py).
+    #: True when the runner also offers ``device_pipeline(method, k, segmenter, segment,
+    #: stage_timing)``: crop, inference and scoring on the GPU (backends/trt_pipelines.py).
     supports_device_scoring = False
 
     def __init__(self):

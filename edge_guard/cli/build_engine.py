@@ -16,7 +16,9 @@ calibration frames; generated street scenes without --calib-frames). Each is che
 ONNX Runtime against the fp32 model (label agreement, spatial-score shift, false positives
 at the bundle's threshold), then the engine is built and checked the same way on the GPU.
 Only a passing engine is kept, as engines/model.<precision>.sm<XY>.trt<ver>.<gpu>.engine
-with a sidecar JSON; a cached engine that still matches is reused.
+with a sidecar JSON; a cached engine that still matches is reused. A bundle with a
+full-frame graph (segment.onnx) gets engines/segment.<precision>...engine too, checked the
+same way on the calibration frames (label agreement with the fp32 graph).
 """
 
 
@@ -39,7 +41,8 @@ def register(sub) -> None:
     p.add_argument("--calib-percentile", type=float, default=99.9, metavar="P",
                    help="percentile for --calib-method percentile (default: 99.9)")
     p.add_argument("--max-pairs", type=positive_int, default=50, metavar="K",
-                   help="largest K the engine must run: profile max = 2K patches (default: 50)")
+                   help="largest K the engine must run: profile max = 2K patches for pairs, K for the "
+                        "frame detector (default: 50)")
     p.add_argument("--workspace", type=positive_int, default=None, metavar="MiB",
                    help="builder workspace limit in MiB (default: TensorRT's)")
     p.add_argument("--onnx-only", action="store_true",
@@ -62,4 +65,6 @@ def run(args) -> int:
                            onnx_only=args.onnx_only, force=args.force, seed=args.seed,
                            calibration_method=args.calib_method, percentile=args.calib_percentile)
     print(f"ok: {summary.get('engine') or summary['onnx']}")
+    if "frame" in summary:
+        print(f"ok: {summary['frame'].get('engine') or summary['frame']['onnx']}")
     return 0

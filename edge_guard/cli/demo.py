@@ -21,7 +21,7 @@ pixel success, then benign frames flagged (false alarms), attacked frames flagge
 (detections), the achieved frame rate and latency p50/p99, and where the files are:
 
   OUT/events.jsonl   the stream's events (JSON Lines, see `edge-guard run --help`)
-  OUT/checked.mp4    the checked frames, annotated (verdict, score, patch pairs)
+  OUT/checked.mp4    the checked frames, annotated (verdict, score, the compared patches)
   OUT/strip.png      thumbnails of frames around the attack with their scores, over a
                      plot of every frame's score against the threshold
   OUT/clip.avi       the input clip (FFV1, lossless)
@@ -71,8 +71,9 @@ def register(sub) -> None:
                         "one the shipped bundle was exported from)")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="inference backend of the guard (default: auto)")
-    p.add_argument("--pairs", type=positive_int, default=None, metavar="K",
-                   help="patch pairs per frame (default: the bundle's K)")
+    p.add_argument("--k", "--pairs", dest="pairs", type=positive_int, default=None, metavar="K",
+                   help="patches (frame detector) or patch pairs (pairs detector) per frame "
+                        "(default: the bundle's K)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for the attack and the guard (default: all)")
     p.add_argument("--seed", type=non_negative_int, default=None,
