@@ -240,3 +240,30 @@ def test_the_frame_method_needs_its_graph_and_old_names_still_load(frame_dir, tm
     b = load_bundle(old)
     assert (b.method, b.statistic, b.frame_graph_path, b.patch_batch(5)) == ("pairs", "miou", None, 10)
     assert load_bundle(frame_dir).patch_batch(5) == 5
+
+
+def test_cpu_sessions_share_one_thread_pool(frame_dir, monkeypatch):
+    # The guard's two sessions run by turns: one pool for both (per-session pools spin).
+    from edge_guard.backends import onnxruntime as ortb
+
+    monkeypatch.setattr(ortb, "_POOL", {})
+    made = []
+
+    class Options:
+        def __init__(self):
+            self.use_per_session_threads, self.config = True, {}
+            made.append(self)
+
+        def add_session_config_entry(self, key, value):
+            self.config[key] = value
+
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "SessionOptions", lambda: Options())
+    monkeypatch.setattr(onnxruntime, "InferenceSession", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("stop")))
+    for threads in (None, None, 1):
+        with pytest.raises(UserError, match="cannot load"):
+            ortb.OnnxRuntimeRunner(frame_dir / "model.onnx", threads=threads).activate()
+    # the first two share the process-wide pool; another thread count gets its own, not spinning
+    assert [o.use_per_session_threads for o in made] == [False, False, True]
+    assert made[2].config == {"session.intra_op.allow_spinning": "0"} and made[2].intra_op_num_threads == 1
