@@ -23,27 +23,12 @@ GPU_PROVIDERS = (CUDA,)
 _DTYPES = {"float": "float32", "double": "float64", "float16": "float16", "bool": "bool"}
 
 # A guard runs two sessions by turns (the full-frame graph, then the patches), and a vehicle
-# may run its own model beside them. With a thread pool per session, one session's idle
-# threads spin while the other runs: on 2 cores a frame took 142 ms instead of 89 ms
-# (segment.onnx + 5 patches, ORT 1.32). CPU sessions therefore share ORT's process-wide
-# intra-op pool. It is sized once, before it is first used: a session that asks for another
-# thread count gets its own pool, with spinning off so that it does not stall the others.
-_POOL: dict = {}
-
-
-def _shared_pool(threads) -> bool:
-    """Whether a CPU session of ``threads`` intra-op threads (None: all cores) can use the
-    process-wide pool; the first call sizes it."""
-    want = int(threads or 0)
-    if "size" not in _POOL:
-        try:
-            from onnxruntime.capi import _pybind_state
-
-            _pybind_state.set_global_thread_pool_sizes(want, 1)
-            _POOL["size"] = want
-        except Exception:  # an ORT build without it: every session keeps its own pool
-            _POOL["size"] = None
-    return _POOL["size"] == want
+# may run its own model beside them. ORT's idle intra-op threads spin for a while after a run,
+# so each session's pool stalled the other's: on 2 cores a frame (segment.onnx + 5 patches)
+# took 131 ms with spinning and 78-97 ms without (ORT 1.32). ORT's process-wide pool would
+# avoid it too, but once made it refuses every session with its own pool, the vehicle's
+# included: our sessions do not spin instead.
+NO_SPIN = ("session.intra_op.allow_spinning", "0")
 
 
 def import_onnxruntime():
@@ -107,13 +92,10 @@ class OnnxRuntimeRunner(Runner):
             raise UserError(f"this onnxruntime offers {', '.join(offered)}, not {', '.join(missing)}: "
                             "install 'edge-guard[gpu]' for the CUDA provider")
         opts = ort.SessionOptions()
-        if self.requested[0] == CPU and _shared_pool(self.threads):
-            opts.use_per_session_threads = False
-        else:
-            if self.threads:
-                opts.intra_op_num_threads = int(self.threads)
-                opts.inter_op_num_threads = 1
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if self.threads:
+            opts.intra_op_num_threads = int(self.threads)
+            opts.inter_op_num_threads = 1
+        opts.add_session_config_entry(*NO_SPIN)
         opts.log_severity_level = 3  # errors only; the provider in use is reported instead
         try:
             session = ort.InferenceSession(self.model_path, opts, providers=self.requested)
