@@ -10,7 +10,6 @@ from tiny_bundle import PATCH, make_bundle, make_frame_bundle, make_guard_bundle
 
 from edge_guard.bench import markdown_table, open_bundle, pixel_floor, run_bench, summarise
 from edge_guard.bundle import BundleError, load_bundle
-from edge_guard.paths import DEFAULT_BUNDLE
 from edge_guard.errors import UserError
 from edge_guard.paths import DEFAULT_BUNDLE
 

@@ -8,10 +8,9 @@ import pytest
 
 from edge_guard import Guard, Verdict
 from edge_guard.bundle import BundleError, load_bundle, validate
-from edge_guard.consistency import (STATISTICS, confusion, frame_confusion, frame_scores, mean_score,
+from edge_guard.consistency import (STATISTICS, confusion, frame_confusion, frame_scores,
                                     miou_from_confusion, score_from_confusion)
 from edge_guard.crop import crop_patches, crop_tops
-from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import UserError
 from edge_guard.patches import sample_patches
 from tiny_bundle import make_frame_bundle, make_guard_bundle, pixel_labels
