@@ -14,6 +14,8 @@ threshold that flags 1% of the clean benign frames.
         --split val --benign 100 --attacks eval/dev/attacks/* --patches 256,192 --out study-dev
     python benchmarks/frame_study.py --rescore study-dev      # tables again from the confusions
 
+Run again with more --attacks into the same --out: the sets measured before are kept.
+
 Candidates: miou (the paper's), agreement (pixel agreement), miou-min at 64, 256, 1024 px.
 """
 
@@ -76,7 +78,9 @@ def _sets(args) -> list:
     return sets
 
 
-def measure(args) -> dict:
+def measure(args, earlier: dict | None = None) -> dict:
+    """Confusions of every set; sets already in ``earlier`` (same frames, patch sizes, K_max,
+    frame and seed) are kept as they are."""
     from tqdm import tqdm
 
     from edge_guard.calibration.eval_scores import to_frame, to_sparse
@@ -84,6 +88,7 @@ def measure(args) -> dict:
     from edge_guard.calibration.scoring import torch_segment
     from edge_guard.consistency import frame_confusion
     from edge_guard.crop import crop_tops
+    from edge_guard.engine_cache import sha256_file
     from edge_guard.patches import sample_patches
     from edge_guard.paths import DEFAULT_MODEL
 
@@ -94,11 +99,20 @@ def measure(args) -> dict:
     size = tuple(int(v) for v in args.frame.lower().split("x"))
     patches = [int(v) for v in args.patches.split(",")]
     sets = _sets(args)
-    doc = {"model": str(model), "frame": list(size), "patches": patches, "k_max": args.k_max,
-           "seed": args.seed, "num_classes": c, "sets": {}}
-    total = sum(len(items) for _, _, items in sets)
+    doc = {"model": str(model), "model_sha256": sha256_file(model), "frame": list(size), "patches": patches,
+           "k_max": args.k_max, "seed": args.seed, "num_classes": c, "sets": {}}
+    same = earlier is not None and all(earlier.get(k) == doc[k]
+                                       for k in ("model_sha256", "frame", "patches", "k_max", "seed"))
+    todo = []
+    for name, kind, items in sets:
+        old = (earlier or {}).get("sets", {}).get(name) if same else None
+        if old is not None and old["names"] == [n for n, _ in items]:
+            doc["sets"][name] = old
+        else:
+            todo.append((name, kind, items))
+    total = sum(len(items) for _, _, items in todo)
     with tqdm(total=total, unit="frame", desc="frame study") as bar:
-        for name, kind, items in sets:
+        for name, kind, items in todo:
             rec = {"kind": kind, "names": [], "confusions": {str(s): [] for s in patches}}
             for frame_name, load in items:
                 image = to_frame(load(), size)
@@ -189,7 +203,11 @@ def main(argv=None) -> int:
             return 2
         out = args.out
         out.mkdir(parents=True, exist_ok=True)
-        doc = measure(args)
+        earlier = None
+        if (out / "confusions.json.gz").is_file():  # resume: sets measured before are kept
+            with gzip.open(out / "confusions.json.gz", "rt") as f:
+                earlier = json.load(f)
+        doc = measure(args, earlier)
         with gzip.open(out / "confusions.json.gz", "wt") as f:
             json.dump(doc, f)
     result = score(doc, args.k, args.bootstrap, args.seed)

@@ -38,6 +38,7 @@ from .scoring import score_frames, torch_segment
 
 ATTACK_FORMAT = "edge-guard-attack"
 STREAM_CALIBRATION, STREAM_HOLDOUT, STREAM_ADVERSARIAL = 0, 1, 2
+STREAM_CONDITIONS = 1000  # + i: the i-th camera condition (its patches; its noise at + 1000)
 
 
 @dataclass
@@ -61,6 +62,11 @@ class CalibrationSettings:
     holdout_frames: int = 100
     split: str = "val"
     seed: int = 0
+    # Camera conditions the threshold must also hold under (calibration/data/conditions.py):
+    # the first condition_frames calibration frames are scored under each, and the threshold
+    # is the lowest of the rule's thresholds on the clean frames and on each condition.
+    conditions: tuple = ()
+    condition_frames: int = 300
 
     def check(self) -> None:
         """UserError (one line) for settings that cannot work, before anything is computed."""
@@ -77,6 +83,13 @@ class CalibrationSettings:
         if self.holdout_frames < 0:
             raise UserError(f"--holdout-frames must be >= 0, got {self.holdout_frames}")
         thr.check_rule(self.rule, self.fpr, self.calib_frames)
+        if self.conditions:
+            from .data.conditions import CONDITIONS
+
+            bad = [c for c in self.conditions if c not in CONDITIONS]
+            if bad:
+                raise UserError(f"unknown camera condition {bad[0]!r}: choose from {', '.join(CONDITIONS)}")
+            thr.check_rule(self.rule, self.fpr, min(self.condition_frames, self.calib_frames))
 
 
 @dataclass
@@ -195,16 +208,34 @@ def _generator(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(stream)]))
 
 
-def _score_set(bundle, segment, images: ImageSet, seed: int, stream: int, progress: bool) -> np.ndarray:
+def _score_set(bundle, segment, images: ImageSet, seed: int, stream: int, progress: bool,
+               transform=None) -> np.ndarray:
+    """The runtime's score of every frame of ``images`` (``transform``: applied to each first)."""
     from tqdm import tqdm
 
     # The pairs detector's score does not need the frame's labels: it is not segmented here.
     guard = Guard.from_function(bundle, segment, seed=_generator(seed, stream),
                                 segment_frames=bundle.method == "frame")
+    frames = images.images() if transform is None else map(transform, images.images())
     with guard, tqdm(total=len(images), desc=f"scoring {images.name}", unit="frame",
                      disable=not progress, dynamic_ncols=True) as bar:
-        verdicts = score_frames(guard, images.images(), progress=bar)
+        verdicts = score_frames(guard, frames, progress=bar)
     return np.array([v.score for v in verdicts], np.float64)
+
+
+def _condition_thresholds(bundle, segment, cal: ImageSet, s: CalibrationSettings, progress: bool) -> dict:
+    """{condition: (its scores, its ThresholdChoice)} on the first condition_frames frames."""
+    from .data.conditions import apply_condition
+
+    n = min(s.condition_frames, len(cal))
+    out = {}
+    for i, c in enumerate(s.conditions):
+        noise = _generator(s.seed, STREAM_CONDITIONS + 1000 + i)
+        sub = ImageSet(f"calibration, {c}", cal.paths[:n], cal.names[:n], cal.info)
+        scores = _score_set(bundle, segment, sub, s.seed, STREAM_CONDITIONS + i, progress,
+                            transform=lambda image, c=c, noise=noise: apply_condition(c, image, noise))
+        out[c] = (scores, thr.pick_threshold(scores, s.rule, s.fpr))
+    return out
 
 
 def _benign_record(scores: np.ndarray, threshold: float, images: ImageSet, stream: int) -> dict:
@@ -272,6 +303,8 @@ def calibrate(checkpoint, data, out, settings: CalibrationSettings | None = None
     if choice.warning:
         warnings.append(choice.warning)
     t = choice.threshold
+    conditions = _condition_thresholds(bundle, segment, cal, s, progress) if s.conditions else {}
+    t = min([t] + [c.threshold for _, c in conditions.values()])
 
     held_scores = None
     evaluation = {"scorer": "pytorch model through Guard.from_function (the runtime's resize, "
@@ -307,11 +340,18 @@ def calibrate(checkpoint, data, out, settings: CalibrationSettings | None = None
             evaluation["auc"][adv.name] = auc
 
     rule = {"rule": choice.rule, "benign_frames": choice.frames,
-            "achieved_fpr": choice.achieved_fpr, "quantiles": thr.quantiles(cal_scores),
+            "achieved_fpr": thr.flag_rate(cal_scores, t), "quantiles": thr.quantiles(cal_scores),
             "convention": "adversarial when score < threshold; threshold = the (m+1)-th smallest "
                           "benign calibration score, m = floor(target_fpr * benign_frames) "
-                          "(min-benign: m = 0)",
-            "allowed_false_positives": choice.allowed, "flagged_frames": choice.flagged}
+                          "(min-benign: m = 0)" + ("; the lowest such threshold over the clean frames "
+                                                   "and each camera condition" if conditions else ""),
+            "allowed_false_positives": choice.allowed,
+            "flagged_frames": int(np.count_nonzero(cal_scores < t))}
+    if conditions:
+        rule["clean_threshold"] = choice.threshold
+        rule["conditions"] = {c: {"frames": int(sc.size), "threshold": ch.threshold,
+                                  "achieved_fpr": thr.flag_rate(sc, t), "quantiles": thr.quantiles(sc)}
+                              for c, (sc, ch) in conditions.items()}
     if choice.target_fpr is not None:
         rule["target_fpr"] = choice.target_fpr
     if held_scores is not None:

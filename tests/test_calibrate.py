@@ -197,6 +197,12 @@ def test_calibrate_writes_a_complete_bundle(calibrated, workspace):
     assert (det["method"], det["statistic"], det["patch_size"], det["k"]) == ("frame", "agreement", PATCH, K)
     assert "b_low" not in det and "pairing" not in det
     assert doc["model"]["frame_graph"]["file"] == "segment.onnx" and bundle.frame_graph_path.is_file()
+    # By default the threshold also holds under each camera condition: the lowest of them.
+    conds = rule["conditions"]
+    assert sorted(conds) == sorted(["jpeg30", "noise8", "dark0.4", "dark0.25", "bright1.5", "blur7"])
+    assert det["threshold"] == min([rule["clean_threshold"]] + [c["threshold"] for c in conds.values()])
+    assert all(c["frames"] == CALIB and c["achieved_fpr"] <= 0.1 for c in conds.values())
+    assert "dark0.25:" in stdout and "its own threshold" in stdout
     assert (doc["frame"]["height"], doc["frame"]["width"]) == FRAME
     assert rule["rule"] == "fpr" and rule["target_fpr"] == 0.1 and rule["benign_frames"] == CALIB
     assert rule["achieved_fpr"] <= 0.1 and rule["allowed_false_positives"] == 1
@@ -204,7 +210,7 @@ def test_calibrate_writes_a_complete_bundle(calibrated, workspace):
     assert set(rule["quantiles"]) >= {"0.01", "0.05", "0.5"}
     ev = doc["provenance"]["evaluation"]
     assert ev["calibration"]["frames"] == CALIB and ev["holdout"]["frames"] == HOLDOUT
-    assert ev["calibration"]["min"] <= det["threshold"] <= ev["calibration"]["max"]
+    assert ev["calibration"]["min"] <= rule["clean_threshold"] <= ev["calibration"]["max"]
     assert set(ev["auc"]) == {"noise_none", "plain"}
     for name, adv in ev["adversarial"].items():
         assert adv["frames"] == 4 and 0 <= adv["detection_rate"] <= 1 and 0 <= adv["auc"] <= 1
@@ -225,9 +231,10 @@ def test_calibrate_writes_a_complete_bundle(calibrated, workspace):
 def test_the_pairs_detector_keeps_the_papers_geometry_and_statistic(workspace, tmp_path):
     out = tmp_path / "pairs"
     rc, stdout, stderr = run_cli(_args(workspace, out, "--fpr", "0.1", "--detector", "pairs",
-                                       "--statistic", "miou"))
+                                       "--statistic", "miou", "--conditions", "none"))
     assert rc == 0, stderr
     det = load_bundle(out).detector
+    assert "conditions" not in det["threshold_rule"]
     assert (det["method"], det["statistic"], det["b_low"], det["b_high"], det["pairing"]) == \
         ("pairs", "miou", B_LOW, B_HIGH, "independent")
     assert "pairs detector (miou)" in stdout and f"b=[{B_LOW},{B_HIGH})" in stdout
@@ -280,8 +287,9 @@ def test_offline_scoring_equals_the_runtime(calibrated, workspace):
     # The threshold in guard.json is what calibration saw: the runtime's own scores of the
     # calibration frames with the calibration stream reproduce it (m = floor(0.1 * 16) = 1).
     ev = bundle.doc["provenance"]["evaluation"]["calibration"]
-    assert np.sort(torch_scores)[1] == bundle.threshold
-    assert abs(np.sort(ort_scores)[1] - bundle.threshold) < 1e-2
+    clean = bundle.detector["threshold_rule"]["clean_threshold"]   # before the camera conditions
+    assert np.sort(torch_scores)[1] == clean
+    assert abs(np.sort(ort_scores)[1] - clean) < 1e-2
     assert ev["min"] == pytest.approx(torch_scores.min()) and ev["mean"] == pytest.approx(torch_scores.mean())
 
 
@@ -300,6 +308,7 @@ def test_scale_score_runs_the_torch_model(workspace):
     (["--fpr", "0.1", "--frame", "54x128", "--detector", "pairs"], "patch + b_high - 1"),
     (["--fpr", "0.1", "--b-high", "60", "--detector", "pairs"], "exceeds the patch size"),
     (["--fpr", "0.1", "--frame", "40x128"], "too small for 48x48 patches"),
+    (["--fpr", "0.1", "--conditions", "fog"], "unknown camera condition 'fog'"),
     (["--fpr", "0.1", "--calib-frames", "30"], "has 24 frames"),
 ])
 def test_user_mistakes_exit_2_in_one_line(workspace, tmp_path, extra, message):

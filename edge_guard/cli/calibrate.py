@@ -3,8 +3,9 @@
 Exports the checkpoint into BUNDLE_DIR (model.onnx for patches and segment.onnx for whole
 frames, both verified against PyTorch), scores the first --calib-frames frames of the split
 with the runtime's own code for the chosen detector (--detector frame: each patch against the
-frame's own labels, the default; pairs: the paper's overlapping pairs),
-picks the threshold, checks it on the next --holdout-frames frames and on adversarial sets
+frame's own labels, the default; pairs: the paper's overlapping pairs), picks the threshold
+so that it also holds under daily camera conditions (--conditions: dusk, night, glare, noise,
+compression, blur), checks it on the next --holdout-frames frames and on adversarial sets
 (--adversarial, repeatable), and writes BUNDLE_DIR/guard.json with the whole record.
 """
 
@@ -73,6 +74,14 @@ def register(sub) -> None:
                    help="benign frames the threshold is chosen on: the first N of the split (default: 200)")
     p.add_argument("--holdout-frames", type=non_negative_int, default=100, metavar="M",
                    help="the next M frames check the threshold; 0 skips the check (default: 100)")
+    p.add_argument("--conditions", default="all", metavar="LIST",
+                   help="camera conditions the threshold must also hold under: the first "
+                        "--condition-frames frames are scored under each (JPEG 30, noise, dusk, night, "
+                        "glare, motion blur) and the threshold is the lowest of the rule's thresholds "
+                        "on the clean frames and on each condition; all (default), none, or a "
+                        "comma-separated list of jpeg30, noise8, dark0.4, dark0.25, bright1.5, blur7")
+    p.add_argument("--condition-frames", type=positive_int, default=300, metavar="N",
+                   help="calibration frames scored under each condition (default: 300)")
     p.add_argument("--adversarial", type=Path, action="append", default=[], metavar="DIR",
                    help="adversarial frames (an `edge-guard attack` folder) to measure detection "
                         "rate and AUC on; repeatable")
@@ -95,6 +104,9 @@ def _summary(result) -> list:
              f"threshold {det['threshold']:.4f} by rule {rule['rule']}{target}",
              f"  calibration: {rule['benign_frames']} benign frames, FPR {rule['achieved_fpr']:.4f}, "
              f"score min {ev['calibration']['min']:.4f} median {ev['calibration']['quantiles']['0.5']:.4f}"]
+    for name, c in (rule.get("conditions") or {}).items():
+        lines.append(f"  {name + ':':<12} {c['frames']} frames, its own threshold {c['threshold']:.4f}, "
+                     f"FPR {c['achieved_fpr']:.4f} at the bundle's")
     if "holdout" in ev:
         hold = ev["holdout"]
         lines.append(f"  held out:    {hold['frames']} benign frames, FPR {hold['achieved_fpr']:.4f}, "
@@ -119,7 +131,12 @@ def run(args) -> int:
 
     if args.rule not in ("fpr", "min-benign"):
         raise UserError(f"unknown --rule {args.rule!r}: choose fpr or min-benign")
+    from edge_guard.calibration.data.conditions import CONDITIONS
+
+    conditions = {"all": tuple(CONDITIONS), "none": ()}.get(
+        args.conditions, tuple(c.strip() for c in args.conditions.split(",") if c.strip()))
     settings = CalibrationSettings(
+        conditions=conditions, condition_frames=args.condition_frames,
         method=args.detector, statistic=args.statistic, min_pixels=args.min_pixels, frame_size=args.frame, patch=args.patch, b_low=args.b_low, b_high=args.b_high, k=args.pairs,
         rule=args.rule, fpr=args.fpr if args.rule == "fpr" else None, calib_frames=args.calib_frames,
         holdout_frames=args.holdout_frames, split=args.split, seed=args.seed)
