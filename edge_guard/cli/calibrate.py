@@ -80,8 +80,9 @@ def register(sub) -> None:
                         "glare, motion blur) and the threshold is the lowest of the rule's thresholds "
                         "on the clean frames and on each condition; all (default), none, or a "
                         "comma-separated list of jpeg30, noise8, dark0.4, dark0.25, bright1.5, blur7")
-    p.add_argument("--condition-frames", type=positive_int, default=300, metavar="N",
-                   help="calibration frames scored under each condition (default: 300)")
+    p.add_argument("--condition-frames", type=positive_int, default=None, metavar="N",
+                   help="calibration frames scored under each condition (default: all of them; "
+                        "fewer make each condition's 1%% tail a noisier estimate)")
     p.add_argument("--adversarial", type=Path, action="append", default=[], metavar="DIR",
                    help="adversarial frames (an `edge-guard attack` folder) to measure detection "
                         "rate and AUC on; repeatable")
