@@ -29,7 +29,9 @@ def tpr_at_fpr(benign, adversarial, fpr: float) -> float:
     from sklearn.metrics import roc_curve
 
     truth = np.r_[np.zeros(len(benign)), np.ones(len(adversarial))]
-    f, t, _ = roc_curve(truth, -np.r_[benign, adversarial])
+    # Every threshold: drop_intermediate drops points on a straight stretch of the curve, and
+    # the one at fpr may be such a point (it read 0.45 for 0.50 on a hand-checked case).
+    f, t, _ = roc_curve(truth, -np.r_[benign, adversarial], drop_intermediate=False)
     return float(t[f <= fpr + 1e-12].max())
 
 

@@ -499,3 +499,12 @@ def test_fig8_resumes_a_model_whose_training_was_interrupted(workspace, tmp_path
     assert "training model A" in said[0]
     state = load_segmenter(paths[0])[1]["train"]
     assert state["step"] == 2 and [h["from_step"] for h in state["history"]] == [0]
+
+
+def test_tpr_at_fpr_keeps_points_on_a_straight_stretch_of_the_roc():
+    # Flagging below 0.2 flags 2 of 6 benign frames (FPR 1/3) and 3 of 5 adversarial ones.
+    # Ties between the two sets make diagonal ROC steps; with drop_intermediate, sklearn
+    # dropped that point as collinear and the reading was 0.4.
+    benign = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.4])
+    adversarial = np.array([0.0, 0.0, 0.1, 0.2, 0.5])
+    assert ev.tpr_at_fpr(benign, adversarial, 1 / 3) == 0.6

@@ -1,0 +1,128 @@
+"""The frame detector's study scripts (benchmarks/conditions.py, frame_study.py) at a tiny size,
+and the camera conditions they and the training augmentation share."""
+
+import gzip
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from edge_guard.calibration.data.conditions import CONDITIONS, apply_condition, gain, photometric
+from edge_guard.paths import ASSETS
+from tiny_bundle import make_frame_bundle
+
+FRAME = (48, 64)
+
+
+def _script(name):
+    path = ASSETS.parent.parent / "benchmarks" / f"{name}.py"
+    if not path.is_file():
+        pytest.skip("benchmarks/ is not beside the package (installed from a wheel)")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    from edge_guard.calibration.data.layout import write_split
+
+    root = tmp_path_factory.mktemp("scenes")
+    write_split(root, split="val", frames=3, size=FRAME, seed=2, progress=False)
+    return root
+
+
+def test_conditions_are_the_named_camera_changes():
+    x = np.full((8, 8, 3), 100, np.uint8)
+    assert apply_condition("dark0.4", x).max() == 40 and apply_condition("bright1.5", x).min() == 150
+    assert apply_condition("dark0.25", x).max() == 25 and apply_condition("clean", x) is x
+    assert gain(np.full((2, 2, 3), 200, np.uint8), 1.5).max() == 255           # clipped
+    assert np.array_equal(apply_condition("blur7", x), x)                         # flat stays flat
+    noisy = apply_condition("noise8", np.full((64, 64, 3), 128, np.uint8), np.random.default_rng(0))
+    assert 6 < noisy.astype(float).std() < 10
+    assert set(CONDITIONS) == {"jpeg30", "noise8", "dark0.4", "dark0.25", "bright1.5", "blur7"}
+    with pytest.raises(ValueError, match="unknown condition 'fog'"):
+        apply_condition("fog", x)
+
+
+def test_photometric_augmentation_is_off_at_zero_and_varies_exposure():
+    rng = np.random.default_rng(0)
+    x = np.full((16, 16, 3), 120, np.uint8)
+    assert photometric(x, rng, 0.0) is x
+    means = [photometric(x, rng, 1.0).mean() for _ in range(40)]
+    assert min(means) < 60 and max(means) > 150                                   # 0.2x .. 1.6x
+
+
+def test_conditions_script_counts_false_alarms_per_condition(scenes, tmp_path, capsys):
+    script = _script("conditions")
+    bundle = make_frame_bundle(tmp_path / "f", frame=FRAME, threshold=0.99)
+    out = tmp_path / "c.json"
+    assert script.main(["--data", str(scenes), "--split", "val", "--frames", "3", "--bundle", str(bundle),
+                        "--conditions", "clean,dark0.25", "--threads", "1", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    row = doc["summary"]["dark0.25"][f"frame:{bundle}"]
+    # the per-pixel model labels patches as it labels the frame: never a false alarm
+    assert row == {"flagged": 0, "frames": 3, "false_alarm_rate": 0.0, "median_score": 1.0}
+    assert doc["per_frame"]["clean"]["clean_agreement"] == [1.0] * 3
+    assert 0 <= doc["summary"]["dark0.25"]["pixel_accuracy"] <= 1
+    assert "brightness 0.25x (night)" in capsys.readouterr().out
+
+
+def test_the_studys_fast_auc_and_tpr_equal_the_evaluations():
+    from edge_guard.calibration.eval_tables import tpr_at_fpr
+    from edge_guard.calibration.threshold import detection_auc
+
+    study = _script("frame_study")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        b = np.round(rng.normal(0.9, 0.05, 150), 2)           # rounded: ties inside and across
+        a = np.round(rng.normal(0.8, 0.1, 40), 2)
+        assert study.auc(b, a) == pytest.approx(detection_auc(b, a), abs=1e-12)
+        for f in (0.0, 0.01, 0.05):
+            assert study.tpr_at(b, a, f) == tpr_at_fpr(b, a, f)
+
+
+def test_frame_study_scores_candidates_and_keeps_its_confusions(scenes, tmp_path):
+    torch = pytest.importorskip("torch")
+    from edge_guard.calibration.models import build_segmenter
+    from edge_guard.calibration.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "m.pt", build_segmenter("edge_small", width=16, dilations=(1, 2)))
+    # an "attack" folder: the same frames, inverted, with an attack manifest
+    from edge_guard.calibration.data.folders import open_dataset, read_image
+    import cv2
+
+    adv = tmp_path / "adv"
+    adv.mkdir()
+    frames = open_dataset(scenes, "val", labeled=False)
+    images = {}
+    for name, path in zip(frames.names, frames.image_paths):
+        cv2.imwrite(str(adv / f"{name}.png"), 255 - read_image(path)[:, :, ::-1])
+        images[name] = {"adversarial": f"{name}.png"}
+    (adv / "manifest.json").write_text(json.dumps({"images": images}))
+    study = _script("frame_study")
+    out = tmp_path / "study"
+    args = ["--model", str(ckpt), "--data", str(scenes), "--benign", "3", "--attacks", str(adv),
+            "--conditions", "dark0.4", "--patches", "32,24", "--k", "2", "--k-max", "3",
+            "--frame", f"{FRAME[0]}x{FRAME[1]}", "--bootstrap", "5", "--out", str(out)]
+    assert study.main(args) == 0
+    with gzip.open(out / "confusions.json.gz", "rt") as f:
+        doc = json.load(f)
+    assert set(doc["sets"]) == {"benign", "benign:dark0.4", "adv"}
+    for rec in doc["sets"].values():
+        for s in ("32", "24"):
+            assert len(rec["confusions"][s]) == 3 and all(len(c) == 3 for c in rec["confusions"][s])
+            # every patch's confusion covers its s x s pixels
+            assert all(sum(n for _, _, n in patch) == int(s) ** 2 for c in rec["confusions"][s] for patch in c)
+    result = json.loads((out / "study.json").read_text())
+    assert len(result["rows"]) == 2 * 5 and {r["patch"] for r in result["rows"]} == {32, 24}
+    assert all(set(r["attacks"]) == {"adv"} and set(r["conditions"]) == {"dark0.4"} for r in result["rows"])
+    before = (out / "confusions.json.gz").read_bytes()
+    assert study.main(args) == 0                              # measured sets are kept
+    assert study.main(["--rescore", str(out), "--k", "3", "--bootstrap", "5"]) == 0
+    assert json.loads((out / "study.json").read_text())["k"] == 3
+    with gzip.open(out / "confusions.json.gz", "rt") as f:
+        assert json.load(f)["sets"] == json.loads(gzip.decompress(before))["sets"]
