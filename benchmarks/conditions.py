@@ -47,10 +47,16 @@ def measure(args) -> dict:
     from edge_guard.paths import DEFAULT_BUNDLE
 
     names = ["clean", *CONDITIONS] if not args.conditions else args.conditions.split(",")
+    if "clean" not in names:  # the agreement column compares with the clean frame's labels
+        names.insert(0, "clean")
     frames = open_dataset(args.data, args.split)
     n = min(args.frames, len(frames))
     bundles = args.bundle or [Path(DEFAULT_BUNDLE)]
     guards = [Guard.load(b, backend="onnxruntime-cpu", threads=args.threads) for b in bundles]
+    segmenting = [i for i, g in enumerate(guards) if g.segmenter is not None]
+    if not segmenting:
+        raise SystemExit("conditions: no bundle has a full-frame graph, so no frame's labels to measure "
+                         "the model with: add a bundle calibrated by this edge-guard")
     out = {"data": str(args.data), "split": args.split, "frames": n, "seed": args.seed,
            "conditions": {c: (CONDITIONS[c][0] if c in CONDITIONS else "clean") for c in names},
            "bundles": [{"path": str(b), "detector": g.bundle.method, "statistic": g.bundle.statistic,
@@ -73,7 +79,7 @@ def measure(args) -> dict:
                     g.rng = rngs[(i, c)]  # each (bundle, condition) draws from its own stream
                     v = g.check(x, rgb=True)
                     rec["scores"][i].append(v.score)
-                    if i == 0:
+                    if i == segmenting[0]:
                         pred = v.labels
                 gt = resize_labels(labels, pred.shape)
                 valid = gt < 255

@@ -14,7 +14,8 @@ threshold that flags 1% of the clean benign frames.
         --split val --benign 100 --attacks eval/dev/attacks/* --patches 256,192 --out study-dev
     python benchmarks/frame_study.py --rescore study-dev      # tables again from the confusions
 
-Run again with more --attacks into the same --out: the sets measured before are kept.
+Run again with more --attacks into the same --out: the sets measured before are kept (and
+measured again only when the model, frame, patch sizes, K_max or seed differ).
 
 Candidates: miou (the paper's), agreement (pixel agreement), miou-min at 64, 256, 1024 px.
 """
@@ -103,6 +104,8 @@ def measure(args, earlier: dict | None = None) -> dict:
            "k_max": args.k_max, "seed": args.seed, "num_classes": c, "sets": {}}
     same = earlier is not None and all(earlier.get(k) == doc[k]
                                        for k in ("model_sha256", "frame", "patches", "k_max", "seed"))
+    if same:  # sets not asked for this time stay: they took as long to measure
+        doc["sets"].update(earlier["sets"])
     todo = []
     for name, kind, items in sets:
         old = (earlier or {}).get("sets", {}).get(name) if same else None
@@ -229,6 +232,10 @@ def main(argv=None) -> int:
         doc = measure(args, earlier)
         with gzip.open(out / "confusions.json.gz", "wt") as f:
             json.dump(doc, f)
+    if not 1 <= args.k <= doc["k_max"]:
+        print(f"frame_study: --k {args.k} must lie in 1..{doc['k_max']} (the patches drawn per frame)",
+              file=sys.stderr)
+        return 2
     result = score(doc, args.k, args.bootstrap, args.seed)
     (out / "study.json").write_text(json.dumps(result, indent=1))
     text = table(result)

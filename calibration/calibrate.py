@@ -20,6 +20,7 @@ depend on which other sets were scored.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -92,7 +93,11 @@ class CalibrationSettings:
             bad = [c for c in self.conditions if c not in CONDITIONS]
             if bad:
                 raise UserError(f"unknown camera condition {bad[0]!r}: choose from {', '.join(CONDITIONS)}")
-            thr.check_rule(self.rule, self.fpr, min(self.condition_frames or self.calib_frames, self.calib_frames))
+            n = min(self.condition_frames or self.calib_frames, self.calib_frames)
+            if self.rule == "fpr" and self.fpr and n * self.fpr < 1 - 1e-9:
+                raise UserError(f"--condition-frames {n} cannot resolve a false-positive rate of {self.fpr:g} "
+                                f"under each condition: it needs at least {math.ceil(1 / self.fpr - 1e-9)} "
+                                "frames (default: all the calibration frames)")
 
 
 @dataclass

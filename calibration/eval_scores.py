@@ -59,9 +59,18 @@ def from_sparse(entries: list, num_classes: int) -> np.ndarray:
     return out
 
 
+def _first(comparisons, k: int):
+    """The first k comparisons of a frame; ValueError when it holds fewer (a K above the K_max
+    scored would quietly average fewer)."""
+    if len(comparisons) < k:
+        raise ValueError(f"a frame holds {len(comparisons)} comparisons, K={k} asks for more: "
+                         "score with a larger K_max")
+    return comparisons[:k]
+
+
 def spatial_at(pair_mious, k: int) -> np.ndarray:
     """(frames,) scores at K: the runtime's mean of the first K pair mIoUs of each frame."""
-    return np.array([mean_score(np.asarray(p, np.float32)[:k]) for p in pair_mious], np.float64)
+    return np.array([mean_score(np.asarray(_first(p, k), np.float32)) for p in pair_mious], np.float64)
 
 
 def frame_at(confusions, k: int, num_classes: int, statistic: str = "agreement",
@@ -70,7 +79,7 @@ def frame_at(confusions, k: int, num_classes: int, statistic: str = "agreement",
     the runtime's mean of the ``statistic`` of the first K comparisons."""
     out = []
     for frame in confusions:
-        cms = from_sparse(frame[:k], num_classes)
+        cms = from_sparse(_first(frame, k), num_classes)
         out.append(mean_score(score_from_confusion(cms, statistic, min_pixels)))
     return np.asarray(out, np.float64)
 

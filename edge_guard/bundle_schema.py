@@ -157,8 +157,8 @@ def _check_file(section: dict, p: str) -> None:
 def _check_model(model: dict) -> None:
     p = "model"
     _check_file(model, p)
-    graph = _dict(model, "frame_graph", p, optional=True)
-    if graph is not None:
+    if "frame_graph" in model:  # optional, but an object when given (null is not "none")
+        graph = _dict(model, "frame_graph", p)
         _check_file(graph, "model.frame_graph")
         if graph["file"] == model["file"]:
             raise BundleError("model.frame_graph names the patch graph's file: the full-frame graph "
@@ -210,7 +210,7 @@ def _check_detector(det: dict, model: dict) -> None:
             raise BundleError(f"detector needs b_low < b_high <= patch_size, got b_low={low}, "
                               f"b_high={high}, patch_size={size}")
         _str(det, "pairing", p, choices=PAIRINGS)
-    elif "frame_graph" not in model:
+    elif model.get("frame_graph") is None:
         raise BundleError("the frame detector compares patches with the whole frame's labels, but "
                           "model.frame_graph (the full-frame graph) is missing: recalibrate the bundle")
     _int(det, "k", p, minimum=1, maximum=MAX_PAIRS)

@@ -61,7 +61,7 @@ class Verdict:
         if self.labels is None:
             raise UserError("this verdict carries no labels: the guard did not segment the frame "
                             "(a pairs bundle without a full-frame graph, or segment=False)")
-        h, w = (int(v) for v in (size or self.input_size))
+        h, w = (int(v) for v in (self.input_size if size is None else size))
         if h < 1 or w < 1:
             raise UserError(f"labels_at needs a positive size, got {h}x{w}")
         src_h, src_w = self.labels.shape

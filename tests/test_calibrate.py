@@ -309,6 +309,7 @@ def test_scale_score_runs_the_torch_model(workspace):
     (["--fpr", "0.1", "--b-high", "60", "--detector", "pairs"], "exceeds the patch size"),
     (["--fpr", "0.1", "--frame", "40x128"], "too small for 48x48 patches"),
     (["--fpr", "0.1", "--conditions", "fog"], "unknown camera condition 'fog'"),
+    (["--fpr", "0.1", "--condition-frames", "5"], "--condition-frames 5 cannot resolve a false-positive rate of 0.1"),
     (["--fpr", "0.1", "--calib-frames", "30"], "has 24 frames"),
 ])
 def test_user_mistakes_exit_2_in_one_line(workspace, tmp_path, extra, message):

@@ -55,12 +55,31 @@ def test_photometric_augmentation_is_off_at_zero_and_varies_exposure():
     assert min(means) < 60 and max(means) > 150                                   # 0.2x .. 1.6x
 
 
+def test_scores_at_k_refuse_a_k_above_what_was_scored():
+    from edge_guard.calibration.eval_scores import frame_at, spatial_at
+
+    with pytest.raises(ValueError, match="holds 2 comparisons, K=3"):
+        spatial_at([[0.5, 0.7]], 3)
+    with pytest.raises(ValueError, match="holds 1 comparisons, K=2"):
+        frame_at([[[[0, 0, 4]]]], 2, 2)
+    assert frame_at([[[[0, 0, 4]], [[0, 1, 4]]]], 2, 2).tolist() == [0.5]
+
+
+def test_conditions_script_needs_a_bundle_that_segments(scenes, tmp_path):
+    from tiny_bundle import make_guard_bundle
+
+    script = _script("conditions")
+    pairs = make_guard_bundle(tmp_path / "p", frame=FRAME)   # no full-frame graph
+    with pytest.raises(SystemExit, match="no bundle has a full-frame graph"):
+        script.main(["--data", str(scenes), "--split", "val", "--frames", "1", "--bundle", str(pairs)])
+
+
 def test_conditions_script_counts_false_alarms_per_condition(scenes, tmp_path, capsys):
     script = _script("conditions")
     bundle = make_frame_bundle(tmp_path / "f", frame=FRAME, threshold=0.99)
     out = tmp_path / "c.json"
     assert script.main(["--data", str(scenes), "--split", "val", "--frames", "3", "--bundle", str(bundle),
-                        "--conditions", "clean,dark0.25", "--threads", "1", "--json", str(out)]) == 0
+                        "--conditions", "dark0.25", "--threads", "1", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     row = doc["summary"]["dark0.25"][f"frame:{bundle}"]
     # the per-pixel model labels patches as it labels the frame: never a false alarm
@@ -121,7 +140,10 @@ def test_frame_study_scores_candidates_and_keeps_its_confusions(scenes, tmp_path
     assert len(result["rows"]) == 2 * 5 and {r["patch"] for r in result["rows"]} == {32, 24}
     assert all(set(r["attacks"]) == {"adv"} and set(r["conditions"]) == {"dark0.4"} for r in result["rows"])
     before = (out / "confusions.json.gz").read_bytes()
-    assert study.main(args) == 0                              # measured sets are kept
+    assert study.main(args[:args.index("--attacks")] + args[args.index("--conditions"):]) == 0
+    with gzip.open(out / "confusions.json.gz", "rt") as f:   # the attack set, not asked for, stays
+        assert set(json.load(f)["sets"]) == {"benign", "benign:dark0.4", "adv"}
+    assert study.main(["--rescore", str(out), "--k", "4"]) == 2   # above K_max
     assert study.main(["--rescore", str(out), "--k", "3", "--bootstrap", "5"]) == 0
     assert json.loads((out / "study.json").read_text())["k"] == 3
     with gzip.open(out / "confusions.json.gz", "rt") as f:

@@ -171,6 +171,7 @@ def test_labels_at_gives_the_segmentation_at_the_input_size(frame_dir):
     up = v.labels_at()
     assert up.shape == (2 * H, 2 * W) and np.array_equal(up[::2, ::2], v.labels)
     assert np.array_equal(v.labels_at((H, W)), v.labels)
+    assert v.labels_at(np.array([H, W])).shape == (H, W)
     assert v.labels_at((H // 2, W // 2)).shape == (H // 2, W // 2)
     d = v.as_dict()
     assert "labels" not in d and d["detector"] == "frame" and d["boxes"] == v.boxes and "pairs" not in d
@@ -230,6 +231,10 @@ def test_the_frame_method_needs_its_graph_and_old_names_still_load(frame_dir, tm
     bad["detector"]["statistic"] = "dice"
     with pytest.raises(BundleError, match="detector.statistic is 'dice'"):
         validate(bad)
+    null = json.loads(json.dumps(doc))
+    null["model"]["frame_graph"] = None       # not "no graph": a malformed section
+    with pytest.raises(BundleError, match="model.frame_graph must be an object"):
+        validate(null)
     same = json.loads(json.dumps(doc))
     same["model"]["frame_graph"]["file"] = same["model"]["file"]
     with pytest.raises(BundleError, match="its own file"):
