@@ -89,6 +89,23 @@ def test_frame_confusion_compares_each_patch_with_its_region():
         frame_confusion(patches, frame, tops[:2], 3)
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.int16])
+def test_the_agreement_fast_path_equals_the_confusion(dtype):
+    # frame_scores skips the C x C matrices for agreement: same float32 values, invalid ids
+    # (negative, >= C) dropped in either map.
+    rng = np.random.default_rng(1)
+    lo = 0 if dtype == np.uint8 else -2
+    for _ in range(40):
+        c, s = int(rng.integers(1, 8)), int(rng.integers(1, 20))
+        h, w = s + int(rng.integers(0, 10)), s + int(rng.integers(0, 10))
+        frame = rng.integers(lo, c + 2, (h, w)).astype(dtype)
+        k = int(rng.integers(1, 5))
+        tops = np.stack([rng.integers(0, h - s + 1, k), rng.integers(0, w - s + 1, k)], 1)
+        patches = rng.integers(lo, c + 2, (k, s, s)).astype(dtype)
+        ref = score_from_confusion(frame_confusion(patches, frame, tops, c), "agreement")
+        assert np.array_equal(frame_scores(patches, frame, tops, c, "agreement"), np.asarray(ref).reshape(-1))
+
+
 def test_sample_patches_lie_inside_and_reach_every_edge():
     tops = sample_patches(H, W, S, 4000, np.random.default_rng(0))
     assert tops.dtype == np.int32 and tops.shape == (4000, 2)
