@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_guard.bundle import METHODS, new_guard_doc, uncalibrated_bundle, write_guard_json
-from edge_guard.consistency import check_statistic
+from edge_guard.consistency import DEFAULT_STATISTIC, check_statistic, default_min_pixels
 from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import DataError, UserError
 from edge_guard.guard import Guard
@@ -44,14 +44,15 @@ STREAM_CONDITIONS = 1000  # + i: the i-th camera condition (its patches; its noi
 
 @dataclass
 class CalibrationSettings:
-    """What decides the threshold. Defaults: the frame detector with pixel agreement (chosen by
-    measurement: reports/2026-12-06-frame-detector); the paper's s = 512, b in [32, 64) at
+    """What decides the threshold. Defaults: the frame detector with the mIoU over classes of
+    at least 0.1% of a patch (chosen by measurement: reports/2026-12-06-frame-detector); the
+    paper's s = 512, b in [32, 64) at
     1024x2048 Cityscapes frames, halved for 512x1024 frames; K = 5; 1% target false-positive
     rate. b_low/b_high apply to the pairs detector only."""
 
     method: str = "frame"
-    statistic: str = "agreement"
-    min_pixels: int = 0
+    statistic: str = DEFAULT_STATISTIC
+    min_pixels: int | None = None  # miou-min's class size; None: default_min_pixels(patch)
     frame_size: tuple = (512, 1024)
     patch: int = 256
     b_low: int = 16
@@ -77,6 +78,8 @@ class CalibrationSettings:
         h, w = (int(v) for v in self.frame_size)
         if self.method not in METHODS:
             raise UserError(f"unknown detector {self.method!r}: choose {', '.join(METHODS)}")
+        if self.min_pixels is None:
+            self.min_pixels = default_min_pixels(self.patch) if self.statistic == "miou-min" else 0
         check_statistic(self.statistic, self.min_pixels)
         if self.method == "pairs":
             check_full_range(h, w, self.patch, self.b_low, self.b_high)

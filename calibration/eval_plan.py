@@ -44,8 +44,8 @@ class EvalSettings:
     # The frame detector's statistic, and its adaptive attacks (0 or empty: not run): the
     # frame with K_attack random patches toward the target (frame), and the frame toward the
     # target with K_attack patches made to agree with its prediction (frame-agree).
-    statistic: str = "agreement"
-    min_pixels: int = 0
+    statistic: str = "miou-min"
+    min_pixels: int | None = None  # miou-min's class size; None: 0.1% of the patch
     k_frame: tuple = (5,)
     k_agree: tuple = (5,)
     frame: tuple = (512, 1024)
@@ -87,8 +87,10 @@ class EvalSettings:
         for name, values in (("--k-pairs", self.k_pairs), ("--k-frame", self.k_frame), ("--k-agree", self.k_agree)):
             if any(k < 0 for k in values):
                 raise UserError(f"{name} needs counts >= 0, got {list(values)}")
-        from edge_guard.consistency import check_statistic
+        from edge_guard.consistency import check_statistic, default_min_pixels
 
+        if self.min_pixels is None:
+            self.min_pixels = default_min_pixels(self.patch) if self.statistic == "miou-min" else 0
         check_statistic(self.statistic, self.min_pixels)
         if not 0 < self.attack_stop <= 1:
             raise UserError(f"--attack-stop {self.attack_stop} must be in (0, 1]: the fraction of pixels on target")

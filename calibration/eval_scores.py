@@ -73,7 +73,7 @@ def spatial_at(pair_mious, k: int) -> np.ndarray:
     return np.array([mean_score(np.asarray(_first(p, k), np.float32)) for p in pair_mious], np.float64)
 
 
-def frame_at(confusions, k: int, num_classes: int, statistic: str = "agreement",
+def frame_at(confusions, k: int, num_classes: int, statistic: str = "miou-min",
              min_pixels: int = 0) -> np.ndarray:
     """(frames,) scores at K from per-frame sparse confusions (``frame`` or ``spatial_cm``):
     the runtime's mean of the ``statistic`` of the first K comparisons."""

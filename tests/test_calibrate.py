@@ -193,8 +193,10 @@ def test_calibrate_writes_a_complete_bundle(calibrated, workspace):
     bundle = load_bundle(out)
     doc = bundle.doc
     det, rule = doc["detector"], doc["detector"]["threshold_rule"]
-    # The default: the frame detector, pixel agreement, the full-frame graph named and hashed.
-    assert (det["method"], det["statistic"], det["patch_size"], det["k"]) == ("frame", "agreement", PATCH, K)
+    # The default: the frame detector, the mIoU over classes of >= 0.1% of a patch (48 * 48 / 1000
+    # = 2 px here), the full-frame graph named and hashed.
+    assert (det["method"], det["statistic"], det["min_pixels"], det["patch_size"], det["k"]) == \
+        ("frame", "miou-min", 2, PATCH, K)
     assert "b_low" not in det and "pairing" not in det
     assert doc["model"]["frame_graph"]["file"] == "segment.onnx" and bundle.frame_graph_path.is_file()
     # By default the threshold also holds under each camera condition: the lowest of them.

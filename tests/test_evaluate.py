@@ -376,7 +376,7 @@ def test_report_is_generated_from_the_numbers(evaluated):
     assert "## Table 1" in report and "## Fig. 7" in report and "## Fig. 3" in report and "## Fig. 8" in report
     assert "## Our own adaptive adversary" in report and "| dag pure | 1 | 2 |" in report
     assert "## Adaptive attacks on the spatial detectors" in report and "| dag_pure_agree2 | 2 | frame |" in report
-    assert "statistic `agreement`" in report and "| frame K=1 |" in report
+    assert "statistic `miou-min`" in report and "| frame K=1 |" in report
     assert "AUC on frames >= 90% on target (n) |" in report
     assert any(line.startswith("- Our own adversary") for line in report.splitlines())
     for png in ("roc_spatial.png", "fig7_k_attack.png", "fig3_entropy.png", "fig8_transfer.png"):

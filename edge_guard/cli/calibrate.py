@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edge_guard.bundle_schema import METHODS
 from edge_guard.cli._args import add_model_option, frame_size, non_negative_int, positive_int
-from edge_guard.consistency import STATISTICS
+from edge_guard.consistency import DEFAULT_STATISTIC, STATISTICS
 
 EXAMPLE = """\
 examples (the shipped bundle):
@@ -30,7 +30,8 @@ threshold rules (a frame is adversarial when its score < threshold):
   min-benign  the smallest benign score (the paper's "lower bound"): no calibration frame
               is flagged.
 
-defaults: the frame detector scoring pixel agreement at K = 5 patches. The paper used s=512,
+defaults: the frame detector, K = 5 patches, scoring the mIoU over classes of at least 0.1% of
+a patch (the paper's mIoU without the classes of a few stray pixels). The paper used s=512,
 b in [32,64) on 1024x2048 Cityscapes frames; at half that resolution (--frame 512x1024, the
 generated scenes' size) that is --patch 256, --b-low 16, --b-high 32 (pairs only).
 """
@@ -54,12 +55,13 @@ def register(sub) -> None:
     p.add_argument("--detector", choices=METHODS, default="frame",
                    help="frame: K patches, each compared with the frame's own labels (default); "
                         "pairs: the paper's K overlapping pairs, compared on their overlaps")
-    p.add_argument("--statistic", choices=STATISTICS, default="agreement",
-                   help="what a comparison scores: agreement (fraction of pixels labelled alike; "
-                        "default), miou (the paper's), miou-min (mIoU over classes with at least "
-                        "--min-pixels pixels in either region)")
-    p.add_argument("--min-pixels", type=non_negative_int, default=0,
-                   help="for --statistic miou-min (default: 0)")
+    p.add_argument("--statistic", choices=STATISTICS, default=DEFAULT_STATISTIC,
+                   help="what a comparison scores: miou-min (mIoU over classes with at least "
+                        "--min-pixels pixels in either region; default), miou (the paper's: every "
+                        "class), agreement (the fraction of pixels labelled alike)")
+    p.add_argument("--min-pixels", type=non_negative_int, default=None,
+                   help="for miou-min: classes below this many pixels in both regions are left out "
+                        "(default: 0.1%% of a patch, 64 px at --patch 256)")
     p.add_argument("--b-low", type=non_negative_int, default=16,
                    help="pairs: smallest displacement of a pair's second patch, per axis (default: 16)")
     p.add_argument("--b-high", type=positive_int, default=32,
