@@ -148,3 +148,29 @@ def test_frame_study_scores_candidates_and_keeps_its_confusions(scenes, tmp_path
     assert json.loads((out / "study.json").read_text())["k"] == 3
     with gzip.open(out / "confusions.json.gz", "rt") as f:
         assert json.load(f)["sets"] == json.loads(gzip.decompress(before))["sets"]
+
+
+def _demo_folder(root, flagged, alarms):
+    root.mkdir()
+    events = [{"type": "start", "detector": "frame", "statistic": "miou-min", "k": 2, "threshold": 0.5}]
+    events += [{"type": "frame", "frame": i, "score": 0.2 if i in flagged else 0.9, "adversarial": i in flagged,
+                "scores": [0.1, 0.3]} for i in range(10)]
+    events += [{"type": "alarm", "state": "raised", "frame": a} for a in alarms]
+    (root / "events.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    return root
+
+
+def test_demo_runs_counts_flags_and_benign_alarms(tmp_path, capsys):
+    demo = _script("demo_runs")
+    a = _demo_folder(tmp_path / "a", flagged={4, 5, 6}, alarms=[6])       # the attack's own alarm
+    b = _demo_folder(tmp_path / "b", flagged={1, 5, 6}, alarms=[2, 9])    # 2: before the attack
+    out = tmp_path / "runs.json"
+    assert demo.main([str(a), str(b), "--attacked", "4-6", "--json", str(out)]) == 0
+    s = json.loads(out.read_text())["summary"]
+    assert (s["attacked_flagged"], s["attacked_frames"]) == (5, 6)
+    assert (s["benign_flagged"], s["benign_frames"]) == (1, 14)
+    # 9's window (5-9) holds attacked frames 5 and 6: not benign; 2's (-2..2) holds none.
+    assert s["benign_alarms"] == [[2, 2]]
+    assert "attacked flagged 5/6" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="events.jsonl not found"):
+        demo.main([str(tmp_path / "missing")])
