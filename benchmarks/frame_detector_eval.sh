@@ -63,6 +63,13 @@ if run study; then
 fi
 if run test; then ev test attacks-test --methods dag,houdini "${TEST[@]}"; fi
 if run adaptive; then ev adaptive attacks-test --methods dag,houdini "${ADAPTIVE[@]}"; fi
+# Both spatial detectors, every statistic, bootstrap intervals and the rate at the bundles'
+# thresholds, from the chains' score caches; every frame's score goes to scores.json.gz.
+if run tables; then
+  python benchmarks/frame_tables.py "$WORK"/adaptive-{dag,houdini} "$WORK"/test-{dag,houdini} \
+      --bundle edge_guard/assets/bundle --pairs-bundle "$WORK/pairs-bundle" \
+      --md "$REPORT/tables.md" --json "$REPORT/scores.json.gz"
+fi
 
 # Benign camera conditions on the test frames, both detectors at their calibrated thresholds:
 # the shipped bundle (frame, miou-min, its threshold held under every condition) and the

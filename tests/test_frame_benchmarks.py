@@ -174,3 +174,38 @@ def test_demo_runs_counts_flags_and_benign_alarms(tmp_path, capsys):
     assert "attacked flagged 5/6" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="events.jsonl not found"):
         demo.main([str(tmp_path / "missing")])
+
+
+def _scores_cache(path, frames, agree):
+    """A fake evaluate score cache: per frame 2 patches whose confusion is `agree` pixels of
+    class 0 on class 0 and 100 - agree of class 0 seen as class 1; pair mIoUs equal to agree/100."""
+    cm = [[0, 0, agree], [0, 1, 100 - agree]] if agree < 100 else [[0, 0, 100]]
+    scores = {"names": [f"f{i}" for i in range(frames)], "frame": [[cm, cm]] * frames,
+              "spatial": [[agree / 100, agree / 100]] * frames}
+    path.write_text(json.dumps({"key": {}, "scores": scores}))
+
+
+def test_frame_tables_rank_attacks_below_benign_frames(tmp_path):
+    tables = _script("frame_tables")
+    out = tmp_path / "eval"
+    (out / "scores").mkdir(parents=True)
+    _scores_cache(out / "scores" / "benign.json", 4, 100)
+    _scores_cache(out / "scores" / "dag_pure_plain_x.json", 3, 40)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "guard.json").write_text(json.dumps({"model": {"num_classes": 3}, "detector": {
+        "method": "frame", "statistic": "agreement", "k": 2, "threshold": 0.5}}))
+    md, js = tmp_path / "t.md", tmp_path / "t.json.gz"
+    assert tables.main([str(out), "--ks", "1,2", "--bundle", str(bundle), "--bootstrap", "20",
+                        "--md", str(md), "--json", str(js)]) == 0
+    doc = json.loads(gzip.decompress(js.read_bytes()))
+    rows = {(r["detector"], r["statistic"], r["k"]): r for r in doc["rows"]}
+    agree = rows[("frame", "agreement", 2)]
+    assert agree["auc"] == 1.0 and agree["tpr_1pct"] == 1.0 and agree["bundle_rate"] == 1.0
+    assert agree["bundle_benign_rate"] == 0.0 and "bundle_rate" not in rows[("frame", "agreement", 1)]
+    # miou: class 0 IoU 0.4, class 1 IoU 0 -> 0.2; benign 1.0.
+    assert doc["scores"]["attacks"]["dag_pure_plain_x"]["frame"]["miou"]["2"] == [0.2] * 3
+    assert doc["scores"]["benign"]["eval"]["pairs"]["1"] == [1.0] * 4
+    assert "| dag_pure_plain_x | 3 | frame | agreement | 2 | 1.000 [1.00, 1.00] |" in md.read_text()
+    with pytest.raises(SystemExit, match="benign.json not found"):
+        tables.main([str(tmp_path / "nothing")])
