@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/frame_detector_eval.sh            # everything (CPU: about a working day)
 #   STAGE=dev bash benchmarks/frame_detector_eval.sh  # one stage: data, attacks, dev, study, test,
-#                                                     # adaptive, conditions, bench, demo
+#                                                     # adaptive, tables, conditions, bench, demo
 #
 # WORK (default /work/eval-22) holds the generated frames, the attack folders and the score
 # caches; REPORT (default reports/2026-12-06-frame-detector) gets what is committed. On a GPU
