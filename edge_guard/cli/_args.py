@@ -131,3 +131,16 @@ def add_runtime_options(parser: argparse.ArgumentParser, unit: str = "frame") ->
     parser.add_argument("--precision", choices=("fp16", "int8", "fp32"), default=None,
                         help="TensorRT engine to run (built by `edge-guard build-engine`; default: "
                              "the first valid of fp16, int8, fp32)")
+
+
+def add_statistic_options(parser: argparse.ArgumentParser, what: str = "a comparison scores") -> None:
+    """--statistic and --min-pixels (miou-min's class size), shared by calibrate and evaluate."""
+    from edge_guard.consistency import DEFAULT_STATISTIC, STATISTICS
+
+    parser.add_argument("--statistic", choices=STATISTICS, default=DEFAULT_STATISTIC,
+                        help=f"what {what}: miou-min (mIoU over classes with at least --min-pixels "
+                             "pixels in either region; default), miou (the paper's: every class), "
+                             "agreement (the fraction of pixels labelled alike)")
+    parser.add_argument("--min-pixels", type=non_negative_int, default=None,
+                        help="for miou-min: classes below this many pixels in both regions are left "
+                             "out (default: 0.1%% of a patch, 64 px at --patch 256)")

@@ -13,8 +13,8 @@ import argparse
 from pathlib import Path
 
 from edge_guard.bundle_schema import METHODS
-from edge_guard.cli._args import add_model_option, frame_size, non_negative_int, positive_int
-from edge_guard.consistency import DEFAULT_STATISTIC, STATISTICS
+from edge_guard.cli._args import (add_model_option, add_statistic_options, frame_size, non_negative_int,
+                                  positive_int)
 
 EXAMPLE = """\
 examples (the shipped bundle):
@@ -55,13 +55,7 @@ def register(sub) -> None:
     p.add_argument("--detector", choices=METHODS, default="frame",
                    help="frame: K patches, each compared with the frame's own labels (default); "
                         "pairs: the paper's K overlapping pairs, compared on their overlaps")
-    p.add_argument("--statistic", choices=STATISTICS, default=DEFAULT_STATISTIC,
-                   help="what a comparison scores: miou-min (mIoU over classes with at least "
-                        "--min-pixels pixels in either region; default), miou (the paper's: every "
-                        "class), agreement (the fraction of pixels labelled alike)")
-    p.add_argument("--min-pixels", type=non_negative_int, default=None,
-                   help="for miou-min: classes below this many pixels in both regions are left out "
-                        "(default: 0.1%% of a patch, 64 px at --patch 256)")
+    add_statistic_options(p)
     p.add_argument("--b-low", type=non_negative_int, default=16,
                    help="pairs: smallest displacement of a pair's second patch, per axis (default: 16)")
     p.add_argument("--b-high", type=positive_int, default=32,

@@ -14,8 +14,8 @@ are cached under OUT: run the same command again to resume.
 import argparse
 from pathlib import Path
 
-from edge_guard.cli._args import add_model_option, frame_size, non_negative_int, positive_float, positive_int
-from edge_guard.consistency import DEFAULT_STATISTIC, STATISTICS
+from edge_guard.cli._args import (add_model_option, add_statistic_options, frame_size, non_negative_int,
+                                  positive_float, positive_int)
 
 EXAMPLE = """\
 examples:
@@ -76,13 +76,7 @@ def register(sub) -> None:
                    help="adaptive attack on the frame detector: the frame pushed to the target while K "
                         "random patches are made to agree with its prediction; 0 = not run "
                         "(default: 5; --quick 0)")
-    p.add_argument("--statistic", choices=STATISTICS, default=DEFAULT_STATISTIC,
-                   help="what the frame detector scores per patch: miou-min (mIoU over classes with "
-                        "at least --min-pixels pixels in the patch or the frame; default), miou (the "
-                        "paper's: every class), agreement (the fraction of pixels labelled alike)")
-    p.add_argument("--min-pixels", type=non_negative_int, default=None,
-                   help="for miou-min: classes below this many pixels in both are left out "
-                        "(default: 0.1%% of a patch, 64 px at --patch 256)")
+    add_statistic_options(p, "the frame detector scores per patch")
     p.add_argument("--frame", type=frame_size, default=None, metavar="HxW",
                    help="frames are resized to this before attack and scoring (default: 512x1024)")
     p.add_argument("--patch", type=positive_int, default=None, help="patch side s (default: 256)")
