@@ -68,7 +68,7 @@ if run adaptive; then ev adaptive attacks-test --methods dag,houdini "${ADAPTIVE
 if run tables; then
   python benchmarks/frame_tables.py "$WORK"/adaptive-{dag,houdini} "$WORK"/test-{dag,houdini} \
       --bundle edge_guard/assets/bundle --pairs-bundle "$WORK/pairs-bundle" \
-      --md "$REPORT/tables.md" --json "$REPORT/scores.json.gz"
+      --md "$REPORT/tables.md" --summary "$REPORT/summary.md" --json "$REPORT/scores.json.gz"
 fi
 
 # Benign camera conditions on the test frames, both detectors at their calibrated thresholds:

@@ -124,6 +124,31 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(rows: list[dict], frame_bundle: dict | None, pairs_bundle: dict | None) -> str:
+    """One line per attack set: each detector at the bundles' statistic and K (and the frame
+    detector at 2K), AUC [CI], TPR at 1% FPR and the rate at the bundle's threshold."""
+    def pick(name, detector, label, k):
+        return next((r for r in rows if (r["set"], r["detector"], r["statistic"], r["k"]) == (name, detector, label, k)),
+                    None)
+
+    def cell(r):
+        if r is None:
+            return "n/a"
+        at = f", {r['bundle_rate']:.2f} at thr" if "bundle_rate" in r else ""
+        return f"{r['auc']:.3f} [{r['auc_ci'][0]:.2f}, {r['auc_ci'][1]:.2f}] / {r['tpr_1pct']:.2f}{at}"
+
+    fb = frame_bundle or {"statistic": "miou-min", "min_pixels": 64, "k": 5}
+    label = f"miou-min>={fb.get('min_pixels', 0)}" if fb["statistic"] == "miou-min" else fb["statistic"]
+    k, kp = fb["k"], (pairs_bundle or {"k": 5})["k"]
+    lines = [f"| attack set | frames | frame ({label}) K={k}: AUC [95% CI] / TPR@1% | frame K={2 * k} | "
+             f"pairs (miou) K={kp} |", "|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["set"] for r in rows):
+        first = pick(name, "frame", label, k)
+        lines.append(f"| {name} | {first['frames'] if first else '?'} | {cell(first)} | "
+                     f"{cell(pick(name, 'frame', label, 2 * k))} | {cell(pick(name, 'pairs', 'miou', kp))} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("outs", nargs="+", type=Path, help="`edge-guard evaluate --out` folders")
@@ -133,15 +158,18 @@ def main(argv=None) -> int:
     ap.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default: 2000)")
     ap.add_argument("--md", type=Path, help="write the table here (markdown)")
     ap.add_argument("--json", type=Path, help="write rows and every frame's scores here (.json or .json.gz)")
+    ap.add_argument("--summary", type=Path, help="write the one-line-per-attack-set table here (markdown)")
     args = ap.parse_args(argv)
     try:
         ks = sorted({int(v) for v in args.ks.split(",")})
     except ValueError:
         raise SystemExit(f"error: --ks {args.ks!r}: expected comma-separated integers such as 5,10,20")
-    rows, dump = tables(load_sets(args.outs), ks, read_bundle(args.bundle), read_bundle(args.pairs_bundle),
-                        args.bootstrap)
+    frame_bundle, pairs_bundle = read_bundle(args.bundle), read_bundle(args.pairs_bundle)
+    rows, dump = tables(load_sets(args.outs), ks, frame_bundle, pairs_bundle, args.bootstrap)
     text = markdown(rows)
     print(text, end="")
+    if args.summary:
+        args.summary.write_text(summary(rows, frame_bundle, pairs_bundle))
     if args.md:
         args.md.write_text(text)
     if args.json:

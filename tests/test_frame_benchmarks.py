@@ -195,9 +195,9 @@ def test_frame_tables_rank_attacks_below_benign_frames(tmp_path):
     bundle.mkdir()
     (bundle / "guard.json").write_text(json.dumps({"model": {"num_classes": 3}, "detector": {
         "method": "frame", "statistic": "agreement", "k": 2, "threshold": 0.5}}))
-    md, js = tmp_path / "t.md", tmp_path / "t.json.gz"
+    md, js, summary = tmp_path / "t.md", tmp_path / "t.json.gz", tmp_path / "s.md"
     assert tables.main([str(out), "--ks", "1,2", "--bundle", str(bundle), "--bootstrap", "20",
-                        "--md", str(md), "--json", str(js)]) == 0
+                        "--md", str(md), "--json", str(js), "--summary", str(summary)]) == 0
     doc = json.loads(gzip.decompress(js.read_bytes()))
     rows = {(r["detector"], r["statistic"], r["k"]): r for r in doc["rows"]}
     agree = rows[("frame", "agreement", 2)]
@@ -207,5 +207,8 @@ def test_frame_tables_rank_attacks_below_benign_frames(tmp_path):
     assert doc["scores"]["attacks"]["dag_pure_plain_x"]["frame"]["miou"]["2"] == [0.2] * 3
     assert doc["scores"]["benign"]["eval"]["pairs"]["1"] == [1.0] * 4
     assert "| dag_pure_plain_x | 3 | frame | agreement | 2 | 1.000 [1.00, 1.00] |" in md.read_text()
+    # The bundle's K is 2; K=4 was not scored and the pairs K defaults to 5: n/a, not an error.
+    assert ("| dag_pure_plain_x | 3 | 1.000 [1.00, 1.00] / 1.00, 1.00 at thr | n/a | n/a |"
+            in summary.read_text())
     with pytest.raises(SystemExit, match="benign.json not found"):
         tables.main([str(tmp_path / "nothing")])
