@@ -5,6 +5,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+from benchmark_scripts import load_benchmark
 from cli_run import run_cli
 from tiny_bundle import PATCH, make_bundle, make_frame_bundle, make_guard_bundle, tiny_patch_model
 
@@ -216,24 +217,9 @@ def test_shipped_bundle_carries_its_full_frame_graph():
     assert seg["verification"]["label_agreement"] >= 0.999
 
 
-def _benchmark(name):
-    """benchmarks/NAME.py as a module (the scripts live beside the package, not in it)."""
-    import importlib.util
-
-    from edge_guard.paths import ASSETS
-
-    path = ASSETS.parent.parent / "benchmarks" / f"{name}.py"
-    if not path.is_file():
-        pytest.skip("benchmarks/ is not beside the package (installed from a wheel)")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_benchmark_grid_script_writes_results_table_and_plot(tmp_path):
     """benchmarks/bench_grid.py at a tiny size, as CI runs it (figures are not checked)."""
-    grid = _benchmark("bench_grid")
+    grid = load_benchmark("bench_grid")
     assert grid.main(["--out", str(tmp_path), "--k", "1,2", "--iters", "1", "--warmup", "0",
                       "--no-kernels"]) == 0
     docs = json.loads((tmp_path / "results.json").read_text())
@@ -246,7 +232,7 @@ def test_benchmark_grid_script_writes_results_table_and_plot(tmp_path):
 
 def test_run_fps_script_streams_a_generated_clip(tmp_path, capsys):
     """benchmarks/run_fps.py: `edge-guard run` on a rendered clip, one summary line per K."""
-    script = _benchmark("run_fps")
+    script = load_benchmark("run_fps")
     out = tmp_path / "run_fps.json"
     assert script.main(["--frames", "3", "--k", "1", "2", "--size", "128", "256",
                         "--threads", "1", "--json", str(out)]) == 0
@@ -278,7 +264,7 @@ def test_attack_table_fills_evaluates_folders_in_rounds(tmp_path, capsys):
 
     write_split(tmp_path / "data", split="val", frames=2, size=(64, 128), seed=3, progress=False)
     ckpt = save_checkpoint(tmp_path / "tiny.pt", build_segmenter("edge_small", width=16, dilations=(1,)))
-    table = _benchmark("attack_table")
+    table = load_benchmark("attack_table")
     args = ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "eval"), "--model", str(ckpt),
             "--frames", "2", "--round", "1", "--targets", "pure,strip", "--adaptive", "plain,scale",
             "--k-attack", "2", "--frame", "64x128", "--max-iter", "2", "--quiet"]
@@ -314,7 +300,7 @@ def test_attack_table_fills_evaluates_folders_in_rounds(tmp_path, capsys):
 ])
 def test_attack_table_names_what_it_does_not_know(tmp_path, extra, message):
     pytest.importorskip("torch")
-    table = _benchmark("attack_table")
+    table = load_benchmark("attack_table")
     with pytest.raises(UserError, match=message):  # before any attack or "not run" row
         table.main(["--out", str(tmp_path), "--report-only", *extra])
 
@@ -330,7 +316,7 @@ def test_attack_table_refuses_bad_numbers_and_paths(tmp_path, capsys, extra, mes
     """A zero round attacked nothing without a word; '512' was an unpacking traceback;
     attacking without --data is refused (only --report-only does without it)."""
     pytest.importorskip("torch")
-    table = _benchmark("attack_table")
+    table = load_benchmark("attack_table")
     with pytest.raises(SystemExit) as exit_:
         table.main(["--out", str(tmp_path), *extra])
     assert exit_.value.code == 2 and message in capsys.readouterr().err
@@ -341,7 +327,7 @@ def test_benchmark_scripts_report_user_mistakes_in_one_line(tmp_path):
     import subprocess
     import sys
 
-    script = _benchmark("attack_table").__file__
+    script = load_benchmark("attack_table").__file__
     proc = subprocess.run([sys.executable, script, "--data", str(tmp_path / "nowhere"), "--out",
                            str(tmp_path / "eval"), "--frames", "1", "--targets", "pure", "--methods", "dag",
                            "--quiet"], capture_output=True, text=True, timeout=120)

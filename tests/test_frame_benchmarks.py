@@ -2,27 +2,16 @@
 and the camera conditions they and the training augmentation share."""
 
 import gzip
-import importlib.util
 import json
 
 import numpy as np
 import pytest
+from benchmark_scripts import load_benchmark
 
 from edge_guard.calibration.data.conditions import CONDITIONS, apply_condition, gain, photometric
-from edge_guard.paths import ASSETS
 from tiny_bundle import make_frame_bundle
 
 FRAME = (48, 64)
-
-
-def _script(name):
-    path = ASSETS.parent.parent / "benchmarks" / f"{name}.py"
-    if not path.is_file():
-        pytest.skip("benchmarks/ is not beside the package (installed from a wheel)")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +57,14 @@ def test_scores_at_k_refuse_a_k_above_what_was_scored():
 def test_conditions_script_needs_a_bundle_that_segments(scenes, tmp_path):
     from tiny_bundle import make_guard_bundle
 
-    script = _script("conditions")
+    script = load_benchmark("conditions")
     pairs = make_guard_bundle(tmp_path / "p", frame=FRAME)   # no full-frame graph
     with pytest.raises(SystemExit, match="no bundle has a full-frame graph"):
         script.main(["--data", str(scenes), "--split", "val", "--frames", "1", "--bundle", str(pairs)])
 
 
 def test_conditions_script_counts_false_alarms_per_condition(scenes, tmp_path, capsys):
-    script = _script("conditions")
+    script = load_benchmark("conditions")
     bundle = make_frame_bundle(tmp_path / "f", frame=FRAME, threshold=0.99)
     out = tmp_path / "c.json"
     assert script.main(["--data", str(scenes), "--split", "val", "--frames", "3", "--bundle", str(bundle),
@@ -87,20 +76,6 @@ def test_conditions_script_counts_false_alarms_per_condition(scenes, tmp_path, c
     assert doc["per_frame"]["clean"]["clean_agreement"] == [1.0] * 3
     assert 0 <= doc["summary"]["dark0.25"]["pixel_accuracy"] <= 1
     assert "brightness 0.25x (night)" in capsys.readouterr().out
-
-
-def test_the_studys_fast_auc_and_tpr_equal_the_evaluations():
-    from edge_guard.calibration.eval_tables import tpr_at_fpr
-    from edge_guard.calibration.threshold import detection_auc
-
-    study = _script("frame_study")
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        b = np.round(rng.normal(0.9, 0.05, 150), 2)           # rounded: ties inside and across
-        a = np.round(rng.normal(0.8, 0.1, 40), 2)
-        assert study.auc(b, a) == pytest.approx(detection_auc(b, a), abs=1e-12)
-        for f in (0.0, 0.01, 0.05):
-            assert study.tpr_at(b, a, f) == tpr_at_fpr(b, a, f)
 
 
 def test_frame_study_scores_candidates_and_keeps_its_confusions(scenes, tmp_path):
@@ -122,7 +97,7 @@ def test_frame_study_scores_candidates_and_keeps_its_confusions(scenes, tmp_path
         cv2.imwrite(str(adv / f"{name}.png"), 255 - read_image(path)[:, :, ::-1])
         images[name] = {"adversarial": f"{name}.png"}
     (adv / "manifest.json").write_text(json.dumps({"images": images}))
-    study = _script("frame_study")
+    study = load_benchmark("frame_study")
     out = tmp_path / "study"
     args = ["--model", str(ckpt), "--data", str(scenes), "--benign", "3", "--attacks", str(adv),
             "--conditions", "dark0.4", "--patches", "32,24", "--k", "2", "--k-max", "3",
@@ -161,7 +136,7 @@ def _demo_folder(root, flagged, alarms):
 
 
 def test_demo_runs_counts_flags_and_benign_alarms(tmp_path, capsys):
-    demo = _script("demo_runs")
+    demo = load_benchmark("demo_runs")
     a = _demo_folder(tmp_path / "a", flagged={4, 5, 6}, alarms=[6])       # the attack's own alarm
     b = _demo_folder(tmp_path / "b", flagged={1, 5, 6}, alarms=[2, 9])    # 2: before the attack
     out = tmp_path / "runs.json"
@@ -186,7 +161,7 @@ def _scores_cache(path, frames, agree):
 
 
 def test_frame_tables_rank_attacks_below_benign_frames(tmp_path):
-    tables = _script("frame_tables")
+    tables = load_benchmark("frame_tables")
     out = tmp_path / "eval"
     (out / "scores").mkdir(parents=True)
     _scores_cache(out / "scores" / "benign.json", 4, 100)
