@@ -135,26 +135,6 @@ def measure(args, earlier: dict | None = None) -> dict:
 
 # ---------------------------------------------------------------- scoring
 
-def auc(benign, adversarial) -> float:
-    """ROC AUC of a lower score meaning adversarial: P(adv < benign) + P(tie) / 2 (exact, and
-    fast enough to bootstrap; equals threshold.detection_auc)."""
-    b = np.sort(np.asarray(benign, np.float64))
-    a = np.asarray(adversarial, np.float64)
-    below = b.size - np.searchsorted(b, a, side="right")
-    ties = np.searchsorted(b, a, side="right") - np.searchsorted(b, a, side="left")
-    return float((below + 0.5 * ties).sum() / (a.size * b.size))
-
-
-def tpr_at(benign, adversarial, fpr: float) -> float:
-    """The largest detection rate whose benign false-positive rate is <= ``fpr`` (equals
-    eval_tables.tpr_at_fpr): flagging below the (m+1)-th smallest benign score, m = floor(fpr * n)."""
-    b = np.sort(np.asarray(benign, np.float64))
-    m = int(np.floor(fpr * b.size + 1e-9))
-    if m >= b.size:
-        return 1.0
-    return float((np.asarray(adversarial, np.float64) < b[m]).mean())
-
-
 def _ci(values: list) -> list:
     lo, hi = np.percentile(values, [2.5, 97.5])
     return [float(lo), float(hi)]
@@ -164,6 +144,7 @@ def score(doc: dict, k: int, bootstrap: int, seed: int = 0) -> dict:
     """Every candidate's AUC / TPR at 1% FPR per attack set and false alarms per condition."""
     from edge_guard.calibration import threshold as thr
     from edge_guard.calibration.eval_scores import frame_at
+    from edge_guard.calibration.eval_tables import tpr_at_fpr
 
     rng = np.random.default_rng(seed)
     rows = []
@@ -185,10 +166,10 @@ def score(doc: dict, k: int, bootstrap: int, seed: int = 0) -> dict:
                     for _ in range(bootstrap):
                         b = rng.choice(benign, benign.size)
                         a = rng.choice(scores, scores.size)
-                        boots_auc.append(auc(b, a))
-                        boots_tpr.append(tpr_at(b, a, 0.01))
-                    row["attacks"][name] = {"frames": int(scores.size), "auc": auc(benign, scores),
-                                            "auc_ci": _ci(boots_auc), "tpr_1pct": tpr_at(benign, scores, 0.01),
+                        boots_auc.append(thr.detection_auc(b, a))
+                        boots_tpr.append(tpr_at_fpr(b, a, 0.01))
+                    row["attacks"][name] = {"frames": int(scores.size), "auc": thr.detection_auc(benign, scores),
+                                            "auc_ci": _ci(boots_auc), "tpr_1pct": tpr_at_fpr(benign, scores, 0.01),
                                             "tpr_ci": _ci(boots_tpr), "median": float(np.median(scores))}
             rows.append(row)
     return {"k": k, "rows": rows}

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from frame_study import _ci, auc, tpr_at  # noqa: E402
+from frame_study import _ci  # noqa: E402
 
 STATISTICS = (("miou-min", 64), ("agreement", 0), ("miou", 0))
 
@@ -72,6 +72,9 @@ def per_frame(scores: dict, ks: list[int], num_classes: int) -> dict:
 
 
 def measure(benign, adversarial, bootstrap: int, rng) -> dict:
+    from edge_guard.calibration.eval_tables import tpr_at_fpr as tpr_at
+    from edge_guard.calibration.threshold import detection_auc as auc
+
     b, a = np.asarray(benign), np.asarray(adversarial)
     boots = [(auc(bb, aa), tpr_at(bb, aa, 0.01)) for bb, aa in
              ((rng.choice(b, b.size), rng.choice(a, a.size)) for _ in range(bootstrap))]

@@ -113,13 +113,15 @@ def flag_rate(scores, threshold: float) -> float:
 
 def detection_auc(benign, adversarial) -> float:
     """ROC AUC of the score as a detector: adversarial is the positive class and a lower score
-    means more adversarial (so the score is negated). 0.5 = chance, 1.0 = perfect separation."""
-    from sklearn.metrics import roc_auc_score
+    means more adversarial. 0.5 = chance, 1.0 = perfect separation.
 
-    benign = _scores(benign)
-    adversarial = _scores(adversarial)
-    truth = np.concatenate([np.zeros(benign.size), np.ones(adversarial.size)])
-    return float(roc_auc_score(truth, -np.concatenate([benign, adversarial])))
+    Exact by ranks, P(adv < benign) + P(tie) / 2 (sklearn's roc_auc_score of the negated
+    score, without its cost: fast enough to bootstrap)."""
+    b = np.sort(_scores(benign))
+    a = _scores(adversarial)
+    above = np.searchsorted(b, a, side="right")
+    ties = above - np.searchsorted(b, a, side="left")
+    return float(((b.size - above) + 0.5 * ties).sum() / (a.size * b.size))
 
 
 def quantiles(scores, qs=QUANTILES) -> dict:

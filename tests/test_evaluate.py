@@ -508,3 +508,21 @@ def test_tpr_at_fpr_keeps_points_on_a_straight_stretch_of_the_roc():
     benign = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.4])
     adversarial = np.array([0.0, 0.0, 0.1, 0.2, 0.5])
     assert ev.tpr_at_fpr(benign, adversarial, 1 / 3) == 0.6
+
+
+def test_closed_form_auc_and_tpr_equal_sklearns_roc_with_ties():
+    """detection_auc and tpr_at_fpr are closed forms (fast enough to bootstrap): they equal
+    sklearn's roc_auc_score and every point of roc_curve, ties inside and across included."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    from edge_guard.calibration.threshold import detection_auc
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        b = np.round(rng.normal(0.9, 0.05, 150), 2)           # rounded: ties inside and across
+        a = np.round(rng.normal(0.8, 0.1, 40), 2)
+        truth = np.r_[np.zeros(b.size), np.ones(a.size)]
+        assert detection_auc(b, a) == pytest.approx(roc_auc_score(truth, -np.r_[b, a]), abs=1e-12)
+        f, t, _ = roc_curve(truth, -np.r_[b, a], drop_intermediate=False)
+        for fpr in (0.0, 0.01, 0.05):
+            assert ev.tpr_at_fpr(b, a, fpr) == float(t[f <= fpr + 1e-12].max())
