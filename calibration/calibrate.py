@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_guard.bundle import METHODS, new_guard_doc, uncalibrated_bundle, write_guard_json
-from edge_guard.consistency import DEFAULT_STATISTIC, check_statistic, default_min_pixels
+from edge_guard.consistency import DEFAULT_STATISTIC, check_statistic, resolve_min_pixels
 from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import DataError, UserError
 from edge_guard.guard import Guard
@@ -52,7 +52,7 @@ class CalibrationSettings:
 
     method: str = "frame"
     statistic: str = DEFAULT_STATISTIC
-    min_pixels: int | None = None  # miou-min's class size; None: default_min_pixels(patch)
+    min_pixels: int | None = None  # miou-min's class size; None: resolve_min_pixels's default
     frame_size: tuple = (512, 1024)
     patch: int = 256
     b_low: int = 16
@@ -78,8 +78,7 @@ class CalibrationSettings:
         h, w = (int(v) for v in self.frame_size)
         if self.method not in METHODS:
             raise UserError(f"unknown detector {self.method!r}: choose {', '.join(METHODS)}")
-        if self.min_pixels is None:
-            self.min_pixels = default_min_pixels(self.patch) if self.statistic == "miou-min" else 0
+        self.min_pixels = resolve_min_pixels(self.statistic, self.min_pixels, self.patch)
         check_statistic(self.statistic, self.min_pixels)
         if self.method == "pairs":
             check_full_range(h, w, self.patch, self.b_low, self.b_high)

@@ -87,10 +87,9 @@ class EvalSettings:
         for name, values in (("--k-pairs", self.k_pairs), ("--k-frame", self.k_frame), ("--k-agree", self.k_agree)):
             if any(k < 0 for k in values):
                 raise UserError(f"{name} needs counts >= 0, got {list(values)}")
-        from edge_guard.consistency import check_statistic, default_min_pixels
+        from edge_guard.consistency import check_statistic, resolve_min_pixels
 
-        if self.min_pixels is None:
-            self.min_pixels = default_min_pixels(self.patch) if self.statistic == "miou-min" else 0
+        self.min_pixels = resolve_min_pixels(self.statistic, self.min_pixels, self.patch)
         check_statistic(self.statistic, self.min_pixels)
         if not 0 < self.attack_stop <= 1:
             raise UserError(f"--attack-stop {self.attack_stop} must be in (0, 1]: the fraction of pixels on target")

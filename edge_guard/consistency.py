@@ -48,6 +48,14 @@ def default_min_pixels(patch: int) -> int:
     return max(1, round(MIN_PIXELS_FRACTION * int(patch) ** 2))
 
 
+def resolve_min_pixels(statistic: str, min_pixels: int | None, patch: int) -> int:
+    """``min_pixels`` as given, or (None) the default for ``statistic``: default_min_pixels for
+    miou-min, 0 for the others (they have no class size)."""
+    if min_pixels is not None:
+        return min_pixels
+    return default_min_pixels(patch) if statistic == "miou-min" else 0
+
+
 def _as_unsigned(labels: np.ndarray) -> np.ndarray:
     """View integer labels as unsigned so negative ids become huge and fall outside [0, C)."""
     if labels.dtype.kind == "u":
