@@ -1,4 +1,5 @@
-"""The README's performance table: `edge-guard bench` over K on every backend present here.
+"""The K-grid performance table of docs/performance.md: `edge-guard bench` over K on every
+backend present here.
 
 Each bench times plain segmentation, and for each detector (frame, pairs: --detector) and K
 the guard's extra (check(frame, labels)), segmentation + guard (check(frame)) and their

@@ -30,8 +30,9 @@ COMMANDS = [
 
 DESCRIPTION = """\
 Detect adversarial camera frames for semantic segmentation at frame rate, with the
-spatial-consistency check of Xiao et al. (ECCV 2018): segment K random pairs of
-overlapping patches and flag the frame when their overlaps disagree.
+spatial-consistency idea of Xiao et al. (ECCV 2018): segment the frame and K random patches
+of it alone, and flag the frame when the patches disagree with its labels (the paper's own
+detector, K pairs of overlapping patches compared on their overlap: --detector pairs).
 
 Start with `edge-guard demo`: the whole story on the shipped model in one command.
 On the vehicle (numpy, opencv, onnxruntime or TensorRT): check, run, build-engine, bench.

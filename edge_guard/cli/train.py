@@ -8,7 +8,7 @@ from pathlib import Path
 from edge_guard.cli._args import at_least, existing_path, non_negative_int, positive_float, positive_int, probability
 
 EXAMPLE = """\
-examples (the README has the shipped model's exact recipe):
+examples (docs/model.md has the shipped model's exact recipe):
   edge-guard generate --out scenes --split train --frames 1500 --seed 1 --workers 8
   edge-guard train --data scenes --out runs/edge_small.pt --steps 3000 --crop 256 --threads 1
   edge-guard train --data scenes --out runs/tuned.pt --init edge_guard/assets/edge_small.pt \\
