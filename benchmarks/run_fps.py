@@ -26,11 +26,12 @@ import cv2
 from edge_guard.errors import exit_status
 from edge_guard.events import EventWriter
 from edge_guard.guard import Guard
-from edge_guard.stream import Stream, parse_source
+from edge_guard.sources import parse_source
+from edge_guard.stream import Stream
 
 
 def write_clip(path: Path, seed: int, frames: int, size) -> Path:
-    from edge_guard.calibration.data.scenes import render_clip
+    from edge_guard.scenes import render_clip
 
     h, w = size
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 15.0, (w, h))

@@ -34,7 +34,7 @@ SOURCE_SEED_OFFSET = 1000
 
 def demo_target(kind: str, labels: np.ndarray, seed: int) -> np.ndarray:
     """(H, W) uint8 target for a frame with ground truth ``labels`` of the drive ``seed``."""
-    from .data.scenes import render_frame
+    from edge_guard.scenes import render_frame
 
     if kind == "vanish":
         source = labels

@@ -142,7 +142,7 @@ def scene(shape, seed: int, source_labels: Optional[np.ndarray] = None) -> np.nd
     """
     h, w = _hw(shape)
     if source_labels is None:
-        from edge_guard.calibration.data.scenes import render_frame
+        from edge_guard.scenes import render_frame
 
         _, source_labels = render_frame(seed, (h, w))
     src = np.asarray(source_labels)

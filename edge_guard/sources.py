@@ -32,6 +32,7 @@ import cv2
 from .errors import UserError
 
 OPEN_TIMEOUT_MS, READ_TIMEOUT_MS = 10_000, 5_000  # network streams
+DEFAULT_FPS = 30.0  # when a source does not say its frame rate
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
 
 

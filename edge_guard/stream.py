@@ -1,7 +1,10 @@
 """Run the Guard on a camera or video stream: ``edge-guard run`` as a library.
 
 Sources (cameras, files, image patterns, URLs, GStreamer pipelines) are parsed and opened
-by :mod:`edge_guard.sources` (:func:`parse_source`, :func:`open_capture`, re-exported here).
+by :mod:`edge_guard.sources` (:func:`parse_source`, :func:`open_capture`); the reader thread
+and its mailbox live in :mod:`edge_guard.stream_reader`, alarms in :mod:`edge_guard.alarms`,
+latency statistics in :mod:`edge_guard.latency`, the window and video sinks in
+:mod:`edge_guard.display`.
 
 Threads: a reader thread owns the capture and hands frames to the checking thread (the
 caller's) through a one-slot mailbox, so decoding overlaps checking.
@@ -66,265 +69,22 @@ Invariant: frames_read = frames_checked + frames_skipped.
 from __future__ import annotations
 
 import contextlib
-import math
-import os
 import queue
 import sys
 import threading
 import time
 from collections import deque
-from pathlib import Path
 from time import perf_counter
 
 import cv2
-import numpy as np
 
 from . import __version__
+from .alarms import AlarmWindow
 from .errors import UserError
-from .sources import (Source, SourceError, capture_prop, captured_stderr, has_gstreamer,  # noqa: F401
-                      last_message, open_capture, parse_source, quiet_opencv)  # (re-exported: the stream's API)
-
-RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
-DEFAULT_FPS = 30.0  # when a source does not say its frame rate
-
-
-# -------------------------------------------------------------------------------- the mailbox
-
-class Mailbox:
-    """A one-slot hand-over between the reader and the checker.
-
-    ``put(item)`` replaces the waiting item and returns it (so the caller can count it as
-    skipped), or with ``wait=True`` blocks until the slot is empty. After :meth:`close`,
-    ``put`` delivers nothing and returns ``item`` itself; ``get`` still returns what is
-    waiting, then None.
-    """
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._item = None
-        self._closed = False
-
-    def put(self, item, wait: bool = False):
-        with self._cond:
-            if wait:
-                while self._item is not None and not self._closed:
-                    self._cond.wait()
-            if self._closed:
-                return item
-            old, self._item = self._item, item
-            self._cond.notify_all()
-            return old
-
-    def get(self, timeout: float | None = None):
-        """The waiting item, or None after ``timeout`` seconds or once closed and empty."""
-        with self._cond:
-            if self._item is None and not self._closed:
-                self._cond.wait(timeout)
-            item, self._item = self._item, None
-            if item is not None:
-                self._cond.notify_all()
-            return item
-
-    def wait_empty(self) -> bool:
-        """Block until the slot is empty; False when the mailbox was closed meanwhile."""
-        with self._cond:
-            while self._item is not None and not self._closed:
-                self._cond.wait()
-            return not self._closed
-
-    def discard(self):
-        """Remove and return the waiting item (None when empty)."""
-        with self._cond:
-            item, self._item = self._item, None
-            self._cond.notify_all()
-            return item
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-
-# ------------------------------------------------------------------------------------- alarms
-
-class AlarmWindow:
-    """M of the last N checked frames flagged -> an alarm episode, raised once.
-
-    ``update(flagged)`` returns "raised" when an episode starts, "cleared" when it ends (fewer
-    than M of the last N flagged: the alarm re-arms), else None.
-    """
-
-    def __init__(self, m: int = 3, n: int = 5):
-        if not (isinstance(m, int) and isinstance(n, int) and 1 <= m <= n):
-            raise UserError(f"an alarm rule is M/N with 1 <= M <= N, got {m}/{n}")
-        self.m, self.n = m, n
-        self._window: deque = deque(maxlen=n)
-        self.active = False
-        self.episodes = 0
-
-    @property
-    def flagged(self) -> int:
-        return sum(self._window)
-
-    def update(self, flagged: bool) -> str | None:
-        self._window.append(bool(flagged))
-        count = self.flagged
-        if not self.active and count >= self.m:
-            self.active = True
-            self.episodes += 1
-            return "raised"
-        if self.active and count < self.m:
-            self.active = False
-            return "cleared"
-        return None
-
-
-def parse_alarm(text: str) -> tuple[int, int]:
-    """'3/5' -> (3, 5); UserError otherwise."""
-    try:
-        m, n = (int(v) for v in str(text).split("/"))
-    except ValueError:
-        raise UserError(f"{text!r} is not an alarm rule: write M/N, e.g. 3/5") from None
-    AlarmWindow(m, n)
-    return m, n
-
-
-# ------------------------------------------------------------------------------------- reader
-
-class _Reader(threading.Thread):
-    """Owns the capture: reads, counts, hands frames over, reconnects a live source."""
-
-    def __init__(self, cap, first, opener, mailbox: Mailbox, notices: queue.Queue, stop: threading.Event,
-                 *, live: bool, drop: bool, every: int, max_frames: int | None, pace_fps: float | None,
-                 delays):
-        super().__init__(name="edge-guard-reader", daemon=True)
-        self.cap, self._first, self._opener = cap, first, opener
-        self._mailbox, self._notices, self._halt = mailbox, notices, stop
-        self._live, self._drop, self._every = live, drop, every
-        self._max, self._pace, self._delays = max_frames, pace_fps, tuple(delays)
-        self.read = 0
-        self.skipped_every = 0
-        self.skipped_busy = 0
-        self.skipped_at_stop = 0
-        self.end_reason = "stopped"
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._loop()
-        except BaseException as exc:  # handed to the checking thread, which re-raises it
-            self.error, self.end_reason = exc, "error"
-        finally:
-            self._mailbox.close()
-            with contextlib.suppress(Exception):
-                self.cap.release()
-
-    def _loop(self) -> None:
-        frame, wall, mono = self._first
-        t0 = mono
-        while True:
-            index = self.read
-            self.read += 1
-            if index % self._every:
-                self.skipped_every += 1
-            else:
-                item = (index, wall, mono, frame)
-                back = self._mailbox.put(item, wait=not self._drop)
-                if back is item:
-                    self.skipped_at_stop += 1
-                elif back is not None:
-                    self.skipped_busy += 1
-            if self._max is not None and self.read >= self._max:
-                self.end_reason = "max frames"
-                return
-            if self._halt.is_set():
-                return
-            if self._pace:
-                delay = t0 + self.read / self._pace - perf_counter()
-                if delay > 0 and self._halt.wait(delay):
-                    return
-            # In order: read the next frame only once the checker took this one, so a frame
-            # waits for one check at most (decoding still overlaps that check).
-            if not self._drop and not self._mailbox.wait_empty():
-                return
-            ok, frame = self.cap.read()
-            if not ok or frame is None:
-                if not self._live:
-                    self.end_reason = "end of source"
-                    return
-                frame = self._reconnect()
-                if frame is None:
-                    if not self._halt.is_set():
-                        self.end_reason = "source lost"
-                    return
-            wall, mono = time.time(), perf_counter()
-
-    def _reconnect(self):
-        """Reopen with back-off; the first frame of the new capture, or None when it failed."""
-        start_wall, start = time.time(), perf_counter()
-        with contextlib.suppress(Exception):
-            self.cap.release()
-        attempts, error, frame = 0, "no frame from the source", None
-        for delay in self._delays:
-            if self._halt.wait(delay):
-                break
-            attempts += 1
-            try:
-                cap = self._opener()
-            except UserError as exc:
-                error = str(exc)
-                continue
-            ok, got = cap.read()
-            if ok and got is not None:
-                self.cap, frame, error = cap, got, None
-                break
-            with contextlib.suppress(Exception):
-                cap.release()
-            error = "the source opened but gave no frame"
-        end_wall = time.time()
-        self._notices.put({"type": "gap", "after_frame": self.read - 1, "start_time": start_wall,
-                           "end_time": end_wall, "duration_s": perf_counter() - start,
-                           "attempts": attempts, "recovered": frame is not None, "error": error})
-        return frame
-
-
-# ------------------------------------------------------------------------------------- stream
-
-class Durations:
-    """p50/p99/mean/max of durations in ms, in constant memory (a stream may run for days).
-
-    Log-spaced bins, 200 per decade from 1 us to 100 s: a percentile is the centre of its bin,
-    within 0.6 % of the exact value; mean and max are exact.
-    """
-
-    PER_DECADE, LOW, DECADES = 200, -3, 8
-
-    def __init__(self):
-        self.counts = np.zeros(self.PER_DECADE * self.DECADES + 2, np.int64)  # + under/overflow
-        self.n, self.total, self.max = 0, 0.0, 0.0
-
-    def add(self, ms: float) -> None:
-        ms = float(ms)
-        pos = (math.log10(ms) - self.LOW) * self.PER_DECADE + 1 if ms > 0 else 0
-        self.counts[min(max(int(pos), 0), len(self.counts) - 1)] += 1
-        self.n, self.total, self.max = self.n + 1, self.total + ms, max(self.max, ms)
-
-    def percentile(self, q: float) -> float:
-        i = int(np.searchsorted(np.cumsum(self.counts), q / 100 * self.n, side="left"))
-        if i == 0:
-            return 0.0
-        centre = 10 ** (self.LOW + (i - 0.5) / self.PER_DECADE)
-        return min(centre, self.max)
-
-    def summary(self) -> dict | None:
-        if not self.n:
-            return None
-        return {"p50": self.percentile(50), "p99": self.percentile(99),
-                "mean": self.total / self.n, "max": self.max}
+from .latency import Durations
+from .sources import (DEFAULT_FPS, Source, SourceError, capture_prop, captured_stderr, last_message,
+                      open_capture, quiet_opencv)
+from .stream_reader import RECONNECT_DELAYS, Mailbox, Reader
 
 
 class Stream:
@@ -440,7 +200,7 @@ class Stream:
                   f"{f', one in {self.every}' if self.every > 1 else ''} | "
                   f"alarm {self.alarm.m}/{self.alarm.n}")
         mailbox, notices = Mailbox(), queue.Queue()
-        reader = _Reader(cap, first, self._opener, mailbox, notices, self._stop, live=self.source.live,
+        reader = Reader(cap, first, self._opener, mailbox, notices, self._stop, live=self.source.live,
                          drop=self.realtime, every=self.every, max_frames=self.max_frames,
                          pace_fps=pace, delays=self.reconnect)
         info = {"fps": (fps or DEFAULT_FPS) / self.every, "source": str(self.source)}
@@ -537,81 +297,3 @@ class Stream:
             state = "recovered" if record["recovered"] else "not recovered"
             self._say(f"source gap after frame {record['after_frame']}: {record['duration_s']:.1f} s, "
                       f"{record['attempts']} reconnect attempt(s), {state}")
-
-
-# ---------------------------------------------------------------------------- display / video
-
-def check_display() -> None:
-    """UserError (one line) when ``--show`` cannot open a window here."""
-    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    if sys.platform.startswith("linux") and not display:
-        raise UserError("--show needs a display, and none is set (no DISPLAY): "
-                        "run headless without --show, or record with --save VIDEO")
-
-
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
-
-
-def check_video_path(save) -> None:
-    """UserError (one line) unless ``save`` names a video file in an existing folder."""
-    path = Path(save).expanduser()
-    if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise UserError(f"--save {save}: give a video file name ending in {', '.join(VIDEO_SUFFIXES)}")
-    if path.is_dir() or not path.resolve().parent.is_dir():
-        raise UserError(f"cannot write {save}: the folder {path.parent} does not exist")
-
-
-class Display:
-    """A sink that annotates each checked frame and shows it (``show``) and/or writes it (``save``).
-
-    The saved video holds the checked frames, at the source's frame rate divided by ``every``
-    (mp4v, so name it .mp4). In the window, q or Esc ends the stream. ``labels``: tint each
-    frame lightly with the verdict's segmentation (when it carries one).
-    """
-
-    TITLE = "edge-guard"
-
-    def __init__(self, patch: int, show: bool = False, save=None, fourcc: str = "mp4v",
-                 labels: bool = False):
-        self.patch, self.show, self.save, self.fourcc = patch, show, save, fourcc
-        self.labels = bool(labels)
-        self._writer = None
-        self.written = 0
-        if save is not None:
-            check_video_path(save)
-
-    def write(self, frame, verdict, info) -> bool:
-        from .overlay import annotate
-
-        note = f"frame {info.get('frame_index', '?')}  {info.get('latency_ms', 0.0):.0f} ms"
-        img = annotate(frame.copy(), verdict, self.patch, info.get("scores", ()),
-                       info.get("alarm_active", False), note, labels=self.labels)
-        if self.save is not None:
-            if self._writer is None:
-                h, w = img.shape[:2]
-                with captured_stderr(), quiet_opencv():  # our one line says it; not FFmpeg's
-                    self._writer = cv2.VideoWriter(str(Path(self.save).expanduser()),
-                                                   cv2.VideoWriter_fourcc(*self.fourcc),
-                                                   float(info.get("fps", DEFAULT_FPS)), (w, h))
-                if not self._writer.isOpened():
-                    raise UserError(f"cannot write the video {self.save} (codec {self.fourcc})")
-            self._writer.write(img)
-            self.written += 1
-        if self.show:
-            try:
-                cv2.imshow(self.TITLE, img)
-                key = cv2.waitKey(1) & 0xFF
-                if key in (ord("q"), 27) or cv2.getWindowProperty(self.TITLE, cv2.WND_PROP_VISIBLE) < 1:
-                    return False
-            except cv2.error:
-                raise UserError("--show: this OpenCV cannot open a window "
-                                "(opencv-python-headless?): use --save VIDEO instead") from None
-        return True
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-        if self.show:
-            with contextlib.suppress(Exception):
-                cv2.destroyWindow(self.TITLE)

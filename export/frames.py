@@ -18,7 +18,7 @@ def default_frame_size(patch: int, high: int) -> tuple:
 
 def generated_frames(count: int, size: tuple, seed: int = 0) -> list:
     """``count`` procedural street scenes (RGB uint8) of ``size`` (h, w), seeds seed, seed+1..."""
-    from edge_guard.calibration.data.scenes import render_frame
+    from edge_guard.scenes import render_frame
 
     return [np.ascontiguousarray(render_frame(seed + i, size=tuple(size))[0]) for i in range(count)]
 

@@ -11,13 +11,14 @@ import textwrap
 
 
 def blocker(*modules: str) -> str:
-    """Python source that makes ``modules`` (and their submodules) raise ImportError."""
+    """Python source that makes ``modules`` (dotted names allowed: ``edge_guard.export``) and
+    their submodules raise ImportError."""
     return textwrap.dedent(f"""
         import importlib.abc, sys
 
         class _Block(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in {tuple(modules)!r}:
+                if any(name == m or name.startswith(m + ".") for m in {tuple(modules)!r}):
                     raise ImportError(name + " is blocked in this test")
                 return None
 

@@ -261,7 +261,7 @@ def test_build_engine_path_needs_no_torch():
     proc = run_without(["torch"], """
         import sys
         import edge_guard.export.trt_build, edge_guard.export.trt_runner, edge_guard.export.precision
-        import edge_guard.calibration.data.scenes
+        import edge_guard.scenes
         from edge_guard.cli import main
         assert not [m for m in sys.modules if m.split('.')[0] == 'torch']
     """)

@@ -7,7 +7,7 @@ import pytest
 from edge_guard.calibration.data.folders import (
     LABEL_ID_TO_TRAIN_ID, BDD100KFolder, CityscapesFolder, ImageFolder, open_dataset)
 from edge_guard.calibration.data.layout import frame_seed, write_split
-from edge_guard.calibration.data.scenes import render_clip, render_frame
+from edge_guard.scenes import render_clip, render_frame
 from edge_guard.cli import main
 from edge_guard.errors import DataError, UserError
 

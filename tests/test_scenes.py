@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_guard.calibration.data.scenes import make_scene, render_clip, render_frame
+from edge_guard.scenes import make_scene, render_clip, render_frame
 from edge_guard.classes import IGNORE, NUM_CLASSES, PALETTE
 
 SMALL = (64, 128)
@@ -99,7 +99,8 @@ def test_clip_length_must_be_positive():
 
 def test_generator_needs_no_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from edge_guard.calibration.data import scenes, layout, folders\n"
+            "from edge_guard import scenes\n"
+            "from edge_guard.calibration.data import layout, folders\n"
             "scenes.render_frame(0, (32, 64))\n"
             "assert sys.modules['torch'] is None\n")
     subprocess.run([sys.executable, "-c", code], check=True)

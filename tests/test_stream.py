@@ -19,8 +19,11 @@ from edge_guard.cli import main
 from edge_guard.errors import UserError
 from edge_guard.events import EventWriter, read_events
 from edge_guard.guard import STAGES, Guard
-from edge_guard.stream import (AlarmWindow, Durations, Mailbox, Source, SourceError, Stream, has_gstreamer,
-                               open_capture, parse_alarm, parse_source)
+from edge_guard.alarms import AlarmWindow, parse_alarm
+from edge_guard.latency import Durations
+from edge_guard.sources import Source, SourceError, has_gstreamer, open_capture, parse_source
+from edge_guard.stream import Stream
+from edge_guard.stream_reader import Mailbox
 from tiny_bundle import contrast_labels, make_frame_bundle, make_guard_bundle
 
 FRAMES, H, W = 30, 128, 256

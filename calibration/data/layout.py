@@ -17,7 +17,7 @@ import numpy as np
 
 from edge_guard.errors import UserError
 
-from .scenes import DEFAULT_SIZE, render_clip, render_frame
+from edge_guard.scenes import DEFAULT_SIZE, render_clip, render_frame
 
 CITIES = ("synthberg", "renderdam", "polyville")
 STILL_FRAME = 19

@@ -99,7 +99,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from edge_guard.demo import DemoOptions, report, run_demo
+    from edge_guard.demo import DemoOptions, run_demo
+    from edge_guard.demo_report import report
 
     def say(text):
         print(text, flush=True)

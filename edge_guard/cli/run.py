@@ -54,7 +54,7 @@ open, or a live source lost for good after the reconnect attempts).
 
 def _alarm(text: str):
     from edge_guard.errors import UserError
-    from edge_guard.stream import parse_alarm
+    from edge_guard.alarms import parse_alarm
 
     try:
         return parse_alarm(text)
@@ -122,7 +122,9 @@ def run(args) -> int:
 
     from edge_guard.events import EventWriter
     from edge_guard.guard import Guard
-    from edge_guard.stream import Display, Stream, check_display, check_video_path, parse_source
+    from edge_guard.display import Display, check_display, check_video_path
+    from edge_guard.sources import parse_source
+    from edge_guard.stream import Stream
 
     from edge_guard.errors import UserError
 

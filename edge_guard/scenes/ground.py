@@ -14,6 +14,7 @@ from .camera import NEAR
 from .solids import depth_samples
 
 Z_FAR = 260.0  # metres: the ground ends here, behind the skyline
+AHEAD = 30.0  # metres of street laid out beyond the far plane
 
 
 @dataclass
