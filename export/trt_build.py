@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_guard.backends.trt_api import TensorRT
 from edge_guard.engine_cache import (check_precision, current_device, engine_path, onnx_name,
                                      precision_record_path, profile_shapes, read_precision_record,
                                      sha256_file, timing_cache_path, validate_engine, write_sidecar)
@@ -100,7 +101,7 @@ def judge(parity: Parity, precision: str, what: str) -> dict:
                         f"(need {100 * tol['min_agreement']:.1f}%)")
     if parity.score_shift > tol["max_score_shift"]:
         failures.append(f"mean score shift {parity.score_shift:.4f} (allowed {tol['max_score_shift']})")
-    if parity.threshold is not None:
+    if parity.threshold is not None and parity.fpr_ref is not None and parity.fpr_test is not None:
         allowed = max(tol["max_fpr_rise"], 1.0 / max(parity.frames, 1))
         if parity.fpr_test - parity.fpr_ref > allowed + 1e-12:
             failures.append(f"false-positive rate at threshold {parity.threshold:.4f} rises "
@@ -198,14 +199,14 @@ def _quiet_root_logger():
         root.setLevel(level)
 
 
-def trt_major(trt) -> int:
+def trt_major(trt: TensorRT) -> int:
     try:
         return int(str(trt.__version__).split(".")[0])
     except (AttributeError, ValueError):
         raise UserError("cannot tell the TensorRT version (tensorrt.__version__)") from None
 
 
-def build_serialized(trt, onnx_path: Path, input_name: str, profile: dict, precision: str,
+def build_serialized(trt: TensorRT, onnx_path: Path, input_name: str, profile: dict, precision: str,
                      workspace_mib: int | None = None, timing_cache: bytes = b"", log=print):
     """Parse ``onnx_path`` into a strongly typed network and build it -> (engine, timing cache) bytes."""
     major = trt_major(trt)
@@ -235,7 +236,9 @@ def build_serialized(trt, onnx_path: Path, input_name: str, profile: dict, preci
     if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)  # fp32 means fp32: no TF32 matmuls/convs
     opt = builder.create_optimization_profile()
-    opt.set_shape(input_name, tuple(profile["min"]), tuple(profile["opt"]), tuple(profile["max"]))
+    lo, mid, hi = (tuple(profile[k]) for k in ("min", "opt", "max"))
+    # TensorRT converts tuples to Dims (Dims' own documentation); its stub types only Dims.
+    opt.set_shape(input_name, lo, mid, hi)  # type: ignore[arg-type]
     config.add_optimization_profile(opt)
     cache = config.create_timing_cache(timing_cache or b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
@@ -252,7 +255,7 @@ def build_engine(bundle, precision: str = "fp16", calib_frames=None, calib_count
                  calib_pairs: int = 4, max_pairs: int = 50, workspace_mib: int | None = None,
                  onnx_only: bool = False, force: bool = False, seed: int = 0,
                  calibration_method: str = "percentile", percentile: float = DEFAULT_PERCENTILE,
-                 trt=None, runner_factory=None,
+                 trt: TensorRT | None = None, runner_factory=None,
                  device=None, log=print) -> dict:
     """See the module docstring. Returns a summary dict (paths and figures; the full-frame
     graph's under "frame").
@@ -276,7 +279,7 @@ def build_engine(bundle, precision: str = "fp16", calib_frames=None, calib_count
     quant = dict(calibration_method=calibration_method, percentile=percentile, log=log)
     onnx_path = ensure_precision_onnx(info, precision, calib, **quant)
     check_compatible(onnx_path, log)
-    summary = {"precision": precision, "onnx": str(onnx_path)}
+    summary: dict = {"precision": precision, "onnx": str(onnx_path)}
     if precision != "fp32":
         with _progress(len(calib.sets), f"{precision} under ONNX Runtime") as bar:
             test = predict_sets(OrtPredictor(onnx_path), calib.sets, 8, progress=bar)
@@ -334,7 +337,7 @@ class EngineBuilder:
     """Steps 4-5 for one graph: reuse a valid cached engine, else build it, check it on the
     GPU with ``check(runner) -> figures`` and only then name it and write its sidecar."""
 
-    def __init__(self, info: BundleInfo, trt, device, precision: str, workspace_mib, force: bool,
+    def __init__(self, info: BundleInfo, trt: TensorRT, device, precision: str, workspace_mib, force: bool,
                  runner_factory, log=print):
         self.info, self.trt, self.device, self.precision = info, trt, device, precision
         self.workspace_mib, self.force, self.runner_factory, self.log = workspace_mib, force, runner_factory, log
@@ -347,7 +350,8 @@ class EngineBuilder:
         existing = validate_engine(path, onnx_path, device, precision, **validate_kw)
         if existing.ok and not self.force:
             log(f"{path.name} is cached and valid: not rebuilt (--force rebuilds)")
-            return {"engine": str(path), "cached": True, "engine_check": existing.sidecar.get("verification")}
+            return {"engine": str(path), "cached": True,
+                    "engine_check": (existing.sidecar or {}).get("verification")}
         if path.exists():
             log(f"rebuilding {path.name}: {existing.reason}")
         cache_file = timing_cache_path(info.root, device)

@@ -24,111 +24,109 @@ from edge_guard.crop import crop_tops
 MAGIC = b"FAKE-TRT-ENGINE\n"
 
 
-class _DType:
-    def __init__(self, name):
-        self.name = name
-
-
-UINT8, INT32, INT64, FLOAT = _DType("UINT8"), _DType("INT32"), _DType("INT64"), _DType("FLOAT")
+UINT8, INT32, INT64, FLOAT = (SimpleNamespace(name=n) for n in ("UINT8", "INT32", "INT64", "FLOAT"))
 _ONNX_TO_DTYPE = {onnx.TensorProto.UINT8: UINT8, onnx.TensorProto.INT32: INT32,
                   onnx.TensorProto.INT64: INT64, onnx.TensorProto.FLOAT: FLOAT}
 
 
 def make_fake_trt(version="10.3.0", fail_parse=False, fail_build=False):
-    """A module-like namespace; ``.calls`` records what the builder was asked to do."""
+    """A module-like namespace; ``.calls`` records what the builder was asked to do. Names,
+    parameters and enum values are TensorRT's (tests/test_trt_stubs.py checks them against its
+    stubs); a name starting with ``_`` is the fake's own, for tests."""
     calls = SimpleNamespace(builds=0, network_flags=[], workspace=[], profiles=[], cleared=[],
                             timing_in=[], ignore_mismatch=[])
 
     class Logger:
         WARNING = 2
 
-        def __init__(self, severity=None):
-            self.severity = severity
+        def __init__(self, min_severity=None):
+            self.min_severity = min_severity
 
-    class Input:
+    class ITensor:
         def __init__(self, name):
             self.name = name
 
-    class Network:
+    class INetworkDefinition:
         def __init__(self, flags):
             self.flags = flags
-            self.model = None
+            self._model = None
+            self._raw = b""
 
         @property
         def num_inputs(self):
-            return len(self.model.graph.input)
+            return len(self._model.graph.input)
 
-        def get_input(self, i):
-            return Input(self.model.graph.input[i].name)
+        def get_input(self, index):
+            return ITensor(self._model.graph.input[index].name)
 
-    class Error:
+    class ParserError:
         def __init__(self, text):
-            self.text = text
+            self._text = text
 
         def __str__(self):
-            return self.text
+            return self._text
 
     class OnnxParser:
         def __init__(self, network, logger):
-            self.network = network
-            self.errors = []
+            self._network = network
+            self._errors = []
 
-        def parse_from_file(self, path):
+        def parse_from_file(self, model):
             if fail_parse:
-                self.errors.append(Error("In node 3 (Unique): UNSUPPORTED_NODE"))
+                self._errors.append(ParserError("In node 3 (Unique): UNSUPPORTED_NODE"))
                 return False
-            with open(path, "rb") as f:
-                self.network.raw = f.read()
-            self.network.model = onnx.load_from_string(self.network.raw)
+            with open(model, "rb") as f:
+                self._network._raw = f.read()
+            self._network._model = onnx.load_from_string(self._network._raw)
             return True
 
         @property
         def num_errors(self):
-            return len(self.errors)
+            return len(self._errors)
 
-        def get_error(self, i):
-            return self.errors[i]
+        def get_error(self, index):
+            return self._errors[index]
 
-    class Profile:
+    class IOptimizationProfile:
         def __init__(self):
-            self.shapes = {}
+            self._shapes = {}
 
-        def set_shape(self, name, lo, opt, hi):
-            self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
+        def set_shape(self, input, min, opt, max):  # noqa: A002 (TensorRT's parameter names)
+            self._shapes[input] = (tuple(min), tuple(opt), tuple(max))
 
-    class TimingCache:
+    class ITimingCache:
         def __init__(self, data):
-            self.data = data
+            self._data = data
 
         def serialize(self):
-            return b"timing-cache:" + bytes(self.data)
+            return b"timing-cache:" + bytes(self._data)
 
-    class Config:
+    class IBuilderConfig:
         def __init__(self):
-            self.profiles = []
-            self.cache = None
+            self._profiles = []
+            self._cache = None
 
-        def set_memory_pool_limit(self, pool, size):
-            calls.workspace.append((pool, size))
+        def set_memory_pool_limit(self, pool, pool_size):
+            calls.workspace.append((pool, pool_size))
 
         def clear_flag(self, flag):
             calls.cleared.append(flag)
 
         def add_optimization_profile(self, profile):
-            self.profiles.append(profile)
-            return len(self.profiles) - 1
+            self._profiles.append(profile)
+            return len(self._profiles) - 1
 
-        def create_timing_cache(self, data):
-            calls.timing_in.append(bytes(data))
-            return TimingCache(data)
+        def create_timing_cache(self, serialized_timing_cache):
+            calls.timing_in.append(bytes(serialized_timing_cache))
+            return ITimingCache(serialized_timing_cache)
 
         def set_timing_cache(self, cache, ignore_mismatch):
-            self.cache = cache
+            self._cache = cache
             calls.ignore_mismatch.append(ignore_mismatch)
             return True
 
         def get_timing_cache(self):
-            return self.cache
+            return self._cache
 
     class Builder:
         def __init__(self, logger):
@@ -136,62 +134,62 @@ def make_fake_trt(version="10.3.0", fail_parse=False, fail_build=False):
 
         def create_network(self, flags=0):
             calls.network_flags.append(flags)
-            return Network(flags)
+            return INetworkDefinition(flags)
 
         def create_builder_config(self):
-            return Config()
+            return IBuilderConfig()
 
         def create_optimization_profile(self):
-            return Profile()
+            return IOptimizationProfile()
 
         def build_serialized_network(self, network, config):
             calls.builds += 1
-            calls.profiles.append(config.profiles[0].shapes)
+            calls.profiles.append(config._profiles[0]._shapes)
             if fail_build:
                 return None
-            (name, shapes), = config.profiles[0].shapes.items()
+            (name, shapes), = config._profiles[0]._shapes.items()
             header = json.dumps({"input": name, "profile": shapes}).encode()
-            return MAGIC + len(header).to_bytes(4, "little") + header + network.raw
+            return MAGIC + len(header).to_bytes(4, "little") + header + network._raw
 
     class Runtime:
         def __init__(self, logger):
             self.logger = logger
 
-        def deserialize_cuda_engine(self, data):
+        def deserialize_cuda_engine(self, serialized_engine):
+            data = serialized_engine
             if not data.startswith(MAGIC):
                 return None
             n = int.from_bytes(data[len(MAGIC):len(MAGIC) + 4], "little")
             header = json.loads(data[len(MAGIC) + 4:len(MAGIC) + 4 + n])
-            return Engine(header, data[len(MAGIC) + 4 + n:])
+            return ICudaEngine(header, data[len(MAGIC) + 4 + n:])
 
-    class Engine:
+    class ICudaEngine:
         def __init__(self, header, model_bytes):
             import onnxruntime as ort
 
-            self.session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
             model = onnx.load_from_string(model_bytes)
-            self.inp = model.graph.input[0]
-            self.out = model.graph.output[0]
-            assert header["input"] == self.inp.name
-            self.profile = header["profile"]
-            self.names = [self.inp.name, self.out.name]
+            self._inp, self._out = model.graph.input[0], model.graph.output[0]
+            assert header["input"] == self._inp.name
+            self._profile = header["profile"]
+            self._names = [self._inp.name, self._out.name]
 
         @property
         def num_io_tensors(self):
             return 2
 
-        def get_tensor_name(self, i):
-            return self.names[i]
+        def get_tensor_name(self, index):
+            return self._names[index]
 
         def get_tensor_mode(self, name):
-            return TensorIOMode.INPUT if name == self.inp.name else TensorIOMode.OUTPUT
+            return TensorIOMode.INPUT if name == self._inp.name else TensorIOMode.OUTPUT
 
-        def get_tensor_profile_shape(self, name, index):
-            assert name == self.inp.name and index == 0
-            return tuple(tuple(s) for s in self.profile)
+        def get_tensor_profile_shape(self, name, profile_index):
+            assert name == self._inp.name and profile_index == 0
+            return tuple(tuple(s) for s in self._profile)
 
         def _vi(self, name):
-            return self.inp if name == self.inp.name else self.out
+            return self._inp if name == self._inp.name else self._out
 
         def get_tensor_dtype(self, name):
             return _ONNX_TO_DTYPE[self._vi(name).type.tensor_type.elem_type]
@@ -201,49 +199,53 @@ def make_fake_trt(version="10.3.0", fail_parse=False, fail_build=False):
                          for d in self._vi(name).type.tensor_type.shape.dim)
 
         def create_execution_context(self):
-            return Context(self)
+            return IExecutionContext(self)
 
-    class Context:
+    class IExecutionContext:
         def __init__(self, engine):
             self.engine = engine
-            self.addresses = {}
-            self.shape = None
-            self.shapes_set = []   # (name, shape) of every set_input_shape call
-            self.executed = []     # the stream handle of every execute_async_v3 call
+            self._addresses = {}
+            self._shape = None
+            self._shapes_set = []   # (name, shape) of every set_input_shape call
+            self._executed = []     # the stream handle of every execute_async_v3 call
 
-        def set_tensor_address(self, name, ptr):
-            self.addresses[name] = int(ptr)
+        def set_tensor_address(self, name, memory):
+            self._addresses[name] = int(memory)
             return True
 
         def set_input_shape(self, name, shape):
-            self.shapes_set.append((name, tuple(shape)))
-            if name != self.engine.inp.name:
+            self._shapes_set.append((name, tuple(shape)))
+            if name != self.engine._inp.name:
                 return False
-            lo, _, hi = self.engine.profile
+            lo, _, hi = self.engine._profile
             if not lo[0] <= shape[0] <= hi[0] or tuple(shape[1:]) != tuple(hi[1:]):
                 return False
-            self.shape = tuple(shape)
+            self._shape = tuple(shape)
             return True
 
         def get_tensor_shape(self, name):
             out = self.engine.get_tensor_shape(name)
-            return (self.shape[0],) + tuple(out[1:])
+            return (self._shape[0],) + tuple(out[1:])
 
-        def execute_async_v3(self, stream):
-            self.executed.append(stream)
-            assert isinstance(stream, int)
-            n = int(np.prod(self.shape))
-            x = np.frombuffer((ctypes.c_uint8 * n).from_address(self.addresses[self.engine.inp.name]),
-                              np.uint8).reshape(self.shape).copy()
-            y = self.engine.session.run(None, {self.engine.inp.name: x})[0]
-            y = np.ascontiguousarray(y)
-            ctypes.memmove(self.addresses[self.engine.out.name], y.ctypes.data, y.nbytes)
+        def execute_async_v3(self, stream_handle):
+            self._executed.append(stream_handle)
+            assert isinstance(stream_handle, int)
+            engine, n = self.engine, int(np.prod(self._shape))
+            x = np.frombuffer((ctypes.c_uint8 * n).from_address(self._addresses[engine._inp.name]),
+                              np.uint8).reshape(self._shape).copy()
+            y = np.ascontiguousarray(engine._session.run(None, {engine._inp.name: x})[0])
+            ctypes.memmove(self._addresses[engine._out.name], y.ctypes.data, y.nbytes)
             return True
 
+    # Enum members: TensorRT's values where the code does arithmetic on them, else their names.
     TensorIOMode = SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
     return SimpleNamespace(
         __version__=version, Logger=Logger, Builder=Builder, OnnxParser=OnnxParser, Runtime=Runtime,
-        NetworkDefinitionCreationFlag=SimpleNamespace(STRONGLY_TYPED=0),
+        ITensor=ITensor, INetworkDefinition=INetworkDefinition, ParserError=ParserError,
+        IOptimizationProfile=IOptimizationProfile, ITimingCache=ITimingCache, IBuilderConfig=IBuilderConfig,
+        ICudaEngine=ICudaEngine, IExecutionContext=IExecutionContext,
+        DataType=SimpleNamespace(UINT8=UINT8, INT32=INT32, INT64=INT64, FLOAT=FLOAT),
+        NetworkDefinitionCreationFlag=SimpleNamespace(STRONGLY_TYPED=1),
         MemoryPoolType=SimpleNamespace(WORKSPACE="WORKSPACE"),
         BuilderFlag=SimpleNamespace(TF32="TF32"), TensorIOMode=TensorIOMode, calls=calls)
 
@@ -394,7 +396,7 @@ def write_fake_engine(path, model, shapes, trt=None):
     trt = trt or make_fake_trt()
     builder = trt.Builder(None)
     net = builder.create_network(0)
-    net.raw = model.SerializeToString()
+    net._raw = model.SerializeToString()
     config = builder.create_builder_config()
     prof = builder.create_optimization_profile()
     prof.set_shape(model.graph.input[0].name, *shapes)

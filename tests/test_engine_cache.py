@@ -157,7 +157,7 @@ def test_build_engine_writes_checked_engine_sidecar_and_timing_cache(bundle):
                                "max": [8, PATCH, PATCH, 3]}
     assert side["verification"]["passed"] and side["verification"]["label_agreement"] >= 0.99
     # What the builder was asked: strongly typed network (TensorRT 10), workspace, profile.
-    assert trt.calls.network_flags == [1 << 0]
+    assert trt.calls.network_flags == [1 << 1]   # STRONGLY_TYPED is 1 (0 is EXPLICIT_BATCH)
     assert trt.calls.workspace == [("WORKSPACE", 256 << 20)]
     assert trt.calls.profiles == [{"image": ((2, PATCH, PATCH, 3), (6, PATCH, PATCH, 3), (8, PATCH, PATCH, 3))}]
     assert trt.calls.ignore_mismatch == [False]

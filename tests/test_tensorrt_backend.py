@@ -41,14 +41,14 @@ def test_runner_binds_by_name_and_matches_the_graph(root):
         assert [spec(t) for t in runner.inputs] == [("image", "uint8", (None, PATCH, PATCH, 3))]
         assert [spec(t) for t in runner.outputs] == [("labels", "int32", (None, PATCH, PATCH))]
         check_graph(bundle, runner.inputs, runner.outputs, batch=2 * K)
-        assert exe.context.addresses == {"image": exe.input_ptr, "labels": exe.output_ptr}
+        assert exe.context._addresses == {"image": exe.input_ptr, "labels": exe.output_ptr}
         batch = np.random.default_rng(1).integers(0, 256, (2 * K, PATCH, PATCH, 3), dtype=np.uint8)
         labels = runner.infer(batch)
         assert labels.dtype == np.int32 and np.array_equal(labels, contrast_labels(batch))
-        assert exe.context.shapes_set == [("image", (2 * K, PATCH, PATCH, 3))]
+        assert exe.context._shapes_set == [("image", (2 * K, PATCH, PATCH, 3))]
         runner.infer(batch[:4])
-        assert exe.context.shapes_set[-1] == ("image", (4, PATCH, PATCH, 3))
-        assert exe.context.executed == [exe.stream_handle] * 2
+        assert exe.context._shapes_set[-1] == ("image", (4, PATCH, PATCH, 3))
+        assert exe.context._executed == [exe.stream_handle] * 2
         assert runner.supports_device_scoring and runner.device_scoring_note.startswith("on")
     assert not cudart.buffers and not runner.supports_device_scoring
 

@@ -68,8 +68,8 @@ def test_frame_runner_runs_the_full_frame_engine(tmp_path):
         session = ort.InferenceSession(str(bundle.root / "segment.onnx"), providers=["CPUExecutionProvider"])
         labels = runner.infer(frames)
         assert labels.dtype == np.int32 and np.array_equal(labels, session.run(None, {"image": frames})[0])
-        assert runner.exe.context.shapes_set == [("image", (1, *FRAME, 3))]
-        assert len(runner.exe.context.executed) == 2  # one frame at a time
+        assert runner.exe.context._shapes_set == [("image", (1, *FRAME, 3))]
+        assert len(runner.exe.context._executed) == 2  # one frame at a time
         patch, _ = fake_runner(bundle)
         with patch:  # the two graphs' engines are distinct files of the same precision
             assert patch.engine_file != runner.engine_file and patch.batch == FK
@@ -117,8 +117,8 @@ def test_device_frame_gives_the_host_verdict_with_one_sync(tmp_path, statistic, 
         kernels = runner.kernels
         stream = runner.exe.stream_handle
         # Both engines and every kernel run on the patch runner's stream.
-        assert seg.exe.context.executed == [stream] * 4 and runner.exe.context.executed == [stream] * 4
-        assert seg.exe.context.shapes_set == [("image", (1, *FRAME, 3))]
+        assert seg.exe.context._executed == [stream] * 4 and runner.exe.context._executed == [stream] * 4
+        assert seg.exe.context._shapes_set == [("image", (1, *FRAME, 3))]
         # BGR frames into the RGB graph: swapped once, whole, into the full-frame engine's input;
         # the patches are cut from that copy without a second swap.
         swaps = kernels.crop[True].calls
@@ -174,7 +174,7 @@ def test_device_frame_with_the_callers_labels(tmp_path, dtype):
             assert got.scores == want.scores and got.score == want.score and got.boxes == want.boxes
             assert 0 < min(got.scores) < 1.0
             assert set(got.timings_ms) == {"resize", "sample", "crop", "infer", "consistency", "total"}
-        assert seg.exe.context.executed == []
+        assert seg.exe.context._executed == []
 
 
 def test_as_label_dtype_keeps_ignored_ids_ignored():
@@ -213,7 +213,7 @@ def test_device_frame_segments_on_the_host_when_the_engine_labels_do_not_fit(tmp
             got, want = guard.check(frame), reference.check(frame)
             same_verdict(got, want)
             assert got.labels.dtype == np.int32
-        assert seg.exe.context.executed == [seg.exe.stream_handle] * 2  # its own host path
+        assert seg.exe.context._executed == [seg.exe.stream_handle] * 2  # its own host path
     reference.close()
     assert not cudart.buffers and not seg_cudart.buffers
 
@@ -290,11 +290,11 @@ def test_device_pairs_returns_the_frames_labels(tmp_path, stage_timing):
             same_verdict(got, want)
             assert cudart.syncs == syncs + (4 if stage_timing else 1)
             assert ("segment" in got.timings_ms) == stage_timing
-        assert seg.exe.context.executed == [runner.exe.stream_handle] * 3
+        assert seg.exe.context._executed == [runner.exe.stream_handle] * 3
         # Labels given: the frame is not segmented, the verdict carries them.
         labels = np.zeros(FRAME, np.int32)
         assert guard.check(noisy_frames(1)[0], labels=labels).labels is labels
-        assert len(seg.exe.context.executed) == 3
+        assert len(seg.exe.context._executed) == 3
     reference.close()
     assert not cudart.buffers
 

@@ -28,7 +28,7 @@ def put_engine(root, precision="fp32", device=ORIN, max_pairs=K, garbage=False, 
         precision_record_path(onnx_file).write_text(json.dumps({"source_sha256": sha256_file(root / source)}))
     builder = make_fake_trt(device.tensorrt).Builder(None)
     net = builder.create_network(0)
-    net.raw = onnx_file.read_bytes()
+    net._raw = onnx_file.read_bytes()
     config = builder.create_builder_config()
     if graph == "patch":
         shapes = profile_shapes(PATCH, max_pairs, min(K, max_pairs), per_k)

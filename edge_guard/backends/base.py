@@ -24,9 +24,12 @@ class Runner:
     name = "runner"
     #: One line: how this backend was chosen (``auto`` says why better ones were passed over).
     selection = ""
-    #: True when the runner also offers ``device_pipeline(method, k, segmenter, segment,
-    #: stage_timing)``: crop, inference and scoring on the GPU (backends/trt_pipelines.py).
-    supports_device_scoring = False
+
+    @property
+    def supports_device_scoring(self) -> bool:
+        """True when the runner also offers ``device_pipeline(method, k, segmenter, segment,
+        stage_timing)``: crop, inference and scoring on the GPU (backends/trt_pipelines.py)."""
+        return False
 
     def __init__(self):
         self.provider = "not active"

@@ -103,8 +103,8 @@ def select_backend(bundle: Bundle, pairs: int | None = None, precision: str | No
                    for g in needed_graphs(bundle, graph)}
         missing = [c.reason for c in choices.values() if c.path is None]
         if not missing:
-            names = ", ".join(c.path.name for c in choices.values())
-            precisions = "/".join(dict.fromkeys(c.precision for c in choices.values()))
+            names = ", ".join(c.path.name for c in choices.values() if c.path)
+            precisions = "/".join(dict.fromkeys(c.precision for c in choices.values() if c.precision))
             return Selection("tensorrt", f"auto: tensorrt ({precisions} engine{'s' * (len(choices) > 1)} "
                                          f"{names})", choices.get("patch"), choices.get("frame"))
         passed.append(f"tensorrt: {'; '.join(missing)} (build it: `{build_command(bundle, precision, k)}`)")

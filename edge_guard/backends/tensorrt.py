@@ -32,6 +32,7 @@ from edge_guard.engine_cache import ENGINE_DIR, DeviceInfo, check_graph_name, cu
 from edge_guard.errors import UserError, require
 
 from .base import Runner
+from .trt_api import TensorRT
 from .trt_cache import (BUILD_MAX_PAIRS, PRECISION_ORDER, EngineChoice, build_command, engine_error,
                         find_engine)
 from .trt_engine import TrtRunner, import_tensorrt, load_cudart
@@ -65,8 +66,8 @@ class TensorRTRunner(Runner):
     name = "tensorrt"
 
     def __init__(self, bundle: Bundle, pairs: int | None = None, precision: str | None = None,
-                 engine: EngineChoice | None = None, device_scoring: bool = True, trt=None,
-                 cudart=None, device_info: DeviceInfo | None = None, kernels=None,
+                 engine: EngineChoice | None = None, device_scoring: bool = True,
+                 trt: TensorRT | None = None, cudart=None, device_info: DeviceInfo | None = None, kernels=None,
                  build: bool = False, log=None, graph: str = "patch"):
         super().__init__()
         self.graph = check_graph_name(graph)
@@ -117,10 +118,10 @@ class TensorRTRunner(Runner):
             raise
         self.exe, self._choice = exe, choice
         self.engine_file, self.precision = choice.path, choice.precision
-        self.provider = (f"TensorRT {getattr(trt, '__version__', '?')} {choice.precision} "
-                         f"on {choice.device.gpu} ({choice.device.sm})")
+        where = f" on {choice.device.gpu} ({choice.device.sm})" if choice.device else ""
+        self.provider = f"TensorRT {getattr(trt, '__version__', '?')} {choice.precision}{where}"
 
-    def _build_engine(self, trt, cudart, missing: EngineChoice) -> EngineChoice:
+    def _build_engine(self, trt: TensorRT, cudart, missing: EngineChoice) -> EngineChoice:
         """First use on this device: build and check the engines (`edge-guard build-engine`),
         then find this graph's again. Minutes on a Jetson, so it says so before it starts."""
         require("onnx", "gpu", "building a TensorRT engine on first use")
@@ -176,6 +177,7 @@ class TensorRTRunner(Runner):
         return pipeline
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
+        assert self.exe is not None  # infer() runs an active runner only
         return self.exe(batch)
 
     def _close(self) -> None:

@@ -1,6 +1,6 @@
 """The TensorRT engine executor: one engine, its execution context, stream and device buffers.
 
-TensorRT 10/11 name-based API (checked against TensorRT 10.13's type stubs):
+TensorRT 10/11 name-based API (mypy checks it against TensorRT 10.13's stubs: tests/test_trt_stubs.py):
 ``num_io_tensors`` / ``get_tensor_name`` / ``get_tensor_mode`` find the I/O,
 ``get_tensor_profile_shape`` bounds a dynamic batch, ``set_input_shape`` per batch size,
 ``set_tensor_address`` binds device buffers (cuda-python runtime), ``execute_async_v3(stream)``
@@ -9,16 +9,23 @@ runs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from edge_guard.bundle import TensorSpec
 from edge_guard.errors import UserError, require
 
+from .trt_api import TensorRT
+
+if TYPE_CHECKING:
+    import tensorrt
+
 _NP = {"UINT8": np.uint8, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
        "FLOAT": np.float32, "HALF": np.float16, "BOOL": np.bool_}
 
 
-def import_tensorrt():
+def import_tensorrt() -> TensorRT:
     return require("tensorrt", "gpu", "the TensorRT backend")
 
 
@@ -42,7 +49,12 @@ def _ok(result, what: str):
     return rest[0] if len(rest) == 1 else (tuple(rest) or None)
 
 
-def _np_dtype(trt, dtype):
+def _ints(dims: tensorrt.Dims) -> tuple[int, ...]:
+    # Dims iterates like a tuple through __getitem__, which its stub does not declare.
+    return tuple(int(dims[i]) for i in range(len(dims)))
+
+
+def _np_dtype(trt: TensorRT, dtype) -> np.dtype:
     name = getattr(dtype, "name", str(dtype)).split(".")[-1].upper()
     if name in _NP:
         return np.dtype(_NP[name])
@@ -61,11 +73,11 @@ class TrtRunner:
     batch of ``n`` patches (frames) already in the input buffer, without waiting.
     """
 
-    def __init__(self, engine_path, trt=None, cudart=None):
-        self.trt = trt or require("tensorrt", "gpu", "running TensorRT engines")
+    def __init__(self, engine_path, trt: TensorRT | None = None, cudart=None):
+        self.trt: TensorRT = trt or require("tensorrt", "gpu", "running TensorRT engines")
         self.cudart = cudart or load_cudart()
         self.buffers = {}
-        self.stream = None
+        self.stream: Any = None  # a cuda-python cudaStream_t
         trt, cudart = self.trt, self.cudart
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
@@ -79,7 +91,7 @@ class TrtRunner:
         if len(ins) != 1 or len(outs) != 1:
             raise UserError(f"the engine has inputs {ins} and outputs {outs}: one of each expected")
         self.input, self.output = ins[0], outs[0]
-        static = tuple(int(d) for d in self.engine.get_tensor_shape(self.input))
+        static = _ints(self.engine.get_tensor_shape(self.input))
         if -1 in static:  # dynamic batch: the optimisation profile bounds it
             lo, _, hi = self.engine.get_tensor_profile_shape(self.input, 0)
         else:
@@ -91,10 +103,10 @@ class TrtRunner:
         self.out_dtype = _np_dtype(trt, self.engine.get_tensor_dtype(self.output))
         if self.in_dtype != np.uint8:
             raise UserError(f"the engine's input is {self.in_dtype}, not uint8 NHWC patches")
-        self.in_shape = tuple(int(d) for d in self.engine.get_tensor_shape(self.input))
-        self.out_shape = tuple(int(d) for d in self.engine.get_tensor_shape(self.output))
+        self.in_shape = _ints(self.engine.get_tensor_shape(self.input))
+        self.out_shape = _ints(self.engine.get_tensor_shape(self.output))
         self.context = self.engine.create_execution_context()
-        self._shape = None  # the input shape last set on the context
+        self._shape: tuple | None = None  # the input shape last set on the context
         self.stream = _ok(cudart.cudaStreamCreate(), "stream creation")
         per_patch_out = int(np.prod([d for d in self.out_shape[1:]]))
         sizes = {self.input: self.max_batch * self.height * self.width * 3 * self.in_dtype.itemsize,
@@ -145,7 +157,7 @@ class TrtRunner:
             self._shape = shape
         if not self.context.execute_async_v3(self.stream_handle if stream is None else int(stream)):
             raise UserError("TensorRT execute_async_v3 failed")
-        return tuple(int(d) for d in self.context.get_tensor_shape(self.output))
+        return _ints(self.context.get_tensor_shape(self.output))
 
     def copy_in(self, dst: int, array: np.ndarray) -> None:
         _ok(self.cudart.cudaMemcpyAsync(int(dst), array.ctypes.data, array.nbytes,
