@@ -32,11 +32,11 @@ from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import UserError
 from edge_guard.patches import scaled_bounds
 
-from .frames import check_frames_fit, default_frame_size, generated_frames
-from .onnx_export import BATCH_DIM, INPUT_NAME, export_onnx
-from .ort_predict import OrtPredictor, torch_predictor
-from .parity import compare_predictors, draw_patch_sets
-from .trt_compat import check_trt_compat
+from edge_guard.engines.frames import check_frames_fit, default_frame_size, generated_frames
+from .onnx_export import BATCH_DIM, INPUT_NAME, export_onnx, torch_predictor
+from edge_guard.engines.ort_predict import OrtPredictor
+from edge_guard.engines.parity import compare_predictors, draw_patch_sets
+from edge_guard.engines.trt_compat import check_trt_compat
 
 MODEL_FILE = "model.onnx"
 SEGMENT_FILE = "segment.onnx"

@@ -25,6 +25,7 @@ import logging
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -127,3 +128,15 @@ def _name_batch_dims(proto) -> None:
         dims = vi.type.tensor_type.shape.dim
         if dims and not dims[0].HasField("dim_value"):
             dims[0].dim_param = BATCH_DIM
+
+
+def torch_predictor(segmenter):
+    """PyTorch reference: the segmenter's own forward (normalisation included) + argmax."""
+    segmenter = segmenter.eval().cpu()
+
+    def predict(patches: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(patches)).permute(0, 3, 1, 2).float() / 255.0
+        with torch.no_grad():
+            return segmenter(x).argmax(dim=1).to(torch.int32).numpy()
+
+    return predict

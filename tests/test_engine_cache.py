@@ -1,6 +1,7 @@
 """Engine naming, sidecars, cache invalidation and the build-engine flow with a fake TensorRT."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,8 +135,8 @@ def bundle(tmp_path):
 
 
 def _build(root, frames, trt, precision="fp16", runner_factory=None, **kw):
-    from edge_guard.export.trt_build import build_engine
-    from edge_guard.export.trt_runner import TrtRunner
+    from edge_guard.engines.trt_build import build_engine
+    from edge_guard.backends.trt_engine import TrtRunner
 
     if runner_factory is None:
         runner_factory = lambda p, t: TrtRunner(p, trt=t, cudart=FakeCudart())  # noqa: E731
@@ -178,8 +179,8 @@ def test_tensorrt_11_network_has_no_typing_flag_and_fp32_clears_tf32(bundle):
     root, frames = bundle
     trt = make_fake_trt("11.1.0")
     device = DeviceInfo("Orin", (8, 7), "11.1.0")
-    from edge_guard.export.trt_build import build_engine
-    from edge_guard.export.trt_runner import TrtRunner
+    from edge_guard.engines.trt_build import build_engine
+    from edge_guard.backends.trt_engine import TrtRunner
 
     build_engine(root, "fp32", calib_frames=frames, calib_count=3, calib_pairs=2, max_pairs=4,
                  trt=trt, device=device, log=lambda *a: None,
@@ -190,7 +191,7 @@ def test_tensorrt_11_network_has_no_typing_flag_and_fp32_clears_tf32(bundle):
 
 def test_engine_that_disagrees_with_fp32_is_refused_and_not_kept(bundle):
     root, frames = bundle
-    from edge_guard.export.trt_build import EngineCheckError
+    from edge_guard.engines.trt_build import EngineCheckError
 
     def wrong(path, trt):
         return lambda patches: np.full(patches.shape[:3], 1, np.int32)
@@ -214,7 +215,7 @@ def test_build_failures_are_one_line_user_errors(bundle, trt_kwargs, message):
 
 
 def test_read_only_bundle_is_refused_before_building(bundle, monkeypatch):
-    from edge_guard.export import trt_build
+    from edge_guard.engines import trt_build
 
     root, frames = bundle
     real_access = trt_build.os.access
@@ -235,7 +236,7 @@ def test_runner_batches_pads_and_matches_onnxruntime(tmp_path):
     """TrtRunner over the fake engine: chunks above the profile max, pads below its min."""
     import onnxruntime as ort
 
-    from edge_guard.export.trt_runner import TrtRunner
+    from edge_guard.backends.trt_engine import TrtRunner
 
     model = tiny_patch_model()
     path = tmp_path / "e.engine"
@@ -254,16 +255,33 @@ def test_runner_batches_pads_and_matches_onnxruntime(tmp_path):
     assert out.max() < CLASSES
 
 
-def test_build_engine_path_needs_no_torch():
-    """build-engine runs on the vehicle (JetPack), where PyTorch is usually absent."""
+def test_first_use_engine_build_needs_no_offline_code(tmp_path):
+    """build-engine and the TensorRT backend's first use run on the vehicle (JetPack): the
+    engine is built and checked here (on the fake TensorRT) with PyTorch and the offline
+    packages (calibration, export) unimportable."""
     from blocked_imports import run_without
 
-    proc = run_without(["torch"], """
+    proc = run_without(["torch", "edge_guard.calibration", "edge_guard.export"], f"""
         import sys
-        import edge_guard.export.trt_build, edge_guard.export.trt_runner, edge_guard.export.precision
-        import edge_guard.scenes
-        from edge_guard.cli import main
-        assert not [m for m in sys.modules if m.split('.')[0] == 'torch']
+        from pathlib import Path
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from fake_tensorrt import FakeCudart, fake_kernels, make_fake_trt
+        from tiny_bundle import make_guard_bundle
+        from trt_fixtures import ORIN
+        from edge_guard.backends.tensorrt import TensorRTRunner
+        from edge_guard.bundle import load_bundle
+        from edge_guard.cli import build_parser
+
+        root = make_guard_bundle(Path({str(tmp_path / "bundle")!r}))
+        runner = TensorRTRunner(load_bundle(root), trt=make_fake_trt("10.3.0"), cudart=FakeCudart(),
+                                device_info=ORIN, kernels=fake_kernels, precision="fp32", build=True,
+                                log=lambda *a: None)
+        with runner:
+            assert runner.engine_file.is_file()
+        build_parser()
+        offline = [m for m in sys.modules if m.split(".")[0] == "torch"
+                   or m.startswith(("edge_guard.calibration", "edge_guard.export"))]
+        assert not offline, offline
     """)
     assert proc.returncode == 0, proc.stderr
 
@@ -318,8 +336,8 @@ def test_build_engine_fp16_makes_and_checks_segment_fp16(frame_bundle):
 
 
 def test_full_frame_engine_that_disagrees_is_refused_and_not_kept(frame_bundle):
-    from edge_guard.export.trt_build import EngineCheckError
-    from edge_guard.export.trt_runner import TrtRunner
+    from edge_guard.engines.trt_build import EngineCheckError
+    from edge_guard.backends.trt_engine import TrtRunner
 
     root, frames = frame_bundle
 

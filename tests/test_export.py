@@ -83,7 +83,8 @@ def test_graph_interface_and_dynamic_batch(exported, checkpoint):
     assert "ArgMax" in {n.op_type for n in model.graph.node}
 
     from edge_guard.calibration.models.checkpoint import load_segmenter
-    from edge_guard.export.ort_predict import OrtPredictor, torch_predictor
+    from edge_guard.engines.ort_predict import OrtPredictor
+    from edge_guard.export.onnx_export import torch_predictor
 
     seg, _ = load_segmenter(checkpoint)
     patches = np.random.default_rng(1).integers(0, 256, (3, PATCH, PATCH, 3), dtype=np.uint8)
@@ -101,7 +102,7 @@ def test_logits_output(checkpoint, tmp_path):
 
     from edge_guard.calibration.models.checkpoint import load_segmenter
     from edge_guard.export.onnx_export import export_onnx
-    from edge_guard.export.trt_compat import check_trt_compat
+    from edge_guard.engines.trt_compat import check_trt_compat
 
     seg, _ = load_segmenter(checkpoint)
     path = export_onnx(seg, tmp_path / "logits.onnx", PATCH, output="logits")
@@ -199,11 +200,11 @@ def test_fp16_onnx_keeps_io_and_agrees(exported):
 
 
 def test_int8_qdq_graph_runs_under_onnxruntime(exported, tmp_path):
-    from edge_guard.export.frames import generated_frames
-    from edge_guard.export.ort_predict import OrtPredictor
-    from edge_guard.export.parity import compare_predictors, draw_patch_sets
-    from edge_guard.export.precision import quantize_int8
-    from edge_guard.export.trt_compat import check_trt_compat
+    from edge_guard.engines.frames import generated_frames
+    from edge_guard.engines.ort_predict import OrtPredictor
+    from edge_guard.engines.parity import compare_predictors, draw_patch_sets
+    from edge_guard.engines.precision import quantize_int8
+    from edge_guard.engines.trt_compat import check_trt_compat
 
     out, _ = exported
     frames = generated_frames(2, (80, 128), seed=5)
@@ -225,8 +226,8 @@ def test_int8_qdq_graph_runs_under_onnxruntime(exported, tmp_path):
 
 
 def test_judge_tolerances():
-    from edge_guard.export.parity import Parity
-    from edge_guard.export.trt_build import EngineCheckError, judge
+    from edge_guard.engines.parity import Parity
+    from edge_guard.engines.trt_build import EngineCheckError, judge
 
     def parity(agree, shift, fpr_ref=None, fpr_test=None, frames=100):
         return Parity(frames=frames, pairs_per_frame=4, pixels=1000, label_agreement=agree,

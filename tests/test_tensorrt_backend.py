@@ -314,7 +314,7 @@ def test_explicit_backend_note_and_check_header(root, tmp_path, capsys):
 @pytest.fixture
 def gpu_engine(tmp_path):
     pytest.importorskip("tensorrt")
-    from edge_guard.export.trt_build import build_engine
+    from edge_guard.engines.trt_build import build_engine
 
     root = make_guard_bundle(tmp_path / "bundle", frame=(48, 64))
     frames = write_frames(tmp_path / "frames", count=3, size=(48, 64))

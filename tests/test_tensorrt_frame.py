@@ -368,7 +368,7 @@ def test_the_full_frame_runner_builds_both_engines_on_first_use(tmp_path):
 @pytest.mark.parametrize("statistic", ["miou", "agreement"])
 def test_gpu_device_frame_equals_host_scoring_on_the_same_engines(tmp_path, statistic):
     pytest.importorskip("tensorrt")
-    from edge_guard.export.trt_build import build_engine
+    from edge_guard.engines.trt_build import build_engine
 
     root = make_frame_bundle(tmp_path / "fb", model="contrast", statistic=statistic)
     frames = write_frames(tmp_path / "frames", count=3, size=FRAME)

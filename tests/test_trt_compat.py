@@ -6,8 +6,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from tiny_bundle import tiny_patch_model
 
-from edge_guard.export.trt_compat import check_trt_compat, load_table
-from edge_guard.export.trt_ops_table import parse_operators_md
+from edge_guard.engines.trt_compat import check_trt_compat, load_table
+from edge_guard.engines.trt_ops_table import parse_operators_md
 from edge_guard.paths import DEFAULT_BUNDLE
 
 

@@ -126,7 +126,7 @@ class TensorRTRunner(Runner):
         then find this graph's again. Minutes on a Jetson, so it says so before it starts."""
         require("onnx", "gpu", "building a TensorRT engine on first use")
         require("onnxruntime", "gpu", "checking a TensorRT engine on first use")
-        from edge_guard.export.trt_build import build_engine, read_only_hint
+        from edge_guard.engines.trt_build import build_engine, read_only_hint
 
         precision = self.precision or "fp16"
         device = missing.device or self._device_info or current_device(trt.__version__)

@@ -57,7 +57,7 @@ def run(args) -> int:
 
     require("onnx", "gpu", "building engines")
     require("onnxruntime", "gpu", "checking engines")
-    from edge_guard.export.trt_build import build_engine
+    from edge_guard.engines.trt_build import build_engine
 
     summary = build_engine(args.bundle, args.precision, calib_frames=args.calib_frames,
                            calib_count=args.calib_count, calib_pairs=args.calib_pairs,

@@ -4,8 +4,8 @@ The JSON is data in the repository; this module only documents (and repeats) how
 made, so a newer TensorRT's table can replace it::
 
     git -C onnx-tensorrt show 10.1-GA:docs/operators.md > operators.md
-    python -m edge_guard.export.trt_ops_table operators.md --commit <sha> --branch 10.1-GA \\
-        > export/trt10_onnx_ops.json
+    python -m edge_guard.engines.trt_ops_table operators.md --commit <sha> --branch 10.1-GA \\
+        > edge_guard/engines/trt10_onnx_ops.json
 """
 
 import argparse

@@ -1,6 +1,7 @@
-"""ONNX Runtime (CPU) and PyTorch patch predictors for the parity checks.
+"""The ONNX Runtime (CPU) patch predictor of the parity checks (the PyTorch one:
+``edge_guard.export.onnx_export.torch_predictor``).
 
-Both map (N, s, s, 3) uint8 RGB patches to (N, s, s) int32 labels, whatever the graph
+It maps (N, s, s, 3) uint8 RGB patches to (N, s, s) int32 labels, whatever the graph
 outputs (labels, or logits reduced here with argmax over the class axis).
 """
 
@@ -34,17 +35,3 @@ class OrtPredictor:
     def __call__(self, patches: np.ndarray) -> np.ndarray:
         y = self.session.run([self.output], {self.input: np.ascontiguousarray(patches)})[0]
         return y.astype(np.int32, copy=False) if self.rank == 3 else y.argmax(axis=1).astype(np.int32)
-
-
-def torch_predictor(segmenter):
-    """PyTorch reference: the segmenter's own forward (normalisation included) + argmax."""
-    import torch
-
-    segmenter = segmenter.eval().cpu()
-
-    def predict(patches: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(patches)).permute(0, 3, 1, 2).float() / 255.0
-        with torch.no_grad():
-            return segmenter(x).argmax(dim=1).to(torch.int32).numpy()
-
-    return predict

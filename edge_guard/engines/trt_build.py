@@ -303,7 +303,7 @@ def build_engine(bundle, precision: str = "fp16", calib_frames=None, calib_count
     trt = trt or require("tensorrt", "gpu", "building TensorRT engines")
     device = device or current_device(trt.__version__)
     if runner_factory is None:
-        from .trt_runner import TrtRunner
+        from edge_guard.backends.trt_engine import TrtRunner
 
         runner_factory = lambda p, t: TrtRunner(p, trt=t)  # noqa: E731
     builder = EngineBuilder(info, trt, device, precision, workspace_mib, force, runner_factory, log)
