@@ -31,6 +31,7 @@ from edge_guard.consistency import DEFAULT_STATISTIC, check_statistic, resolve_m
 from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import DataError, UserError
 from edge_guard.guard import Guard
+from edge_guard.limits import MAX_PAIRS, MAX_SIDE
 from edge_guard.patches import check_full_range, check_patch_geometry
 
 from . import threshold as thr
@@ -86,6 +87,10 @@ class CalibrationSettings:
             check_patch_geometry(h, w, self.patch)
         if self.k < 1:
             raise UserError(f"K (--k) must be at least 1, got {self.k}")
+        if self.k > MAX_PAIRS:  # what guard.json accepts: refused now, not after the calibration
+            raise UserError(f"K (--k) is at most {MAX_PAIRS}, got {self.k}")
+        if max(h, w, self.patch) > MAX_SIDE:
+            raise UserError(f"frame {h}x{w} and patch {self.patch}: at most {MAX_SIDE} pixels a side")
         if self.holdout_frames < 0:
             raise UserError(f"--holdout-frames must be >= 0, got {self.holdout_frames}")
         thr.check_rule(self.rule, self.fpr, self.calib_frames)

@@ -6,6 +6,7 @@ from collections import deque
 
 
 from .errors import UserError
+from .limits import MAX_ALARM_WINDOW
 
 
 class AlarmWindow:
@@ -18,6 +19,8 @@ class AlarmWindow:
     def __init__(self, m: int = 3, n: int = 5):
         if not (isinstance(m, int) and isinstance(n, int) and 1 <= m <= n):
             raise UserError(f"an alarm rule is M/N with 1 <= M <= N, got {m}/{n}")
+        if n > MAX_ALARM_WINDOW:
+            raise UserError(f"an alarm window of at most N={MAX_ALARM_WINDOW} checked frames, got {m}/{n}")
         self.m, self.n = m, n
         self._window: deque = deque(maxlen=n)
         self.active = False

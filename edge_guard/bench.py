@@ -37,7 +37,7 @@ from time import perf_counter
 import numpy as np
 
 from .backends import FunctionRunner, Runner, open_runner
-from .bench_setup import DETECTORS, camera_frame, detector_bundles, open_bundle, open_segmenter
+from .bench_setup import DETECTORS, camera_frame, check_settings, detector_bundles, open_bundle, open_segmenter
 from .bundle import Bundle
 from .errors import UserError
 from .frames import resize, swap_rb
@@ -183,11 +183,7 @@ def run_bench(bundle_dir=None, backend: str = "auto", frame=None, pairs=(1, 5, 1
     replace the backend and the full-frame graph's runner: benchmarks use them for PyTorch
     CUDA, where TensorRT is absent.
     """
-    if iters < 1 or warmup < 0:
-        raise UserError(f"--iters must be >= 1 and --warmup >= 0, got {iters} and {warmup}")
-    ks = sorted({int(k) for k in pairs})
-    if not ks or ks[0] < 1:
-        raise UserError(f"K values must be positive integers, got {list(pairs)}")
+    ks = check_settings(iters, warmup, pairs, threads)
     base = open_bundle(bundle_dir, frame)  # a bad bundle is refused before any output
     bundles, skipped = detector_bundles(base, detectors)
     log(f"# edge-guard bench: {base.root}, {' and '.join(bundles)} detector, K={','.join(map(str, ks))}, "

@@ -9,16 +9,15 @@ model.frame_graph or, in bundles written before it, export.json's segment record
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from .backends import FunctionRunner, Runner, open_runner
-from .bundle import (EXPORT_FILE, GUARD_FILE, Bundle, BundleError, check_model_section, load_bundle,
-                     uncalibrated_bundle)
-from .engine_cache import sha256_file
+from .bundle import (EXPORT_FILE, GUARD_FILE, Bundle, BundleError, check_bundle_file, check_model_section,
+                     load_bundle, plain_file_name, read_json, uncalibrated_bundle)
 from .errors import UserError
+from .limits import MAX_ITERS, MAX_PAIRS, MAX_SIDE, thread_count_error
 from .patches import check_geometry, scaled_bounds
 from .paths import ASSETS, DEFAULT_BUNDLE
 
@@ -26,9 +25,29 @@ DEMO_FRAME = ASSETS / "demo" / "clean_0017.png"
 DETECTORS = ("frame", "pairs")
 
 
+def check_settings(iters: int, warmup: int, pairs, threads) -> list:
+    """The sorted K values, after checking every count against its bound (before any work:
+    a thread count past the cores hangs the bench, and each iteration keeps a sample)."""
+    if iters < 1 or warmup < 0:
+        raise UserError(f"--iters must be >= 1 and --warmup >= 0, got {iters} and {warmup}")
+    if iters > MAX_ITERS or warmup > MAX_ITERS:
+        raise UserError(f"--iters and --warmup are at most {MAX_ITERS}, got {iters} and {warmup}")
+    ks = sorted({int(k) for k in pairs})
+    if not ks or ks[0] < 1:
+        raise UserError(f"K values must be positive integers, got {list(pairs)}")
+    if ks[-1] > MAX_PAIRS:
+        raise UserError(f"at most K={MAX_PAIRS} patches or pairs per frame, got {ks[-1]}")
+    why = None if threads is None else thread_count_error(threads, "threads")
+    if why is not None:
+        raise UserError(why)
+    return ks
+
+
 def open_bundle(bundle_dir=None, frame=None) -> Bundle:
     """guard.json when the folder has one; else export.json's model with the paper's geometry
     scaled to its patch size, at ``frame`` (or segment.onnx's frame size): timing only."""
+    if isinstance(bundle_dir, str) and not bundle_dir.strip():
+        raise UserError("an empty bundle path: give a bundle or export folder (it would mean the current folder)")
     root = Path(bundle_dir) if bundle_dir is not None else Path(DEFAULT_BUNDLE)
     if not root.is_dir():
         raise UserError(f"bundle folder {root} " + ("is a file: give the folder that holds guard.json"
@@ -41,6 +60,7 @@ def open_bundle(bundle_dir=None, frame=None) -> Bundle:
                           "(`edge-guard calibrate`) or an export folder (`edge-guard export`)")
     model = record["model"]
     check_model_section(model)
+    check_bundle_file(root, model["file"], model["sha256"], "model", EXPORT_FILE)
     seg = record.get("segment") or {}
     size = tuple(frame) if frame else tuple(seg.get("frame_size") or ())
     if len(size) != 2:
@@ -55,17 +75,16 @@ def _export_record(root: Path) -> dict | None:
     path = root / EXPORT_FILE
     if not path.is_file():
         return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{path} is not readable JSON ({exc})") from None
+    record = read_json(path)
     if not isinstance(record, dict):
         raise BundleError(f"{path} must hold a JSON object: re-export the model (`edge-guard export`)")
     return record
 
 
 def segment_graph(bundle: Bundle) -> tuple[Path | None, str]:
-    """(path of the bundle's full-frame graph, why there is none)."""
+    """(path of the bundle's full-frame graph, why there is none). A record that names a
+    file outside the bundle, or a file whose sha256 differs from the record's, is refused
+    (BundleError): bench opens nothing export.json does not vouch for."""
     record = _export_record(bundle.root) or {}
     seg = record.get("segment")
     reexport = (f"re-export with `edge-guard export --frame {bundle.frame_size[0]}x{bundle.frame_size[1]}` "
@@ -77,9 +96,10 @@ def segment_graph(bundle: Bundle) -> tuple[Path | None, str]:
                    and len(size) == 2 and all(type(v) is int for v in size))
     if not well_formed:
         return None, f"{EXPORT_FILE}'s segment record is malformed (needs file and frame_size [H, W]): {reexport}"
-    path = bundle.root / seg["file"]
-    if not path.is_file():
-        return None, f"{path} is missing"
+    if plain_file_name(seg["file"]) and not (bundle.root / seg["file"]).exists():
+        return None, f"{bundle.root / seg['file']} is missing"
+    path = check_bundle_file(bundle.root, seg["file"], seg.get("sha256"), "full-frame graph (segment)",
+                             EXPORT_FILE)
     if [int(v) for v in seg["frame_size"]] != list(bundle.frame_size):
         return None, (f"segment.onnx takes {seg['frame_size'][0]}x{seg['frame_size'][1]} frames, the "
                       f"bundle checks {bundle.frame_size[0]}x{bundle.frame_size[1]}: re-export with --frame")
@@ -94,7 +114,7 @@ def with_frame_graph(bundle: Bundle) -> tuple[Bundle, str]:
     path, why = segment_graph(bundle)
     if path is None:
         return bundle, why
-    graph = {"file": path.relative_to(bundle.root).as_posix(), "sha256": sha256_file(path)}
+    graph = {"file": path.name, "sha256": _export_record(bundle.root)["segment"]["sha256"]}
     return Bundle(root=bundle.root, doc=dict(bundle.doc, model=dict(bundle.model, frame_graph=graph))), ""
 
 
@@ -161,6 +181,8 @@ def camera_frame(size) -> np.ndarray:
     import cv2
 
     h, w = size
+    if not (16 <= h <= MAX_SIDE and 16 <= w <= MAX_SIDE):
+        raise UserError(f"a camera frame of {h}x{w}: each side must lie in [16, {MAX_SIDE}]")
     image = cv2.imread(str(DEMO_FRAME), cv2.IMREAD_COLOR) if DEMO_FRAME.is_file() else None
     if image is None:
         return np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)

@@ -20,8 +20,9 @@ from typing import NamedTuple
 
 from . import __version__
 from .bundle_schema import (LABEL_DTYPES, LOGIT_DTYPES, MAX_PAIRS, MAX_SIDE, METHODS, SCHEMA_VERSION,  # noqa: F401
-                            BundleError, check_model_section, method_of, validate)
+                            BundleError, check_model_section, method_of, plain_file_name, validate)
 from .engine_cache import sha256_file
+from .limits import MAX_JSON_BYTES
 
 GUARD_FILE = "guard.json"
 #: What `edge-guard export` writes beside the model: its model section, checks, segment.onnx.
@@ -148,9 +149,16 @@ class Bundle:
                 f"{geometry}K={self.k}, {stat}, threshold={self.threshold:.4f}")
 
 
-def _read(path: Path):
+def read_json(path: Path):
+    """A bundle's JSON document (guard.json, export.json), parsed; BundleError (one line) for
+    an unreadable, oversized, non-UTF-8 or invalid file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            data = f.read(MAX_JSON_BYTES + 1)
+        if len(data) > MAX_JSON_BYTES:
+            raise BundleError(f"{path} is larger than {MAX_JSON_BYTES // 2**20} MiB: not a bundle's "
+                              "JSON file; re-export or recalibrate the bundle")
+        text = data.decode("utf-8")
     except OSError as exc:
         raise BundleError(f"cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
@@ -162,8 +170,30 @@ def _read(path: Path):
                           f"{getattr(exc, 'msg', exc)}): recalibrate the bundle") from None
 
 
+def check_bundle_file(root: Path, name, sha256: str, what: str, named_in: str = GUARD_FILE) -> Path:
+    """The path of the file ``name`` in the bundle ``root``, after checking that ``name`` is a
+    plain file name, that the file is there (a regular file) and that its sha256 is the one
+    ``named_in`` records; BundleError (one line) otherwise."""
+    if not plain_file_name(name):
+        raise BundleError(f"{root / named_in} names the {what} {name!r}: only a file name inside the "
+                          "bundle is allowed (no folder, no ..)")
+    path = root / name
+    if not path.is_file():
+        raise BundleError(f"{root / named_in} names the {what} {name}, which is missing from {root}")
+    if not isinstance(sha256, str) or len(sha256) != 64:
+        raise BundleError(f"{root / named_in} gives no sha256 for the {what} {name}: re-export the model")
+    sha = sha256_file(path)
+    if sha != sha256:
+        made, redo = ("calibrated", "recalibrate") if named_in == GUARD_FILE else ("exported", "re-export")
+        raise BundleError(f"{path} is not the {what} {named_in} was {made} for (sha256 {sha[:12]}... "
+                          f"instead of {sha256[:12]}...): restore it or {redo} the bundle")
+    return path
+
+
 def load_bundle(root) -> Bundle:
     """Read and validate ``root/guard.json`` and the model file it names (hashed every time)."""
+    if isinstance(root, str) and not root.strip():
+        raise BundleError("an empty bundle path: give a bundle folder (it would mean the current folder)")
     root = Path(root).expanduser()
     if not root.is_dir():
         raise BundleError(f"{root} is not a bundle folder (it needs {GUARD_FILE} and the model "
@@ -174,21 +204,14 @@ def load_bundle(root) -> Bundle:
                 if (root / EXPORT_FILE).is_file() else "")
         raise BundleError(f"{root} has no {GUARD_FILE}{hint}")
     try:
-        doc = validate(_read(path))
+        doc = validate(read_json(path))
     except BundleError as exc:
         raise BundleError(f"{path}: {exc}") from None
     bundle = Bundle(root=root, doc=doc)
-    graphs = [(bundle.model_path, bundle.model_sha256, "model")]
-    if bundle.frame_graph_path is not None:
-        graphs.append((bundle.frame_graph_path, bundle.model["frame_graph"]["sha256"], "full-frame graph"))
-    for model, want, what in graphs:
-        if not model.is_file():
-            raise BundleError(f"{path} names the {what} {model.name}, which is missing from {root}")
-        sha = sha256_file(model)
-        if sha != want:
-            raise BundleError(f"{model} is not the {what} {GUARD_FILE} was calibrated for (sha256 "
-                              f"{sha[:12]}... instead of {want[:12]}...): restore it "
-                              "or recalibrate the bundle")
+    check_bundle_file(root, bundle.model["file"], bundle.model_sha256, "model")
+    graph = bundle.model.get("frame_graph")
+    if graph is not None:
+        check_bundle_file(root, graph["file"], graph["sha256"], "full-frame graph")
     return bundle
 
 

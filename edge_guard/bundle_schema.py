@@ -3,7 +3,7 @@
 guard.json (schema_version 1) has four sections; keys not listed here are allowed and
 ignored (a newer writer may add some), listed keys are required unless marked optional::
 
-    model       file, sha256, patch_size, num_classes, class_names,
+    model       file, sha256, patch_size, num_classes (<= 256), class_names,
                 input {name, dtype "uint8", layout "NHWC", channels "RGB"|"BGR"},
                 normalization {where "in-graph", mean[3], std[3]},
                 output {kind "labels"|"logits", name, dtype}
@@ -36,6 +36,9 @@ from pathlib import Path
 from . import __version__
 from .consistency import STATISTICS
 from .errors import DataError, UserError
+# Sanity bounds, so that a corrupt file is refused instead of allocating gigabytes (the
+# reasons are in limits.py, shared with the CLI's options).
+from .limits import MAX_CLASSES, MAX_PAIRS, MAX_SIDE  # noqa: F401 (MAX_PAIRS, MAX_SIDE: re-exported)
 from .patches import check_geometry, check_patch_geometry
 
 SCHEMA_VERSION = 1
@@ -47,10 +50,6 @@ THRESHOLD_RULES = ("fpr", "min-benign")
 OUTPUT_KINDS = ("labels", "logits")
 LABEL_DTYPES = ("int32", "int64", "uint8", "int16", "uint16")
 LOGIT_DTYPES = ("float32", "float16")
-# Sanity bounds, so that a corrupt file is refused instead of allocating gigabytes: the paper
-# uses K <= 50, and 16384 pixels is twice an 8K frame's width.
-MAX_PAIRS = 1024
-MAX_SIDE = 16384
 
 
 class BundleError(DataError):
@@ -145,9 +144,17 @@ def _triple(section: dict, key: str, path: str, positive: bool = False) -> list:
     return list(value)
 
 
+def plain_file_name(name) -> bool:
+    """Whether ``name`` names a file directly inside a folder: no separator, not "." or "..",
+    not absolute, no NUL (on any operating system the bundle is copied to)."""
+    return (isinstance(name, str) and bool(name) and name not in (".", "..")
+            and not any(c in name for c in "/\\\0") and not Path(name).is_absolute()
+            and Path(name).name == name and ":" not in name[1:2])
+
+
 def _check_file(section: dict, p: str) -> None:
     file = _str(section, "file", p)
-    if Path(file).is_absolute() or Path(file).name != file:
+    if not plain_file_name(file):
         raise BundleError(f"{p}.file must be a file name inside the bundle, got {file!r}")
     sha = _str(section, "sha256", p)
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
@@ -164,7 +171,7 @@ def _check_model(model: dict) -> None:
             raise BundleError("model.frame_graph names the patch graph's file: the full-frame graph "
                               "is its own file (re-export the bundle)")
     _int(model, "patch_size", p, minimum=1, maximum=MAX_SIDE)
-    classes = _int(model, "num_classes", p, minimum=1)
+    classes = _int(model, "num_classes", p, minimum=1, maximum=MAX_CLASSES)
     names = _get(model, "class_names", p)
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise BundleError(f"model.class_names must be a list of strings, got {_kind(names)}")

@@ -72,6 +72,15 @@ def _check_classes(num_classes: int) -> int:
     return num_classes
 
 
+def _clipped(labels: np.ndarray, c: int) -> np.ndarray:
+    """Unsigned labels with every id >= C set to C; as they are when the type cannot hold C
+    (uint8 labels of a 256-class model: every id is a class)."""
+    unsigned = _as_unsigned(labels)
+    if c > np.iinfo(unsigned.dtype).max:
+        return unsigned
+    return np.minimum(unsigned, c)
+
+
 def _joint_counts(a: np.ndarray, b: np.ndarray, c: int) -> np.ndarray:
     """(C, C) int64 counts of label pairs; ids >= C (after the unsigned view) are dropped.
 
@@ -79,9 +88,9 @@ def _joint_counts(a: np.ndarray, b: np.ndarray, c: int) -> np.ndarray:
     boolean masking, which copies both maps.
     """
     c1 = c + 1
-    idx = np.minimum(_as_unsigned(a), c).astype(np.intp)
+    idx = _clipped(a, c).astype(np.intp)
     idx *= c1
-    np.add(idx, np.minimum(_as_unsigned(b), c), out=idx, casting="unsafe")  # values <= C
+    np.add(idx, _clipped(b, c), out=idx, casting="unsafe")  # values <= C
     return np.bincount(idx.ravel(), minlength=c1 * c1).reshape(c1, c1)[:c, :c].astype(np.int64)
 
 

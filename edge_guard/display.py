@@ -25,12 +25,16 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 
 
 def check_video_path(save) -> None:
-    """UserError (one line) unless ``save`` names a video file in an existing folder."""
+    """UserError (one line) unless ``save`` names a video file that can be written in an
+    existing folder (a probe file proves it)."""
+    from .writable import check_file
+
     path = Path(save).expanduser()
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise UserError(f"--save {save}: give a video file name ending in {', '.join(VIDEO_SUFFIXES)}")
     if path.is_dir() or not path.resolve().parent.is_dir():
         raise UserError(f"cannot write {save}: the folder {path.parent} does not exist")
+    check_file(path, "--save")
 
 
 class Display:
@@ -39,18 +43,57 @@ class Display:
     The saved video holds the checked frames, at the source's frame rate divided by ``every``
     (mp4v, so name it .mp4). In the window, q or Esc ends the stream. ``labels``: tint each
     frame lightly with the verdict's segmentation (when it carries one).
+
+    A video that cannot be written (a full disk, a file size limit, a codec that does not
+    open) never stops the stream: saving ends, ``error`` says why (one line) and ``lost``
+    counts the checked frames that are not in a readable video. OpenCV's writer does not
+    raise, so failures are read from its return value where it has one (OpenCV 5) and, at
+    :meth:`close`, by opening the written file again.
     """
 
     TITLE = "edge-guard"
+    output = "video"
 
     def __init__(self, patch: int, show: bool = False, save=None, fourcc: str = "mp4v",
                  labels: bool = False):
         self.patch, self.show, self.save, self.fourcc = patch, show, save, fourcc
         self.labels = bool(labels)
         self._writer = None
-        self.written = 0
+        self.written = self.lost = 0
+        self.error: str | None = None
         if save is not None:
             check_video_path(save)
+
+    def _fail(self, why: str) -> None:
+        self.error = f"cannot write the video {self.save}: {why}"
+        self.lost += 1  # the frame in hand
+        if self._writer is not None:
+            with captured_stderr(), quiet_opencv():
+                self._writer.release()
+            self._writer = None
+            self._verify()  # a container cut short (mp4 without its index) loses every frame
+
+    def _save(self, img, fps: float) -> None:
+        if self.error is not None:
+            self.lost += 1
+            return
+        with captured_stderr() if self._writer is None else contextlib.nullcontext(), quiet_opencv():
+            if self._writer is None:  # our one line says why; not FFmpeg's
+                h, w = img.shape[:2]
+                self._writer = cv2.VideoWriter(str(Path(self.save).expanduser()),
+                                               cv2.VideoWriter_fourcc(*self.fourcc), fps, (w, h))
+                if not self._writer.isOpened():
+                    self._writer = None
+                    return self._fail(f"the writer does not open (codec {self.fourcc}, or no space)")
+            try:
+                ok = self._writer.write(img)
+            except cv2.error as exc:
+                ok, why = False, str(exc).strip().splitlines()[-1]
+            else:
+                why = "disk full, file size limit or I/O error"
+        if ok is False:
+            return self._fail(f"frame {self.written + 1} was refused ({why})")
+        self.written += 1
 
     def write(self, frame, verdict, info) -> bool:
         from .overlay import annotate
@@ -59,16 +102,7 @@ class Display:
         img = annotate(frame.copy(), verdict, self.patch, info.get("scores", ()),
                        info.get("alarm_active", False), note, labels=self.labels)
         if self.save is not None:
-            if self._writer is None:
-                h, w = img.shape[:2]
-                with captured_stderr(), quiet_opencv():  # our one line says it; not FFmpeg's
-                    self._writer = cv2.VideoWriter(str(Path(self.save).expanduser()),
-                                                   cv2.VideoWriter_fourcc(*self.fourcc),
-                                                   float(info.get("fps", DEFAULT_FPS)), (w, h))
-                if not self._writer.isOpened():
-                    raise UserError(f"cannot write the video {self.save} (codec {self.fourcc})")
-            self._writer.write(img)
-            self.written += 1
+            self._save(img, float(info.get("fps", DEFAULT_FPS)))
         if self.show:
             try:
                 cv2.imshow(self.TITLE, img)
@@ -82,8 +116,29 @@ class Display:
 
     def close(self) -> None:
         if self._writer is not None:
-            self._writer.release()
+            with captured_stderr(), quiet_opencv():
+                self._writer.release()
             self._writer = None
+            if self.error is None and self.written:
+                self._verify()
         if self.show:
             with contextlib.suppress(Exception):
                 cv2.destroyWindow(self.TITLE)
+
+    def _verify(self) -> None:
+        """Open the finished video again: a write that failed silently (OpenCV 4 returns
+        nothing from write()) leaves a file that does not open or holds fewer frames."""
+        with captured_stderr(), quiet_opencv():
+            cap = cv2.VideoCapture(str(Path(self.save).expanduser()))
+            try:
+                opened = cap.isOpened()
+                count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if opened else 0
+            finally:
+                cap.release()
+        if not opened:
+            self.error = self.error or f"cannot write the video {self.save}: the finished file does not open"
+            self.lost, self.written = self.lost + self.written, 0
+        elif 0 < count < self.written:
+            self.error = self.error or (f"cannot write the video {self.save}: it holds {count} of the "
+                                        f"{self.written} frames written")
+            self.lost, self.written = self.lost + self.written - count, count

@@ -5,10 +5,16 @@ each are listed in :mod:`edge_guard.stream`). The start record names the detecto
 or "pairs"), its statistic and K; each frame record carries the verdict's detector,
 statistic, scores (one per comparison) and boxes ([y, x] patches for the frame detector,
 [y1, x1, y2, x2] pairs for the pairs detector, which also keeps its older names pair_mious
-and pairs). Every line is flushed to the operating system
+and pairs). Every line is handed to the operating system
 as soon as it is written, so a crash of the process loses at most the line being written
 (a power cut may lose what the OS had not yet put on disk: pass ``fsync=True`` for that, at
 the cost of one disk sync per line).
+
+A failed write (a full disk, a file size limit, an I/O error) costs that record, never the
+caller: :meth:`EventWriter.write` returns False, counts the record in ``lost`` and keeps the
+first error in ``error``; later records are tried again (the disk may get space back). A file
+never keeps a torn line of ours: each record is one ``os.write`` of the whole line, and a
+short write is cut back to the last complete line.
 
 Files are opened for appending: a service that restarts adds a new start ... end run to the
 same log instead of overwriting the previous one. Non-finite floats are written as null
@@ -17,6 +23,7 @@ same log instead of overwriting the previous one. Non-finite floats are written 
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -49,13 +56,18 @@ class EventWriter:
     """Append JSON Lines to ``target``: a path, "-" for standard output, or an open text file.
 
     Thread-safe (one lock around each line). Use as a context manager or call :meth:`close`.
+    ``lines``: records written; ``lost``: records that could not be; ``error``: the first
+    failure (one line), or None.
     """
 
     def __init__(self, target, fsync: bool = False):
         self._lock = threading.Lock()
         self._fsync = fsync
-        self._owned = False
-        self.lines = 0
+        self._fd: int | None = None
+        self._file = None
+        self._torn = False
+        self.lines = self.lost = 0
+        self.error: str | None = None
         if target == "-":
             self._file, self.name = sys.stdout, "<stdout>"
         elif isinstance(target, (str, os.PathLike)):
@@ -67,28 +79,60 @@ class EventWriter:
                 raise UserError(f"cannot write events to {path}: the folder {path.parent} does not exist")
             try:
                 torn = _ends_torn(path)
-                self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
-                if torn:  # a crash cut the last line: end it, or our first record would join it
-                    self._file.write("\n")
+                self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             except OSError as exc:
                 raise UserError(f"cannot write events to {path}: {exc.strerror or exc}") from None
-            self._owned, self.name = True, str(path)
+            self.name = str(path)
+            # A crash cut the last line: our first record ends it, or it would join that line.
+            self._torn = torn
         else:
             self._file, self.name = target, getattr(target, "name", repr(target))
 
-    def write(self, record: dict) -> None:
+    def write(self, record: dict) -> bool:
+        """Append one record; False (and the record counted in ``lost``) when it could not be."""
         line = dumps(record) + "\n"
         with self._lock:
-            self._file.write(line)
-            self._file.flush()
-            if self._fsync and hasattr(self._file, "fileno"):
-                os.fsync(self._file.fileno())
+            try:
+                if self._fd is not None:
+                    self._write_fd((b"\n" if self._torn else b"") + line.encode("utf-8"))
+                    self._torn = False
+                elif self._file is not None:
+                    self._file.write(line)
+                    self._file.flush()
+                    if self._fsync and hasattr(self._file, "fileno"):
+                        os.fsync(self._file.fileno())
+                else:
+                    raise OSError("the event log is closed")
+            except OSError as exc:
+                self.lost += 1
+                if self.error is None:
+                    self.error = f"cannot write events to {self.name}: {exc.strerror or exc}"
+                return False
             self.lines += 1
+            return True
+
+    def _write_fd(self, data: bytes) -> None:
+        """One write of the whole line; a short one is cut back off the file and raised."""
+        written = os.write(self._fd, data)
+        if written < len(data):
+            try:
+                # O_APPEND wrote at the end: the line began ``written`` bytes before the offset.
+                os.ftruncate(self._fd, os.lseek(self._fd, 0, os.SEEK_CUR) - written)
+            except OSError:
+                pass  # not a regular file (a device, a pipe): nothing to cut
+            raise OSError(errno.ENOSPC, f"only {written} of {len(data)} bytes written "
+                                        "(disk full or file size limit)")
+        if self._fsync:
+            os.fsync(self._fd)
 
     def close(self) -> None:
         with self._lock:
-            if self._owned and not self._file.closed:
-                self._file.close()
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     def __enter__(self):
         return self

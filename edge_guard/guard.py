@@ -40,8 +40,10 @@ from .backends import FunctionRunner, Runner, open_runner
 from .bundle import MAX_PAIRS, Bundle, BundleError, load_bundle
 from .errors import UserError
 from .frames import as_colour, resize
+from .images import check_max_pixels
+from .limits import DEFAULT_MAX_PIXELS, thread_count_error
 from .paths import DEFAULT_BUNDLE
-from .pipelines import make_pipeline
+from .pipelines import check_label_range, make_pipeline
 from .verdict import Verdict
 
 STAGES = ("resize", "segment", "sample", "crop", "infer", "consistency", "total")
@@ -71,6 +73,13 @@ def _check_labels(labels, size) -> np.ndarray:
     return labels
 
 
+def _check_threads(threads) -> None:
+    if threads is not None:
+        why = thread_count_error(threads, "threads")
+        if why is not None:
+            raise UserError(why)
+
+
 def _generator(seed) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
@@ -85,13 +94,16 @@ class Guard:
 
     def __init__(self, bundle: Bundle, runner: Runner, seed=None, pairs: int | None = None,
                  device_scoring: bool | None = None, stage_timing: bool = False,
-                 segmenter: Runner | None = None, segment: bool = True):
+                 segmenter: Runner | None = None, segment: bool = True,
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
         """``runner``: the patch graph's; ``segmenter``: the full-frame graph's (None: the
         caller passes the frame's labels); ``pairs``: K, overriding the bundle's;
         ``device_scoring``: None uses the runner's GPU scoring when it has one, False never,
         True requires it; ``stage_timing``: time the GPU stages apart (a sync after each);
         ``segment``: False leaves the frame unsegmented for the pairs detector (its score does
-        not need it; offline scoring of the paper's detector)."""
+        not need it; offline scoring of the paper's detector); ``max_pixels``: check() refuses
+        larger frames (default 64 megapixels; at most 16384 x 16384)."""
+        self.max_pixels = check_max_pixels(max_pixels)
         self.bundle = bundle
         self.runner = runner.activate()
         self.segmenter = segmenter.activate() if segmenter is not None else None
@@ -114,6 +126,7 @@ class Guard:
                                       segment=segment, stage_timing=self.stage_timing)
         # rgb flag of check() -> whether the frame's channel order differs from the graph's
         self._swap = {False: bundle.channels == "RGB", True: bundle.channels == "BGR"}
+        self._labels_checked = False  # the frame's label ids, on the first frame segmented here
 
     @property
     def method(self) -> str:
@@ -132,15 +145,18 @@ class Guard:
     def load(cls, bundle_dir=None, backend: str = "auto", seed=None, pairs: int | None = None,
              threads: int | None = None, precision: str | None = None,
              device_scoring: bool | None = None, stage_timing: bool = False,
-             segment: bool = True) -> "Guard":
+             segment: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS) -> "Guard":
         """Load a bundle (default: the one shipped in the package) and open a backend on it
         (on both its graphs: the patches' and the whole frame's).
 
         ``pairs`` overrides the bundle's K; ``threads`` caps the CPU threads of the backend;
         ``precision`` picks the TensorRT engine (default: the first valid of fp16, int8, fp32);
         ``segment=False`` (pairs detector only) opens no full-frame graph: verdicts then carry
-        no labels unless check() is given them.
+        no labels unless check() is given them. ``threads`` is at most 4 per usable core;
+        ``max_pixels`` caps the frames check() accepts.
         """
+        _check_threads(threads)  # before any work: 512 threads on 2 cores make a check 300x slower
+        check_max_pixels(max_pixels)
         if bundle_dir is None:
             if not Path(DEFAULT_BUNDLE).is_dir():
                 raise BundleError(f"the shipped bundle is not installed ({DEFAULT_BUNDLE} is missing): "
@@ -158,7 +174,8 @@ class Guard:
                 segmenter = open_runner(bundle, backend, threads=threads, pairs=k, precision=precision,
                                         graph="frame")
             return cls(bundle, runner, seed=seed, pairs=k, device_scoring=device_scoring,
-                       stage_timing=stage_timing, segmenter=segmenter, segment=segment)
+                       stage_timing=stage_timing, segmenter=segmenter, segment=segment,
+                       max_pixels=max_pixels)
         except BaseException:
             runner.close()
             if segmenter is not None:
@@ -167,7 +184,7 @@ class Guard:
 
     @classmethod
     def from_function(cls, bundle: Bundle, segment, seed=None, pairs: int | None = None,
-                      segment_frames: bool | None = None) -> "Guard":
+                      segment_frames: bool | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> "Guard":
         """A Guard whose model is ``segment``: (B, h, w, 3) uint8 -> (B, h, w) integer labels,
         for patches and whole frames alike (a fully convolutional model).
 
@@ -180,7 +197,7 @@ class Guard:
             segment_frames = bundle.frame_graph_path is not None or bundle.method == "frame"
         segmenter = FunctionRunner(segment) if segment_frames else None
         return cls(bundle, FunctionRunner(segment), seed=seed, pairs=pairs, segmenter=segmenter,
-                   segment=segment_frames)
+                   segment=segment_frames, max_pixels=max_pixels)
 
     @property
     def backend(self) -> str:
@@ -205,6 +222,9 @@ class Guard:
         UserError. The frame is resized to the bundle's frame size first.
         """
         t0 = perf_counter()
+        if isinstance(frame, np.ndarray) and frame.ndim >= 2 and frame.shape[0] * frame.shape[1] > self.max_pixels:
+            raise UserError(f"a {frame.shape[0]}x{frame.shape[1]} frame has more than the guard's cap of "
+                            f"{self.max_pixels} pixels (Guard.load(max_pixels=) raises it)")
         colour = as_colour(frame)
         if labels is not None:
             labels = _check_labels(labels, self.bundle.frame_size)
@@ -218,6 +238,9 @@ class Guard:
             timings.setdefault(stage, value)
         timings["total"] = 1e3 * (result.end - t0)
         out_labels = result.labels
+        if not self._labels_checked and out_labels is not None and labels is None:
+            check_label_range(out_labels, self.bundle, "full-frame graph")
+        self._labels_checked = True
         if out_labels is not None and out_labels.dtype != np.int32 and labels is None:
             out_labels = out_labels.astype(np.int32)
         return Verdict(score=result.score, threshold=self.threshold, adversarial=bool(result.score < self.threshold),

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .bundle_schema import BundleError
 from .consistency import frame_scores, mean_score, pair_scores
 from .crop import crop_patches, crop_tops
 from .errors import UserError
@@ -49,6 +50,19 @@ def _ms(a: float, b: float) -> float:
     return 1e3 * (b - a)
 
 
+def check_label_range(labels: np.ndarray, bundle, what: str = "model") -> None:
+    """BundleError unless some label is a class id in [0, num_classes): a model with other
+    ids (more classes than guard.json says) has every pixel ignored, and every frame would
+    score as benign. Some ignored ids (a void label) are normal; none valid is not."""
+    labels = np.asarray(labels)
+    c = bundle.num_classes
+    ids = labels.view(np.dtype(f"u{labels.dtype.itemsize}")) if labels.dtype.kind == "i" else labels
+    if labels.size and not np.any(ids < c):
+        raise BundleError(f"{bundle.root}: every label of the {what} on the first frame is outside the "
+                          f"{c} classes of guard.json (e.g. {labels.flat[0]}): the graph does not match "
+                          "model.num_classes; re-export the model or recalibrate the bundle")
+
+
 class _Host:
     """What both host pipelines share: the swapped copy of the frame, the frame's labels."""
 
@@ -57,12 +71,18 @@ class _Host:
         height, width = bundle.frame_size
         self.bundle, self.runner, self.segmenter, self.k = bundle, runner, segmenter, int(k)
         self.segment = bool(segment) and segmenter is not None
+        self._labels_checked = False  # the model's label ids, checked on the first frame
         try:  # the buffers live as long as the pipeline: no allocation per frame
             self._batch = np.empty((batch, s, s, 3), np.uint8)
             self._swapped = np.empty((height, width, 3), np.uint8)
         except MemoryError:
             raise UserError(f"not enough memory for {batch} patches of {s}x{s} and a {height}x{width} "
                             f"frame: use a smaller K or a bundle with smaller frames") from None
+
+    def _check_once(self, patch_labels) -> None:
+        if not self._labels_checked:
+            check_label_range(patch_labels, self.bundle, "patch graph")
+            self._labels_checked = True
 
     def _prepare(self, image: np.ndarray, swap: bool, labels, start: float, timings: dict):
         """(the frame in the graph's channel order, the frame's labels or None, the time)."""
@@ -99,6 +119,7 @@ class HostFrame(_Host):
         t3 = perf_counter()
         patch_labels = self.runner.infer(batch)
         t4 = perf_counter()
+        self._check_once(patch_labels)
         scores = frame_scores(patch_labels, labels, tops, self.bundle.num_classes,
                               self.bundle.statistic, self.bundle.min_pixels)
         score = mean_score(scores)
@@ -126,6 +147,7 @@ class HostPairs(_Host):
         t3 = perf_counter()
         patch_labels = self.runner.infer(batch)
         t4 = perf_counter()
+        self._check_once(patch_labels)
         scores = pair_scores(patch_labels, pairs, b.num_classes, b.statistic, b.min_pixels)
         score = mean_score(scores)
         t5 = perf_counter()

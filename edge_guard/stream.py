@@ -61,9 +61,16 @@ Events (JSON Lines, :mod:`edge_guard.events`), stable field names:
   frames_read, frames_checked, frames_skipped (= skipped_every + skipped_busy +
   skipped_at_stop), frames_flagged, alarms, alarm_active, gaps, duration_s, fps_read,
   fps_checked, latency_ms and check_ms ({p50, p99, mean, max}; null before any check;
-  percentiles within 0.6 %, see :class:`Durations`).
+  percentiles within 0.6 %, see :class:`Durations`), events_lost (records the event log
+  could not take, this one excluded), video_lost (checked frames not in a readable saved
+  video), output_errors ({output: its first failure}; empty when nothing was lost).
 
 Invariant: frames_read = frames_checked + frames_skipped.
+
+Lost output never stops the checking: an event log or a saved video that cannot be written
+(a full disk, a file size limit) is reported once through ``warn`` and counted in the
+summary, and the stream goes on checking and raising alarms (a vehicle's full log disk
+costs the log, not the detection).
 """
 
 from __future__ import annotations
@@ -78,7 +85,7 @@ from time import perf_counter
 
 import cv2
 
-from . import __version__
+from . import __version__, interrupts
 from .alarms import AlarmWindow
 from .errors import UserError
 from .latency import Durations
@@ -101,13 +108,14 @@ class Stream:
     info) -> bool`` (False asks to stop) and ``close()``. log: a callable for human lines
     (alarms, gaps), or None. extra: fields added to the start record. warmup: run one
     unrecorded check first so the first recorded latency is not the backend's start-up.
+    warn: a callable for the one line that reports each lost output (default: stderr).
     """
 
     def __init__(self, guard, source: Source, *, opener=None, events=None, every: int = 1,
                  realtime: bool | None = None, pace_fps: float | None = None,
                  max_frames: int | None = None, alarm=(3, 5), reconnect=RECONNECT_DELAYS,
                  sinks=(), log=None, extra: dict | None = None, warmup: bool = True,
-                 history: int = 64):
+                 history: int = 64, warn=None):
         if int(every) < 1:
             raise UserError(f"every must be >= 1, got {every}")
         if max_frames is not None and int(max_frames) < 1:
@@ -123,6 +131,8 @@ class Stream:
         self.scores: deque = deque(maxlen=history)
         self._stop = threading.Event()
         self._stop_reason: str | None = None
+        self.warn = warn if warn is not None else _stderr_warning
+        self.output_errors: dict = {}
 
     def stop(self, reason: str = "stopped") -> None:
         """Ask the stream to end (from a signal handler or another thread)."""
@@ -131,8 +141,26 @@ class Stream:
         self._stop.set()
 
     def _emit(self, record: dict) -> None:
-        if self.events is not None:
-            self.events.write(record)
+        if self.events is not None and self.events.write(record) is False:
+            self._lost("events", self.events.error)
+
+    def _lost(self, output: str, error: str | None) -> None:
+        """Report an output's first failure, once; the stream goes on."""
+        if output in self.output_errors:
+            return
+        self.output_errors[output] = error or f"{output} not written"
+        with contextlib.suppress(Exception):  # a warning that cannot be shown must not stop us either
+            self.warn(f"{self.output_errors[output]}; the stream goes on checking, "
+                      f"without its {output} (counted in the summary)")
+
+    def _events_lost(self) -> int:
+        return int(getattr(self.events, "lost", 0)) if self.events is not None else 0
+
+    def _check_sinks(self) -> None:
+        for sink in self.sinks:
+            error = getattr(sink, "error", None)
+            if error:
+                self._lost(getattr(sink, "output", type(sink).__name__), error)
 
     def _say(self, text: str) -> None:
         if self.log is not None:
@@ -164,8 +192,11 @@ class Stream:
     def run(self) -> dict:
         """Read and check until the source ends, max_frames, stop() or Ctrl-C; the summary.
         Callable again (e.g. after "source lost"): each run starts with a fresh alarm window."""
+        interrupts.check()  # a Ctrl-C during start-up ends the command, not this stream
         self._stop.clear()
         self._stop_reason = None
+        self.output_errors = {}
+        lost_before = self._events_lost()
         self.alarm = AlarmWindow(self.alarm.m, self.alarm.n)
         self.scores.clear()
         cap, first = self._open()
@@ -177,6 +208,7 @@ class Stream:
                 self.guard.check(first[0])
                 # Frame 0 counts as read now: its latency must not include the warm-up.
                 first = (first[0], time.time(), perf_counter())
+            interrupts.check()
         except BaseException:
             cap.release()
             raise
@@ -249,7 +281,9 @@ class Stream:
                 for sink in self.sinks:
                     if sink.write(frame, verdict, info) is False:
                         self.stop("window closed")
+                self._check_sinks()
         except KeyboardInterrupt:
+            interrupts.consume()  # the stream's own clean stop: summary, status by alarms
             self.stop("interrupted")
         except BaseException as exc:
             error = exc
@@ -264,6 +298,7 @@ class Stream:
             for sink in self.sinks:
                 with contextlib.suppress(Exception):
                     sink.close()
+            self._check_sinks()  # a video is verified when it is closed
         if error is None and reader.error is not None:
             error = reader.error
         duration = perf_counter() - started
@@ -277,10 +312,16 @@ class Stream:
                    "alarms": self.alarm.episodes, "alarm_active": self.alarm.active, "gaps": gaps,
                    "duration_s": duration, "fps_read": reader.read / duration if duration > 0 else None,
                    "fps_checked": checked / duration if duration > 0 else None,
-                   "latency_ms": latencies.summary(), "check_ms": checks.summary()}
+                   "latency_ms": latencies.summary(), "check_ms": checks.summary(),
+                   "events_lost": self._events_lost() - lost_before,
+                   "video_lost": sum(int(getattr(s, "lost", 0)) for s in self.sinks),
+                   "output_errors": dict(self.output_errors)}
         if error is not None:
             summary["error"] = f"{type(error).__name__}: {error}"
         self._emit(summary)
+        if self._events_lost() - lost_before != summary["events_lost"]:  # the end record itself was lost
+            summary["events_lost"] = self._events_lost() - lost_before
+            summary["output_errors"] = dict(self.output_errors)
         if error is not None:
             raise error
         return summary
@@ -297,3 +338,7 @@ class Stream:
             state = "recovered" if record["recovered"] else "not recovered"
             self._say(f"source gap after frame {record['after_frame']}: {record['duration_s']:.1f} s, "
                       f"{record['attempts']} reconnect attempt(s), {state}")
+
+
+def _stderr_warning(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr, flush=True)

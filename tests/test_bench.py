@@ -11,6 +11,7 @@ from tiny_bundle import PATCH, make_bundle, make_frame_bundle, make_guard_bundle
 
 from edge_guard.bench import markdown_table, open_bundle, pixel_floor, run_bench, summarise
 from edge_guard.bundle import BundleError, load_bundle
+from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import UserError
 from edge_guard.paths import DEFAULT_BUNDLE
 
@@ -36,7 +37,8 @@ def _with_segment(root, frame=FRAME):
     onnx.save_model(tiny_patch_model(spatial=frame), str(root / "segment.onnx"))
     path = root / "export.json"
     record = json.loads(path.read_text()) if path.is_file() else {}
-    record["segment"] = {"file": "segment.onnx", "frame_size": list(frame)}
+    record["segment"] = {"file": "segment.onnx", "sha256": sha256_file(root / "segment.onnx"),
+                         "frame_size": list(frame)}
     path.write_text(json.dumps(record))
     return root
 

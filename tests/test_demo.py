@@ -319,7 +319,7 @@ def test_user_mistakes_are_one_line(ws, tmp_path):
     assert rc == 2 and "not a frame range" in err
     (tmp_path / "file").write_text("x")
     rc, _, err = run_cli(_args(ws, tmp_path / "file"))
-    assert rc == 2 and "is a file" in err
+    assert rc == 2 and "is not a folder" in err
 
 
 # ---------------------------------------------------------------- the pieces

@@ -214,6 +214,25 @@ def test_build_failures_are_one_line_user_errors(bundle, trt_kwargs, message):
     assert not list((root / "engines").glob("*.engine"))
 
 
+def test_an_engine_is_built_only_from_the_graph_the_bundle_names(tmp_path):
+    """A swapped model.onnx, or a guard.json naming a file outside the bundle, is refused
+    before any build (one line), as the runtime refuses them at load."""
+    import onnx
+
+    from edge_guard.engines.bundle_info import read_bundle
+
+    root = make_bundle(tmp_path / "b", guard={"detector": {}})
+    assert read_bundle(root).onnx_path == root / "model.onnx"
+    onnx.save_model(tiny_patch_model(PATCH, CLASSES + 1), str(root / "model.onnx"))
+    with pytest.raises(UserError, match="is not the model guard.json was calibrated for"):
+        read_bundle(root)
+    doc = json.loads((root / "guard.json").read_text())
+    doc["model"]["file"] = "../elsewhere.onnx"
+    (root / "guard.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match="only a file name inside the bundle"):
+        read_bundle(root)
+
+
 def test_read_only_bundle_is_refused_before_building(bundle, monkeypatch):
     from edge_guard.engines import trt_build
 

@@ -53,8 +53,11 @@ def tiny_patch_model(patch: int = PATCH, classes: int = CLASSES, seed: int = 0,
 def make_bundle(root, patch: int = PATCH, classes: int = CLASSES, guard: dict | None = None):
     """A bundle folder with model.onnx and export.json (and guard.json when given)."""
     root.mkdir(parents=True, exist_ok=True)
+    from edge_guard.engine_cache import sha256_file
+
     onnx.save_model(tiny_patch_model(patch, classes), str(root / "model.onnx"))
-    section = {"file": "model.onnx", "patch_size": patch, "num_classes": classes,
+    section = {"file": "model.onnx", "sha256": sha256_file(root / "model.onnx"), "patch_size": patch,
+               "num_classes": classes,
                "input": {"name": "image", "dtype": "uint8", "layout": "NHWC"},
                "output": {"kind": "labels", "name": "labels", "dtype": "int32"}}
     (root / "export.json").write_text(json.dumps({"model": section}))

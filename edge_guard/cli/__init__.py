@@ -9,8 +9,8 @@ import argparse
 import importlib
 import sys
 
-from edge_guard import __version__
-from edge_guard.errors import exit_status
+from edge_guard import __version__, interrupts
+from edge_guard.errors import exit_status, interrupted
 
 # Order is the order of `edge-guard --help`.
 COMMANDS = [
@@ -55,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # First, before the subcommands' imports: a Ctrl-C at any moment ends with 130, no traceback.
+    previous = interrupts.install()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # while building the parser or parsing, before exit_status's guard
+        return interrupted("edge-guard")
+    finally:
+        interrupts.restore(previous)
+
+
+def _main(argv) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

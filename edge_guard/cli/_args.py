@@ -3,6 +3,8 @@
 import argparse
 from pathlib import Path
 
+from edge_guard.limits import MAX_PAIRS, MAX_SIDE, thread_count_error
+
 
 #: What K counts, for every option that sets it (--k, alias --pairs).
 K_HELP = "patches (frame detector) or pairs (pairs detector)"
@@ -17,6 +19,8 @@ def frame_size(text: str) -> tuple[int, int]:
             f"{text!r} is not a size: write HEIGHTxWIDTH, e.g. 512x1024") from None
     if h < 16 or w < 16:
         raise argparse.ArgumentTypeError(f"{text!r} is too small: at least 16x16")
+    if h > MAX_SIDE or w > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large: at most {MAX_SIDE} pixels a side")
     return h, w
 
 
@@ -38,6 +42,50 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
     return value
+
+
+def at_most(maximum: int, what: str = "", minimum: int = 1):
+    """An argparse type: an integer in [``minimum``, ``maximum``]; ``what`` names the bound."""
+    def parse(text: str) -> int:
+        value = non_negative_int(text) if minimum == 0 else positive_int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be >= {minimum}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{text!r} is too large: at most {maximum}"
+                                             + (f" ({what})" if what else ""))
+        return value
+    parse.__name__ = f"integer <= {maximum}"
+    return parse
+
+
+#: K of one check: patches or pairs per frame.
+k_count = at_most(MAX_PAIRS, "patches or pairs per frame")
+#: A patch side in pixels.
+side = at_most(MAX_SIDE, "pixels a side")
+
+
+def cpu_count_type(what: str = "threads", minimum: int = 1):
+    """An argparse type: a count of threads or worker processes, at most a few per usable
+    core (:func:`edge_guard.limits.max_threads`); 0 allowed when ``minimum`` is 0."""
+    def parse(text: str) -> int:
+        value = non_negative_int(text) if minimum == 0 else positive_int(text)
+        why = thread_count_error(value, what) if value else None
+        if why is not None:
+            raise argparse.ArgumentTypeError(why)
+        return value
+    parse.__name__ = f"count of {what}"
+    return parse
+
+
+thread_count = cpu_count_type("threads")
+
+
+def bundle_folder(text: str) -> str:
+    """A --bundle value: an empty one is a mistake (it would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty --bundle: give a bundle folder, or leave the "
+                                         "option out for the shipped bundle")
+    return text
 
 
 def at_least(minimum: int):
@@ -84,20 +132,11 @@ def existing_path(text: str) -> Path:
 
 
 def check_writable(path, option: str) -> None:
-    """UserError now, not after a long run, when ``path`` cannot be written; creates nothing."""
-    import os
+    """UserError now, not after a long run, when the file ``path`` cannot be written (a probe
+    file is created and removed: :func:`edge_guard.writable.check_file`)."""
+    from edge_guard.writable import check_file
 
-    from edge_guard.errors import UserError
-
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise UserError(f"{option} {path} is a folder: give a file name, e.g. {path / 'results.json'}")
-    parent = path.parent if str(path.parent) else Path(".")
-    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
-    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise UserError(f"cannot write {option} {path}: {existing or parent} is not a writable folder")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UserError(f"cannot write {option} {path}: the file is read-only")
+    check_file(path, option)
 
 
 def add_model_option(parser: argparse.ArgumentParser) -> None:
@@ -118,16 +157,17 @@ def add_runtime_options(parser: argparse.ArgumentParser, unit: str = "frame") ->
     commands that run a Guard."""
     from edge_guard.backends import BACKENDS
 
-    parser.add_argument("--bundle", default=None, metavar="DIR",
+    parser.add_argument("--bundle", type=bundle_folder, default=None, metavar="DIR",
                         help="bundle folder (guard.json + model.onnx); default: the shipped bundle")
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="inference backend (default: auto: TensorRT with an engine built for this "
                              "GPU, else ONNX Runtime CUDA, else ONNX Runtime CPU)")
-    parser.add_argument("--k", "--pairs", dest="pairs", type=positive_int, default=None, metavar="K",
+    parser.add_argument("--k", "--pairs", dest="pairs", type=k_count, default=None, metavar="K",
                         help=f"{K_HELP} per {unit} (default: the bundle's K; its threshold was set for "
                              "that K, so another K changes the false-positive rate)")
-    parser.add_argument("--threads", type=positive_int, default=None,
-                        help="CPU threads of the backend (default: the backend's choice)")
+    parser.add_argument("--threads", type=thread_count, default=None,
+                        help="CPU threads of the backend, at most 4 per usable core (default: the "
+                             "backend's choice)")
     parser.add_argument("--precision", choices=("fp16", "int8", "fp32"), default=None,
                         help="TensorRT engine to run (built by `edge-guard build-engine`; default: "
                              "the first valid of fp16, int8, fp32)")

@@ -8,6 +8,15 @@ def require_torch(purpose: str):
     return require("torch", "offline", purpose)
 
 
+def require_export_tools(command: str) -> None:
+    """Everything an ONNX export needs (torch, onnx, onnxscript: torch.onnx's exporter, and
+    ONNX Runtime to verify it), checked before any model or data is loaded."""
+    require_torch(command)
+    require("onnx", "offline", f"{command} (export)")
+    require("onnxscript", "offline", f"{command} (torch.onnx's exporter)")
+    require("onnxruntime", "cpu", f"{command} (verifying the export)")
+
+
 def pick_device(name: str | None) -> str:
     """'auto'/None -> 'cuda' when available else 'cpu'; 'cuda' without a GPU is a user error."""
     from edge_guard.errors import UserError

@@ -13,7 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge_guard.cli._args import add_model_option, frame_size, non_negative_int, positive_float, positive_int
+from edge_guard.cli._args import (add_model_option, at_most, frame_size, non_negative_int, positive_float,
+                                  positive_int, side)
+from edge_guard.limits import MAX_BATCH, MAX_FRAMES, MAX_PAIRS
 
 METHODS = ("dag", "houdini")
 TARGETS = ("pure", "emblem", "scene", "remap", "strip", "text")
@@ -51,16 +53,17 @@ def register(sub) -> None:
     p.add_argument("--text", default=None, help="string of --target text (default: ECCV 2018)")
     p.add_argument("--adaptive", default=None,
                    help="adaptive attack: " + ", ".join(ADAPTIVE) + " (default: none, the plain attack)")
-    p.add_argument("--k-attack", type=non_negative_int, default=None, metavar="K",
+    p.add_argument("--k-attack", type=at_most(MAX_PAIRS, "patches or pairs per frame", minimum=0), default=None,
+                   metavar="K",
                    help="patches (spatial, frame, frame-agree) or pairs (spatial-pairs) per step; 0 = "
                         "the plain attack under the adaptive budget (default: 10; these attacks only)")
-    p.add_argument("--patch-size", type=positive_int, default=None,
+    p.add_argument("--patch-size", type=side, default=None,
                    help="the detector's patch size (default: frame height / 2, i.e. the paper's 512 "
                         "on 1024-high frames and the shipped bundle's 256 on 512-high frames; "
                         "spatial and frame attacks only)")
     p.add_argument("--b-low", type=non_negative_int, default=None,
                    help="pair displacement low (default: frame height / 32; spatial attacks only)")
-    p.add_argument("--b-high", type=positive_int, default=None,
+    p.add_argument("--b-high", type=side, default=None,
                    help="pair displacement high (default: frame height / 16; spatial attacks only)")
     p.add_argument("--blur-stds", default=None, help="Gaussian stds of --adaptive scale (default: 0.5,3,5)")
     p.add_argument("--agree-weight", type=positive_float, default=None, metavar="W",
@@ -76,8 +79,8 @@ def register(sub) -> None:
                    help="stop a frame at this fraction of pixels on target (default: 0.99)")
     p.add_argument("--size", type=frame_size, default=None, metavar="HxW",
                    help="resize frames to this size before attacking (default: as stored)")
-    p.add_argument("--limit", type=positive_int, default=None, help="first N frames only")
-    p.add_argument("--batch", type=positive_int, default=1,
+    p.add_argument("--limit", type=at_most(MAX_FRAMES, "frames"), default=None, help="first N frames only")
+    p.add_argument("--batch", type=at_most(MAX_BATCH, "frames in a batch"), default=1,
                    help="frames attacked together (default: 1); 8-32 keep a GPU busy with a small "
                         "model. A frame's record then holds the batch's time until it stopped; the "
                         "seconds per frame printed share the batch's time among its frames")
@@ -104,6 +107,9 @@ def run(args) -> int:
     from edge_guard.errors import UserError
 
     require_torch("attacks")
+    from edge_guard.writable import check_folder
+
+    check_folder(args.out, "--out")
     from edge_guard.calibration.attacks.run import AttackSettings, run_attacks, unused_settings
 
     if args.threshold > 1:

@@ -4,8 +4,12 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_guard.cli._args import (K_HELP, check_writable, existing_path, frame_size, non_negative_int,
-                                  positive_int)
+from edge_guard.cli._args import (K_HELP, at_most, bundle_folder, check_writable, existing_path, frame_size,
+                                  non_negative_int, thread_count)
+from edge_guard.limits import MAX_ITERS, MAX_PAIRS
+
+#: K values one bench run may time.
+MAX_K_VALUES = 64
 
 EXAMPLE = """\
 examples:
@@ -47,6 +51,10 @@ def pair_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a list of K values: write e.g. 1,5,10,50") from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: K values (patches or pairs) must be positive integers")
+    if max(values) > MAX_PAIRS:
+        raise argparse.ArgumentTypeError(f"{text!r}: at most K={MAX_PAIRS} patches or pairs per frame")
+    if len(values) > MAX_K_VALUES:
+        raise argparse.ArgumentTypeError(f"{text!r}: at most {MAX_K_VALUES} K values in one run")
     return values
 
 
@@ -56,7 +64,7 @@ def register(sub) -> None:
     p = sub.add_parser("bench", help="time the guard per stage and against plain segmentation",
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bundle", default=None, metavar="DIR",
+    p.add_argument("--bundle", type=bundle_folder, default=None, metavar="DIR",
                    help="bundle or export folder (default: the shipped bundle)")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="inference backend (default: auto, the fastest available; the choice is printed)")
@@ -66,12 +74,13 @@ def register(sub) -> None:
                    help="the detector(s) to time (default: both; the frame detector needs a full-frame graph)")
     p.add_argument("--k", "--pairs", dest="pairs", type=pair_list, default=[1, 5, 10, 50], metavar="K,K,...",
                    help=f"K values to time: {K_HELP} per frame (default: 1,5,10,50)")
-    p.add_argument("--iters", type=positive_int, default=50, metavar="N",
+    p.add_argument("--iters", type=at_most(MAX_ITERS, "timed frames"), default=50, metavar="N",
                    help="timed frames per K (default: 50)")
-    p.add_argument("--warmup", type=non_negative_int, default=5, metavar="N",
+    p.add_argument("--warmup", type=at_most(MAX_ITERS, "warm-up frames", minimum=0), default=5, metavar="N",
                    help="untimed frames first (default: 5)")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads of the backend (default: the backend's choice, all cores)")
+    p.add_argument("--threads", type=thread_count, default=None,
+                   help="CPU threads of the backend, at most 4 per usable core (default: the backend's "
+                        "choice, all cores)")
     p.add_argument("--precision", choices=("fp16", "int8", "fp32"), default=None,
                    help="TensorRT engine to run (default: the first valid of fp16, int8, fp32)")
     p.add_argument("--segment-engine", type=existing_path, default=None, metavar="ENGINE",

@@ -2,7 +2,8 @@
 
 import argparse
 
-from edge_guard.cli._args import existing_path, positive_int
+from edge_guard.cli._args import at_most, existing_path, k_count
+from edge_guard.limits import MAX_BATCH
 
 EXAMPLE = """\
 example (on the vehicle, once per device and TensorRT version):
@@ -32,18 +33,18 @@ def register(sub) -> None:
     p.add_argument("--calib-frames", type=existing_path, default=None, metavar="DIR",
                    help="folder of camera frames for int8 calibration and the checks "
                         "(default: generated street scenes)")
-    p.add_argument("--calib-count", type=positive_int, default=16, metavar="N",
+    p.add_argument("--calib-count", type=at_most(MAX_BATCH, "frames"), default=16, metavar="N",
                    help="calibration frames to use (default: 16)")
-    p.add_argument("--calib-pairs", type=positive_int, default=4, metavar="K",
+    p.add_argument("--calib-pairs", type=k_count, default=4, metavar="K",
                    help="patch pairs per calibration frame for the checks (default: 4)")
     p.add_argument("--calib-method", choices=("percentile", "minmax"), default="percentile",
                    help="int8 activation ranges: percentile of |x| (default) or full min/max")
     p.add_argument("--calib-percentile", type=float, default=99.9, metavar="P",
                    help="percentile for --calib-method percentile (default: 99.9)")
-    p.add_argument("--max-pairs", type=positive_int, default=50, metavar="K",
+    p.add_argument("--max-pairs", type=k_count, default=50, metavar="K",
                    help="largest K the engine must run: profile max = 2K patches for pairs, K for the "
                         "frame detector (default: 50)")
-    p.add_argument("--workspace", type=positive_int, default=None, metavar="MiB",
+    p.add_argument("--workspace", type=at_most(1 << 20, "MiB, 1 TiB"), default=None, metavar="MiB",
                    help="builder workspace limit in MiB (default: TensorRT's)")
     p.add_argument("--onnx-only", action="store_true",
                    help="make and check the fp16/int8 ONNX under ONNX Runtime only (no TensorRT)")

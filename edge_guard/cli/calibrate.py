@@ -13,8 +13,11 @@ import argparse
 from pathlib import Path
 
 from edge_guard.bundle_schema import METHODS
-from edge_guard.cli._args import (add_model_option, add_statistic_options, frame_size, non_negative_int,
-                                  positive_int)
+from edge_guard.cli._args import (add_model_option, add_statistic_options, at_most, frame_size, k_count,
+                                  non_negative_int, side)
+from edge_guard.limits import MAX_FRAMES
+
+frame_count = at_most(MAX_FRAMES, "frames")
 
 EXAMPLE = """\
 examples (the shipped bundle):
@@ -50,7 +53,7 @@ def register(sub) -> None:
     p.add_argument("--frame", type=frame_size, default=(512, 1024), metavar="HxW",
                    help="frames are resized to this before patching, here and on the vehicle "
                         "(default: 512x1024)")
-    p.add_argument("--patch", type=positive_int, default=256,
+    p.add_argument("--patch", type=side, default=256,
                    help="patch side s in pixels (default: 256 = the paper's 512 at half resolution)")
     p.add_argument("--detector", choices=METHODS, default="frame",
                    help="frame: K patches, each compared with the frame's own labels (default); "
@@ -58,17 +61,17 @@ def register(sub) -> None:
     add_statistic_options(p)
     p.add_argument("--b-low", type=non_negative_int, default=16,
                    help="pairs: smallest displacement of a pair's second patch, per axis (default: 16)")
-    p.add_argument("--b-high", type=positive_int, default=32,
+    p.add_argument("--b-high", type=side, default=32,
                    help="pairs: displacements are drawn from [b_low, b_high) (default: 32)")
-    p.add_argument("--k", "--pairs", dest="pairs", type=positive_int, default=5, metavar="K",
+    p.add_argument("--k", "--pairs", dest="pairs", type=k_count, default=5, metavar="K",
                    help="patches (frame detector) or overlapping pairs (pairs detector) per frame "
                         "(default: 5)")
     p.add_argument("--rule", default="fpr", help="threshold rule: fpr (default) or min-benign")
     p.add_argument("--fpr", type=float, default=0.01,
                    help="target false-positive rate of the fpr rule, in (0, 1) (default: 0.01)")
-    p.add_argument("--calib-frames", type=positive_int, default=200, metavar="N",
+    p.add_argument("--calib-frames", type=frame_count, default=200, metavar="N",
                    help="benign frames the threshold is chosen on: the first N of the split (default: 200)")
-    p.add_argument("--holdout-frames", type=non_negative_int, default=100, metavar="M",
+    p.add_argument("--holdout-frames", type=at_most(MAX_FRAMES, "frames", minimum=0), default=100, metavar="M",
                    help="the next M frames check the threshold; 0 skips the check (default: 100)")
     p.add_argument("--conditions", default="all", metavar="LIST",
                    help="camera conditions the threshold must also hold under: the first "
@@ -76,7 +79,7 @@ def register(sub) -> None:
                         "glare, motion blur) and the threshold is the lowest of the rule's thresholds "
                         "on the clean frames and on each condition; all (default), none, or a "
                         "comma-separated list of jpeg30, noise8, dark0.4, dark0.25, bright1.5, blur7")
-    p.add_argument("--condition-frames", type=positive_int, default=None, metavar="N",
+    p.add_argument("--condition-frames", type=frame_count, default=None, metavar="N",
                    help="calibration frames scored under each condition (default: all of them; "
                         "fewer make each condition's 1%% tail a noisier estimate)")
     p.add_argument("--adversarial", type=Path, action="append", default=[], metavar="DIR",
@@ -117,13 +120,13 @@ def _summary(result) -> list:
 def run(args) -> int:
     import sys
 
-    from edge_guard.cli._offline import pick_device, require_torch
+    from edge_guard.cli._offline import pick_device, require_export_tools
     from edge_guard.errors import UserError, require
+    from edge_guard.writable import check_folder, removed_if_left_empty
 
-    require_torch("calibrate")
-    require("onnx", "offline", "calibrate (export)")
-    require("onnxruntime", "cpu", "calibrate (verifying the export)")
+    require_export_tools("calibrate")  # all of them before the model or the data load
     require("sklearn", "offline", "calibrate (AUC)")
+    check_folder(args.out, "--out")
     from edge_guard.calibration.calibrate import CalibrationSettings, calibrate
 
     if args.rule not in ("fpr", "min-benign"):
@@ -138,8 +141,9 @@ def run(args) -> int:
         rule=args.rule, fpr=args.fpr if args.rule == "fpr" else None, calib_frames=args.calib_frames,
         holdout_frames=args.holdout_frames, split=args.split, seed=args.seed)
     settings.check()  # one-line errors before the device or the data are touched
-    result = calibrate(args.model, args.data, args.out, settings, adversarial=args.adversarial,
-                       arch=args.arch, device=pick_device(args.device), progress=not args.quiet)
+    with removed_if_left_empty(args.out):
+        result = calibrate(args.model, args.data, args.out, settings, adversarial=args.adversarial,
+                           arch=args.arch, device=pick_device(args.device), progress=not args.quiet)
     for warning in result.warnings:
         print(f"edge-guard calibrate: warning: {warning}", file=sys.stderr)
     print("\n".join(_summary(result)))

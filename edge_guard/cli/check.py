@@ -5,7 +5,8 @@ import json
 import sys
 from pathlib import Path
 
-from edge_guard.cli._args import add_runtime_options, non_negative_int
+from edge_guard.cli._args import add_runtime_options, at_most, non_negative_int
+from edge_guard.limits import DEFAULT_MAX_PIXELS, MAX_PIXELS
 
 EXAMPLE = """\
 examples:
@@ -25,8 +26,12 @@ timings_ms, ...; pairs also pair_mious and pairs). --labels-out DIR writes the f
 segmentation, which the same call produced, as DIR/<image name>_labels.png: class ids
 (8-bit, 16-bit beyond 256 classes) at the image's size.
 
+Images larger than --max-pixels decoded pixels (default 64 megapixels) are refused, from
+their header before decoding for PNG, JPEG, BMP and WebP: a small file can decode to
+gigabytes.
+
 exit status: 0 every image benign, 1 at least one adversarial, 2 an error (an unreadable
-image is reported on one line and the others are still checked).
+or too large image is reported on one line and the others are still checked).
 """
 
 
@@ -39,24 +44,13 @@ def register(sub) -> None:
     p.add_argument("--seed", type=non_negative_int, default=None,
                    help="seed the patch draw (reproducible, but predictable: tests only)")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
+    p.add_argument("--max-pixels", type=at_most(MAX_PIXELS, "16384 x 16384"), default=DEFAULT_MAX_PIXELS,
+                   metavar="N", help=f"refuse images of more than N decoded pixels (default: {DEFAULT_MAX_PIXELS}, "
+                                     "64 megapixels)")
     p.add_argument("--labels-out", type=Path, default=None, metavar="DIR",
                    help="write each image's segmentation (class ids, at the image's size) to "
                         "DIR/<name>_labels.png; needs a bundle with a full-frame graph")
     p.set_defaults(func=run)
-
-
-def _read(path: str):
-    """(image BGR uint8, None) or (None, why it cannot be read)."""
-    import os
-
-    import cv2
-
-    if not os.path.isfile(path):  # before OpenCV, which would print a warning of its own
-        return None, "no such file" if not os.path.exists(path) else "not a file"
-    image = cv2.imread(path, cv2.IMREAD_COLOR)  # BGR uint8; grey and 16-bit are converted
-    if image is None or image.size == 0:
-        return None, "cannot read it as an image"
-    return image, None
 
 
 def labels_paths(folder: Path, images) -> dict:
@@ -108,10 +102,15 @@ def _make_folder(folder: Path) -> None:
 
 def run(args) -> int:
     from edge_guard.guard import Guard
+    from edge_guard.images import read_image
 
     targets = labels_paths(args.labels_out, args.images) if args.labels_out is not None else {}
+    if args.labels_out is not None:
+        from edge_guard.writable import check_folder
+
+        check_folder(args.labels_out, "--labels-out")
     guard = Guard.load(args.bundle, backend=args.backend, seed=args.seed, pairs=args.pairs,
-                       threads=args.threads, precision=args.precision)
+                       threads=args.threads, precision=args.precision, max_pixels=args.max_pixels)
     status = 0
     errors = 0
     with guard:
@@ -127,7 +126,7 @@ def run(args) -> int:
             print(f"# backend choice: {guard.selection}")
             print(f"{'verdict':<12} {'score':>7} {least:>9} {'ms':>8}  image")
         for path in args.images:
-            image, why = _read(path)
+            image, why = read_image(path, args.max_pixels)
             if image is None:
                 print(f"edge-guard check: error: {path}: {why}", file=sys.stderr)
                 errors += 1

@@ -3,7 +3,9 @@
 import argparse
 from pathlib import Path
 
-from edge_guard.cli._args import existing_path, frame_size, non_negative_int, positive_int
+from edge_guard.cli._args import (at_most, bundle_folder, existing_path, frame_size, k_count, non_negative_int,
+                                  thread_count)
+from edge_guard.limits import MAX_ITERS
 
 EXAMPLE = """\
 examples:
@@ -56,13 +58,13 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
                    help=f"folder for the clip, events, videos and strip (default: ./{DEFAULT_OUT})")
-    p.add_argument("--frames", type=positive_int, default=None, metavar="N",
+    p.add_argument("--frames", type=at_most(3600, "frames in the drive, held in memory"), default=None, metavar="N",
                    help=f"frames in the drive (default: {DEFAULT_FRAMES})")
     p.add_argument("--attacked", type=_range, default=None, metavar="A-B",
                    help="frames to attack, from 0, inclusive (default: 6 in the middle, 17-22 of 40)")
     p.add_argument("--size", type=frame_size, default=None, metavar="HxW",
                    help="frame size of the drive (default: the bundle's frame size, 512x1024 shipped)")
-    p.add_argument("--bundle", type=Path, default=None, metavar="DIR",
+    p.add_argument("--bundle", type=lambda text: Path(bundle_folder(text)), default=None, metavar="DIR",
                    help="bundle folder (guard.json + model.onnx); default: the shipped bundle")
     # An explicit path must exist; the default may be missing (a vehicle install): then the
     # shipped frames are replayed.
@@ -71,14 +73,14 @@ def register(sub) -> None:
                         "one the shipped bundle was exported from)")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="inference backend of the guard (default: auto)")
-    p.add_argument("--k", "--pairs", dest="pairs", type=positive_int, default=None, metavar="K",
+    p.add_argument("--k", "--pairs", dest="pairs", type=k_count, default=None, metavar="K",
                    help="patches (frame detector) or patch pairs (pairs detector) per frame "
                         "(default: the bundle's K)")
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--threads", type=thread_count, default=None,
                    help="CPU threads for the attack and the guard (default: all)")
     p.add_argument("--seed", type=non_negative_int, default=None,
                    help=f"seed of the drive (default: {DEFAULT_SEED}); the patch draw stays unseeded")
-    p.add_argument("--iters", type=positive_int, default=None, metavar="N",
+    p.add_argument("--iters", type=at_most(MAX_ITERS, "steps"), default=None, metavar="N",
                    help=f"DAG's step limit per frame (default: {DEFAULT_ITERS}, the paper's). The frames "
                         "of the default attack on the default clip ship with the package and are "
                         "used like a cache; other settings attack live (200 steps on 6 frames: "
@@ -101,6 +103,9 @@ def register(sub) -> None:
 def run(args) -> int:
     from edge_guard.demo import DemoOptions, run_demo
     from edge_guard.demo_report import report
+    from edge_guard.writable import check_folder
+
+    check_folder(args.out, "--out")
 
     def say(text):
         print(text, flush=True)

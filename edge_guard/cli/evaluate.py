@@ -14,8 +14,9 @@ are cached under OUT: run the same command again to resume.
 import argparse
 from pathlib import Path
 
-from edge_guard.cli._args import (add_model_option, add_statistic_options, frame_size, non_negative_int,
-                                  positive_float, positive_int)
+from edge_guard.cli._args import (add_model_option, add_statistic_options, at_most, frame_size, k_count,
+                                  non_negative_int, positive_float, positive_int, side)
+from edge_guard.limits import MAX_BATCH, MAX_FRAMES
 
 EXAMPLE = """\
 examples:
@@ -52,9 +53,9 @@ def register(sub) -> None:
     p.add_argument("--split", default="val", help="split to evaluate on (default: val)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (resumable)")
     p.add_argument("--quick", action="store_true", help="a reduced grid (see below)")
-    p.add_argument("--benign", type=positive_int, default=None, metavar="N",
+    p.add_argument("--benign", type=at_most(MAX_FRAMES, "frames"), default=None, metavar="N",
                    help="benign frames: the first N of the split (default: 100)")
-    p.add_argument("--adversarial", type=positive_int, default=None, metavar="N",
+    p.add_argument("--adversarial", type=at_most(MAX_FRAMES, "frames"), default=None, metavar="N",
                    help="frames attacked per setting: the first N of the split (default: 50)")
     p.add_argument("--methods", default=None, help="attacks, comma-separated (default: dag,houdini)")
     p.add_argument("--targets", default=None,
@@ -79,17 +80,17 @@ def register(sub) -> None:
     add_statistic_options(p, "the frame detector scores per patch")
     p.add_argument("--frame", type=frame_size, default=None, metavar="HxW",
                    help="frames are resized to this before attack and scoring (default: 512x1024)")
-    p.add_argument("--patch", type=positive_int, default=None, help="patch side s (default: 256)")
+    p.add_argument("--patch", type=side, default=None, help="patch side s (default: 256)")
     p.add_argument("--b-low", type=non_negative_int, default=None, help="pair displacement low (default: 16)")
-    p.add_argument("--b-high", type=positive_int, default=None, help="pair displacement high (default: 32)")
+    p.add_argument("--b-high", type=side, default=None, help="pair displacement high (default: 32)")
     p.add_argument("--max-iter", type=positive_int, default=None, help="attack iterations (default: 200)")
     p.add_argument("--attack-stop", type=positive_float, default=0.99, metavar="FRACTION",
                    help="an attack stops once this fraction of a frame's pixels is on target "
                         "(default: 0.99; 1 runs to every pixel, the strongest adaptive attack on "
                         "the scale detector, whose mIoU counts the last stray pixels)")
-    p.add_argument("--batch", type=positive_int, default=1,
+    p.add_argument("--batch", type=at_most(MAX_BATCH, "frames in a batch"), default=1,
                    help="frames attacked together (default: 1; 8-32 on a GPU)")
-    p.add_argument("--entropy-patches", type=positive_int, default=None,
+    p.add_argument("--entropy-patches", type=k_count, default=None,
                    help="random patches of the Fig. 3 entropy maps (default: 50)")
     p.add_argument("--skip", default="",
                    help="parts to skip, comma-separated: fig3, fig7, fig8, adaptive (no adaptive "
@@ -101,7 +102,7 @@ def register(sub) -> None:
                         "architecture of an official checkpoint, e.g. dla34=dla34.pth, to mix architectures")
     p.add_argument("--transfer-steps", type=positive_int, default=None,
                    help="training steps of each Fig. 8 model (default: 2000; --quick 30)")
-    p.add_argument("--transfer-crop", type=positive_int, default=None,
+    p.add_argument("--transfer-crop", type=side, default=None,
                    help="square training crop of each Fig. 8 model in pixels (default: 512; --quick 128)")
     p.add_argument("--transfer-split", default="train", help="split Fig. 8's models train on (default: train)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
@@ -128,8 +129,15 @@ def _list(text: str, option: str, kind=str) -> tuple:
 
 
 def _counts(text: str, option: str, kind) -> tuple:
-    """A numeric list, ascending and without repeats: tables and figures run from small to large."""
-    return tuple(sorted(set(_list(text, option, kind))))
+    """A numeric list, ascending and without repeats: tables and figures run from small to large.
+    Integer lists are K values (patches or pairs per frame): at most MAX_PAIRS."""
+    from edge_guard.errors import UserError
+    from edge_guard.limits import MAX_PAIRS
+
+    values = tuple(sorted(set(_list(text, option, kind))))
+    if kind is int and values[-1] > MAX_PAIRS:
+        raise UserError(f"{option}: at most K={MAX_PAIRS} patches or pairs per frame, got {values[-1]}")
+    return values
 
 
 def settings_from_args(args):
@@ -169,6 +177,9 @@ def run(args) -> int:
     require_torch("evaluate")
     require("sklearn", "offline", "evaluate (ROC AUC)")
     require("matplotlib", "offline", "evaluate (figures)")
+    from edge_guard.writable import check_folder
+
+    check_folder(args.out, "--out")
     from edge_guard.calibration.evaluate import evaluate
 
     settings = settings_from_args(args)

@@ -4,7 +4,8 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_guard.cli._args import add_model_option, check_writable, existing_path, positive_int
+from edge_guard.cli._args import add_model_option, at_most, check_writable, existing_path
+from edge_guard.limits import MAX_FRAMES
 
 EXAMPLE = """\
 example (the shipped model on a fresh generated validation split):
@@ -24,7 +25,7 @@ def register(sub) -> None:
     add_model_option(p)
     p.add_argument("--data", type=existing_path, required=True, metavar="DIR", help="labelled folder")
     p.add_argument("--split", default="val", help="split to evaluate (default: val)")
-    p.add_argument("--limit", type=positive_int, default=None, help="first N frames only")
+    p.add_argument("--limit", type=at_most(MAX_FRAMES, "frames"), default=None, help="first N frames only")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
     p.set_defaults(func=run)

@@ -2,7 +2,8 @@
 
 import argparse
 
-from edge_guard.cli._args import add_model_option, frame_size, positive_int
+from edge_guard.cli._args import add_model_option, at_most, frame_size, k_count, side
+from edge_guard.limits import MAX_FRAMES
 
 EXAMPLE = """\
 example (the shipped model, 256px patches as the shipped bundle; DRN-D-22 at the paper's 512):
@@ -25,15 +26,15 @@ def register(sub) -> None:
     add_model_option(p)
     p.add_argument("--out", required=True, metavar="BUNDLE_DIR",
                    help="bundle folder to write model.onnx and export.json into (created)")
-    p.add_argument("--patch", type=positive_int, default=256,
+    p.add_argument("--patch", type=side, default=256,
                    help="patch side s in pixels, fixed in the graph (default: 256, as calibrate and the "
                         "shipped bundle: the paper's 512 on 1024x2048 frames, at half resolution)")
     p.add_argument("--output", choices=("labels", "logits"), default="labels",
                    help="labels: in-graph ArgMax, int32 [batch,s,s] (default); logits: float32 [batch,C,s,s]")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17..20 (default: 17)")
-    p.add_argument("--verify-frames", type=positive_int, default=2, metavar="N",
+    p.add_argument("--verify-frames", type=at_most(MAX_FRAMES, "frames"), default=2, metavar="N",
                    help="generated frames for the ONNX Runtime vs PyTorch check (default: 2)")
-    p.add_argument("--verify-pairs", type=positive_int, default=8, metavar="K",
+    p.add_argument("--verify-pairs", type=k_count, default=8, metavar="K",
                    help="patch pairs per verification frame (default: 8)")
     p.add_argument("--verify-size", type=frame_size, default=None, metavar="HxW",
                    help="verification frame size (default: room for every pair displacement)")
@@ -48,19 +49,18 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from edge_guard.cli._offline import require_torch
+    from edge_guard.cli._offline import require_export_tools
+    from edge_guard.writable import check_folder, removed_if_left_empty
 
-    require_torch("export")
-    from edge_guard.errors import require
-
-    require("onnx", "offline", "export")
-    require("onnxruntime", "cpu", "verifying the export")
+    require_export_tools("export")  # all of them before the model loads
+    check_folder(args.out, "--out")
     from edge_guard.export.exporter import export_bundle
 
-    record = export_bundle(args.model, args.out, patch=args.patch, output=args.output,
-                           opset=args.opset, arch=args.arch, frames=args.verify_frames,
-                           pairs=args.verify_pairs, seed=args.seed, frame_size=args.verify_size,
-                           require_trt=not args.allow_non_trt, segment_frame=args.frame)
+    with removed_if_left_empty(args.out):
+        record = export_bundle(args.model, args.out, patch=args.patch, output=args.output,
+                               opset=args.opset, arch=args.arch, frames=args.verify_frames,
+                               pairs=args.verify_pairs, seed=args.seed, frame_size=args.verify_size,
+                               require_trt=not args.allow_non_trt, segment_frame=args.frame)
     model = record["model"]
     print(f"wrote {args.out}/{model['file']} (sha256 {model['sha256'][:16]}..., "
           f"{model['output']['kind']} output, {model['patch_size']}px patches) and {args.out}/export.json")

@@ -6,7 +6,11 @@ same --seed on every machine. Needs only NumPy and OpenCV (no PyTorch).
 
 import argparse
 
-from edge_guard.cli._args import frame_size, non_negative_int, positive_int
+from edge_guard.cli._args import at_most, cpu_count_type, frame_size, non_negative_int
+from edge_guard.limits import MAX_FRAMES, MAX_RENDER_BYTES
+
+#: Frames of one clip (a clip is rendered whole in memory).
+MAX_CLIP_LENGTH = 3600
 
 EXAMPLE = """\
 examples:
@@ -27,16 +31,16 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     p.add_argument("--split", default="train", choices=("train", "val", "test"),
                    help="split to write (default: train)")
-    p.add_argument("--frames", type=non_negative_int, default=100,
+    p.add_argument("--frames", type=at_most(MAX_FRAMES, "frames", minimum=0), default=100,
                    help="still frames, each a new street (default: 100)")
     p.add_argument("--size", type=frame_size, default=(512, 1024), metavar="HxW",
                    help="frame size in pixels (default: 512x1024, Cityscapes' aspect)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
-    p.add_argument("--clips", type=non_negative_int, default=0,
+    p.add_argument("--clips", type=at_most(MAX_FRAMES, "clips", minimum=0), default=0,
                    help="driving clips to add, each one sequence of frames (default: 0)")
-    p.add_argument("--clip-length", type=positive_int, default=30, metavar="N",
+    p.add_argument("--clip-length", type=at_most(MAX_CLIP_LENGTH, "frames per clip"), default=30, metavar="N",
                    help="frames per clip, 15 frames/s (default: 30)")
-    p.add_argument("--workers", type=positive_int, default=1,
+    p.add_argument("--workers", type=cpu_count_type("worker processes"), default=1,
                    help="processes rendering in parallel (default: 1)")
     p.set_defaults(func=run)
 
@@ -47,10 +51,19 @@ def run(args) -> int:
 
     if args.frames == 0 and args.clips == 0:
         raise UserError("nothing to write: give --frames and/or --clips greater than 0")
+    h, w = args.size
+    # A clip is rendered whole (image and labels: 4 bytes a pixel) in each worker at once.
+    held = (args.clip_length if args.clips else 1) * h * w * 4 * min(args.workers, args.frames + args.clips)
+    if held > MAX_RENDER_BYTES:
+        raise UserError(f"{h}x{w} frames{f', {args.clip_length} per clip' if args.clips else ''}, "
+                        f"in {args.workers} worker(s) at once, would hold {held / 2**30:.1f} GiB: at most "
+                        f"{MAX_RENDER_BYTES / 2**30:.0f} GiB; use a smaller --size, --clip-length or --workers")
+    from edge_guard.writable import check_folder
+
+    check_folder(args.out, "--out")
     paths = write_split(args.out, split=args.split, frames=args.frames, size=args.size,
                         seed=args.seed, clips=args.clips, clip_length=args.clip_length,
                         workers=args.workers, progress=True)
-    h, w = args.size
     clips = f" and {args.clips} clips of {args.clip_length} frames" if args.clips else ""
     print(f"wrote {len(paths)} {h}x{w} frames ({args.frames} stills{clips}) with labels "
           f"to {args.out} (split {args.split})")

@@ -1,9 +1,12 @@
 """`edge-guard run`: check a camera or video stream frame by frame, with alarms and an event log."""
 
 import argparse
+import contextlib
+import os
 import sys
 
-from edge_guard.cli._args import add_runtime_options, non_negative_int, positive_int
+from edge_guard.cli._args import add_runtime_options, at_most, non_negative_int, positive_int
+from edge_guard.limits import MAX_RECONNECTS
 
 EXAMPLE = """\
 examples:
@@ -46,9 +49,18 @@ verdict and a sparkline of the scores; --show-labels also tints the frame with i
 segmentation (the frame detector's bundle, or any bundle with a full-frame graph: the
 guard segments the frame in the same call).
 
-Ctrl-C (or SIGTERM) or the end of the source ends cleanly with the summary.
+Ctrl-C (or SIGTERM) or the end of the source ends cleanly with the summary; Ctrl-C
+before the first frame (while the model loads) ends at once with status 130.
+
+lost output: when the event log or the --save video cannot be written (a full disk, a file
+size limit), the failure is reported once on stderr and the stream goes on checking and
+raising alarms; the summary counts the records and frames lost, and the exit status says so.
+The event log never keeps a torn line: a record is written whole or not at all.
+
 exit status: 0 no alarm, 1 at least one alarm raised, 2 an error (a source that does not
-open, or a live source lost for good after the reconnect attempts).
+open, or a live source lost for good after the reconnect attempts), 3 no alarm but output
+was lost (events, video or printed lines), 4 at least one alarm raised and output was lost,
+130 interrupted before the stream began.
 """
 
 
@@ -87,7 +99,8 @@ def register(sub) -> None:
                    help="tint the shown/saved frames with the frame's segmentation (default: off)")
     p.add_argument("--max-frames", type=positive_int, default=None, metavar="N",
                    help="stop after reading N frames from the source")
-    p.add_argument("--reconnect", type=non_negative_int, default=5, metavar="N",
+    p.add_argument("--reconnect", type=at_most(MAX_RECONNECTS, "reconnect attempts", minimum=0), default=5,
+                   metavar="N",
                    help="attempts to reopen a live source that stops, waiting 0.5, 1, 2, 4, 8 s "
                         "(default: 5; 0: end at once)")
     p.add_argument("--seed", type=non_negative_int, default=None,
@@ -106,7 +119,7 @@ def _fmt_ms(stats) -> str:
 
 def summary_lines(s: dict) -> list:
     fps = s["fps_checked"] or 0.0
-    return [
+    lines = [
         f"# end ({s['reason']}): {s['frames_read']} frames read, {s['frames_checked']} checked, "
         f"{s['frames_skipped']} skipped ({s['skipped_every']} by --every, {s['skipped_busy']} while "
         f"busy, {s['skipped_at_stop']} at the stop), {s['frames_flagged']} flagged, "
@@ -114,6 +127,42 @@ def summary_lines(s: dict) -> list:
         f"# {fps:.1f} checked frames/s over {s['duration_s']:.1f} s; latency (capture to verdict) "
         f"{_fmt_ms(s['latency_ms'])}; check {_fmt_ms(s['check_ms'])}",
     ]
+    if s.get("output_errors"):
+        lines.append(f"# output lost: {s.get('events_lost', 0)} event record(s), {s.get('video_lost', 0)} "
+                     f"video frame(s); " + "; ".join(s["output_errors"].values()))
+    return lines
+
+
+def exit_code(summary: dict, output_lost: bool) -> int:
+    """0/1 by alarms; 3/4 the same when output was lost; 2 a live source lost for good."""
+    if summary["reason"] == "source lost":
+        return 2
+    alarm = 1 if summary["alarms"] else 0
+    return (4 if alarm else 3) if output_lost else alarm
+
+
+class Printer:
+    """The command's human lines: a failed print (stdout on a full disk, a reader that left)
+    is reported once on stderr and costs the lines, never the stream."""
+
+    def __init__(self, out):
+        self.out, self.error = out, None
+
+    def __call__(self, text: str) -> None:
+        if self.error is not None:
+            return
+        try:
+            print(text, file=self.out, flush=True)
+        except (OSError, ValueError) as exc:
+            self.error = f"cannot print to {getattr(self.out, 'name', 'the output')}: {exc}"
+            warn(f"{self.error}; the stream goes on checking")
+            with contextlib.suppress(OSError, ValueError):  # keep the exit-time flush from failing
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.out.fileno())
+
+
+def warn(text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        print(f"edge-guard run: warning: {text}", file=sys.stderr, flush=True)
 
 
 def run(args) -> int:
@@ -127,6 +176,7 @@ def run(args) -> int:
     from edge_guard.stream import Stream
 
     from edge_guard.errors import UserError
+    from edge_guard.writable import check_file
 
     source = parse_source(args.camera, args.source)
     if args.show_labels and not (args.show or args.save):
@@ -135,10 +185,9 @@ def run(args) -> int:
         check_display()
     if args.save:
         check_video_path(args.save)  # before the model loads
-    out = sys.stderr if args.events == "-" else sys.stdout
-
-    def say(text):
-        print(text, file=out, flush=True)
+    if args.events and args.events != "-":
+        check_file(args.events, "--events")
+    say = Printer(sys.stderr if args.events == "-" else sys.stdout)
 
     guard = Guard.load(args.bundle, backend=args.backend, seed=args.seed, pairs=args.pairs,
                        threads=args.threads, precision=args.precision)
@@ -154,7 +203,7 @@ def run(args) -> int:
         stream = Stream(guard, source, events=events, every=args.every, realtime=args.realtime,
                         max_frames=args.max_frames, alarm=args.alarm,
                         reconnect=reconnect_delays(args.reconnect), sinks=sinks, log=say,
-                        extra={"seed": args.seed})
+                        extra={"seed": args.seed}, warn=warn)
         previous = None
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, lambda *_: stream.stop("terminated"))
@@ -170,5 +219,4 @@ def run(args) -> int:
     if summary["reason"] == "source lost":
         print(f"edge-guard run: error: lost {source} (no frame after {args.reconnect} reconnect "
               "attempt(s))", file=sys.stderr)
-        return 2
-    return 1 if summary["alarms"] else 0
+    return exit_code(summary, bool(summary["output_errors"]) or say.error is not None)

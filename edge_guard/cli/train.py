@@ -5,7 +5,9 @@ import json
 import sys
 from pathlib import Path
 
-from edge_guard.cli._args import at_least, existing_path, non_negative_int, positive_float, positive_int, probability
+from edge_guard.cli._args import (at_least, at_most, cpu_count_type, existing_path, non_negative_int, positive_float,
+                                  positive_int, probability, side, thread_count)
+from edge_guard.limits import MAX_BATCH
 
 EXAMPLE = """\
 examples (docs/model.md has the shipped model's exact recipe):
@@ -20,6 +22,11 @@ random square crops (--crop, capped to the frame), cross-entropy ignoring label 
 """
 
 
+def _crop(text: str) -> int:
+    value = side(text)
+    return at_least(32)(text) if value < 32 else value
+
+
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a segmentation model on a labelled folder",
                        description=__doc__, epilog=EXAMPLE,
@@ -31,10 +38,10 @@ def register(sub) -> None:
                    help="registered model name: edge_small (default), drn_d_22, dla34")
     p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write (.pt)")
     p.add_argument("--steps", type=positive_int, default=3000, help="optimiser steps (default: 3000)")
-    p.add_argument("--batch-size", type=positive_int, default=8, help="default: 8")
-    p.add_argument("--crop", type=at_least(32), default=512, help="crop side in pixels, >= 32 (default: 512)")
+    p.add_argument("--batch-size", type=at_most(MAX_BATCH, "crops in a batch"), default=8, help="default: 8")
+    p.add_argument("--crop", type=_crop, default=512, help="crop side in pixels, >= 32 (default: 512)")
     p.add_argument("--lr", type=positive_float, default=3e-3, help="peak AdamW learning rate (default: 3e-3)")
-    p.add_argument("--width", type=positive_int, default=None,
+    p.add_argument("--width", type=at_most(1024, "channels"), default=None,
                    help="base width of edge_small (default: the model's own)")
     p.add_argument("--class-weights", choices=("enet", "none"), default="enet",
                    help="per-class loss weights: enet = 1/ln(1.02+frequency), which lifts rare thin "
@@ -43,9 +50,9 @@ def register(sub) -> None:
                         "weights shape learning without making the model over-predict rare "
                         "classes (default: enet)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
-    p.add_argument("--workers", type=non_negative_int, default=2,
+    p.add_argument("--workers", type=cpu_count_type("worker processes", minimum=0), default=2,
                    help="data-loading processes (default: 2; 0 loads in the training process)")
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--threads", type=thread_count, default=None,
                    help="CPU threads for PyTorch (default: PyTorch's choice; 1 on a busy machine "
                         "avoids stalls from oversubscription)")
     p.add_argument("--save-every", type=positive_int, default=250, help="checkpoint period in steps")
@@ -73,6 +80,9 @@ def run(args) -> int:
     from edge_guard.errors import UserError
 
     torch = require_torch("training")
+    from edge_guard.cli._args import check_writable
+
+    check_writable(args.out, "--out")
     if args.init and args.resume:
         raise UserError("--init and --resume exclude each other: --resume continues --out, --init starts anew from CKPT")
     out = Path(args.out).expanduser()

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_guard.bundle import EXPORT_FILE
+from edge_guard.bundle import EXPORT_FILE, GUARD_FILE, check_bundle_file
 from edge_guard.bundle_schema import method_of
 from edge_guard.errors import DataError, UserError
 from edge_guard.patches import scaled_bounds
@@ -100,8 +100,9 @@ def read_bundle(root) -> BundleInfo:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"the model section of {root} is incomplete ({exc}): re-export the bundle") from exc
-    if not info.onnx_path.is_file():
-        raise DataError(f"{info.onnx_path} is missing: re-export the bundle")
+    named_in = GUARD_FILE if guard.get("model") else EXPORT_FILE
+    # An engine is built from the very graph the bundle was calibrated (or exported) with.
+    check_bundle_file(root, info.model_file, model.get("sha256"), "model", named_in)
     det = guard.get("detector") or {}
     k = _first(det, "k", "K", "pairs")
     info.k = int(k) if k else None
@@ -116,8 +117,7 @@ def read_bundle(root) -> BundleInfo:
     info.method = method_of(det) if isinstance(det, dict) and det.get("method") else None
     graph = (guard.get("model") or {}).get("frame_graph")
     if isinstance(graph, dict) and isinstance(graph.get("file"), str):
-        if not (root / graph["file"]).is_file():
-            raise DataError(f"{root / graph['file']} (the full-frame graph) is missing: re-export the bundle")
+        check_bundle_file(root, graph["file"], graph.get("sha256"), "full-frame graph")
         if info.frame_size is None:
             raise DataError(f"{root}/guard.json has a full-frame graph but no frame size: recalibrate the bundle")
         info.frame_graph = graph["file"]
