@@ -65,6 +65,9 @@ if run test; then ev test attacks-test --methods dag,houdini "${TEST[@]}"; fi
 if run adaptive; then ev adaptive attacks-test --methods dag,houdini "${ADAPTIVE[@]}"; fi
 # Both spatial detectors, every statistic, bootstrap intervals and the rate at the bundles'
 # thresholds, from the chains' score caches; every frame's score goes to scores.json.gz.
+# (The committed tables came from the same cells run as separate OUTs, one per core:
+#  frame_tables.py test-pure test-scene-houdini test-dag test-emblem-dag test-emblem-houdini
+#  adaptive-dag adaptive-dag-agree adaptive-houdini; reports/.../evaluate/README.md has each.)
 if run tables; then
   python benchmarks/frame_tables.py "$WORK"/adaptive-{dag,houdini} "$WORK"/test-{dag,houdini} \
       --bundle edge_guard/assets/bundle --pairs-bundle "$WORK/pairs-bundle" \
