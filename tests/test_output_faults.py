@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import cv2
-import numpy as np
 import pytest
 
 from cli_run import run_cli
@@ -23,10 +22,9 @@ from edge_guard.events import EventWriter, read_events
 from edge_guard.guard import Guard
 from edge_guard.sources import parse_source
 from edge_guard.stream import Stream
+from stream_clip import FRAMES, NOISE, write_clip
 from tiny_bundle import contrast_labels, make_guard_bundle
 
-FRAMES, H, W = 30, 128, 256
-NOISE = {10, 11, 12, 13, 20}  # 3 of 5 flagged at frame 12: one alarm
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +34,7 @@ def bundle_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    path = tmp_path_factory.mktemp("v") / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 30.0, (W, H))
-    for i in range(FRAMES):
-        frame = (np.random.default_rng(i).integers(0, 256, (H, W, 3), dtype=np.uint8) if i in NOISE
-                 else np.full((H, W, 3), (8 * i, 255 - 8 * i, 100), np.uint8))
-        writer.write(frame)
-    writer.release()
-    return path
+    return write_clip(tmp_path_factory.mktemp("v") / "clip.avi")
 
 
 def _file_limit(limit: int):

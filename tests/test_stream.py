@@ -20,10 +20,9 @@ from edge_guard.events import EventWriter, read_events
 from edge_guard.guard import STAGES, Guard
 from edge_guard.sources import Source, SourceError, parse_source
 from edge_guard.stream import Stream
+from stream_clip import FRAMES, NOISE, H, W, clip_frame, write_clip
 from tiny_bundle import contrast_labels, make_frame_bundle, make_guard_bundle
 
-FRAMES, H, W = 30, 128, 256
-NOISE = {10, 11, 12, 13, 20}
 # A frame record of the frame detector; the pairs detector's also keeps its older names.
 FRAME_FIELDS = {"type", "frame", "capture_time", "score", "threshold", "adversarial", "latency_ms",
                 "detector", "statistic", "scores", "boxes", "patch_size",
@@ -40,12 +39,6 @@ END_FIELDS = {"type", "time", "reason", "frames_read", "frames_checked", "frames
               "events_lost", "video_lost", "output_errors"}
 
 
-def _frame(i: int) -> np.ndarray:
-    if i in NOISE:
-        return np.random.default_rng(i).integers(0, 256, (H, W, 3), dtype=np.uint8)
-    return np.full((H, W, 3), (8 * i, 255 - 8 * i, 100), np.uint8)  # one colour: consistent
-
-
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory):
     return make_guard_bundle(tmp_path_factory.mktemp("b") / "bundle", frame=(48, 64), k=8, threshold=0.99)
@@ -54,13 +47,7 @@ def bundle_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
     """30 frames of solid colours with noise at NOISE; FFV1 is lossless, so noise stays noise."""
-    path = tmp_path_factory.mktemp("v") / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 30.0, (W, H))
-    assert writer.isOpened()
-    for i in range(FRAMES):
-        writer.write(_frame(i))
-    writer.release()
-    return path
+    return write_clip(tmp_path_factory.mktemp("v") / "clip.avi")
 
 
 def _types(records):
@@ -270,7 +257,7 @@ class FakeCapture:
         if self.left <= 0 or self.released:
             return False, None
         self.left -= 1
-        return True, _frame(0)
+        return True, clip_frame(0)
 
     def get(self, prop):
         return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
