@@ -154,7 +154,7 @@ def test_malformed_export_json_is_one_line(tmp_path, record, words):
 def test_bad_inputs_are_one_line_errors(tmp_path):
     with pytest.raises(BundleError, match="neither guard.json nor export.json"):
         open_bundle(tmp_path)
-    with pytest.raises(BundleError, match="model lacks the key .sha256."):
+    with pytest.raises(BundleError, match="model lacks the key .class_names."):
         open_bundle(make_bundle(tmp_path / "incomplete"), frame=FRAME)  # its model section lacks fields
     with pytest.raises(UserError, match="does not exist"):
         open_bundle(tmp_path / "missing")
