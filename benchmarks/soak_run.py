@@ -9,7 +9,8 @@ measured, not guessed: a short probe run of the same command gives the start rec
 a frame record's size.
 
 Printed (and written to --json): frames checked, frame records in the log and frames lost
-from it, the records the run itself counted as lost, whether any line of the log is torn,
+from it, the records the run itself counted as lost, the frames flagged and alarms raised
+(on a benign drive: false alarms), whether any line of the log is torn,
 the exit status (3 or 4: output lost), and the child's resident memory (RSS) once the model
 is loaded, at the end and at its peak, sampled every 0.25 s from /proc (Linux).
 
@@ -119,12 +120,16 @@ def soak(clip: Path, events: Path, limit: int, args) -> dict:
             torn += 1
     read = re.search(r"(\d+) frames read, (\d+) checked", out)
     lost = re.search(r"# output lost: (\d+) event record", out)
+    # Benign frames flagged and alarms raised over the drive: the false alarms of a long run.
+    flagged = re.search(r"(\d+) flagged, (\d+) alarm\(s\)", out)
     checked = int(read.group(2)) if read else None
     return {"exit_status": proc.returncode, "duration_s": round(time.perf_counter() - started, 1),
             "frames_read": int(read.group(1)) if read else None, "frames_checked": checked,
             "frame_records_logged": frame_records,
             "frames_lost_from_log": None if checked is None else checked - frame_records,
             "records_lost_counted": int(lost.group(1)) if lost else 0,
+            "frames_flagged": int(flagged.group(1)) if flagged else None,
+            "alarms": int(flagged.group(2)) if flagged else None,
             "events_bytes": len(data), "torn_lines": torn + (bool(data) and not data.endswith(b"\n")),
             "rss_start_mb": rss_start, "rss_end_mb": rss_end, "rss_peak_mb": peak,
             "warnings": [line for line in err.splitlines() if "warning" in line]}
@@ -168,7 +173,7 @@ def main(argv=None) -> int:
     result.update(seconds=args.seconds, fps=FPS, frames=frames, size=[h, w], fill=args.fill,
                   limit_bytes=limit, start_record_bytes=start_bytes, frame_record_bytes=round(frame_bytes, 1))
     for key in ("frames", "frames_read", "frames_checked", "frame_records_logged", "frames_lost_from_log",
-                "records_lost_counted", "torn_lines", "exit_status", "duration_s", "events_bytes",
+                "records_lost_counted", "frames_flagged", "alarms", "torn_lines", "exit_status", "duration_s", "events_bytes",
                 "rss_start_mb", "rss_end_mb", "rss_peak_mb"):
         value = result[key]
         print(f"{key:<22} {value:.1f}" if isinstance(value, float) else f"{key:<22} {value}")

@@ -22,4 +22,5 @@ def test_the_soak_run_checks_every_frame_and_loses_half_the_log_whole(tmp_path, 
     assert result["records_lost_counted"] >= result["frames_lost_from_log"] + 1  # + the end record
     assert result["events_bytes"] <= result["limit_bytes"]
     assert result["rss_end_mb"] > 0 and len(result["warnings"]) == 1
+    assert 0 <= result["frames_flagged"] <= 30 and (result["alarms"] > 0) == (result["exit_status"] == 4)
     assert "frames_lost_from_log" in capsys.readouterr().out
