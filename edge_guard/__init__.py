@@ -6,7 +6,7 @@ only NumPy, OpenCV and an inference backend; it never imports torch.
 
 __version__ = "0.1.0"
 
-__all__ = ["Guard", "Verdict", "__version__"]
+__all__ = ["Guard", "SequentialAlarm", "AlarmWindow", "Verdict", "__version__"]
 
 
 def __getattr__(name):
@@ -20,4 +20,8 @@ def __getattr__(name):
         from .verdict import Verdict
 
         return Verdict
+    if name in ("SequentialAlarm", "AlarmWindow"):
+        from . import alarms
+
+        return getattr(alarms, name)
     raise AttributeError(f"module 'edge_guard' has no attribute {name!r}")

@@ -1,7 +1,28 @@
-"""Alarms over a stream's verdicts: M of the last N checked frames flagged."""
+"""Alarms over a stream's verdicts: M of the last N checked frames flagged (:class:`AlarmWindow`),
+or a one-sided CUSUM on the per-frame scores (:class:`SequentialAlarm`).
+
+Both are fed one verdict per checked frame (``feed(verdict)``) and return "raised" when an
+episode starts, "cleared" when it ends, else None; ``statistic`` is what the rule compares
+(flagged frames in the window; the CUSUM sum S).
+
+The CUSUM model. A checked frame's score s_t (lower = patches disagree more = more suspicious)
+becomes evidence in benign standard deviations below the benign median,
+
+    x_t = min((mu0 - s_t) / sigma0 - k, c)        mu0, sigma0: benign median and 1.4826 * MAD
+    S_t = max(0, S_{t-1} + x_t),   S_0 = 0
+
+so a benign frame adds -k on average and a frame d deviations low adds d - k (k: the drift,
+half the shift in deviations that the test is tuned to; c bounds one frame's contribution, so a
+single odd frame cannot raise the alarm when h > c). An episode is raised when S_t > h; while
+it is active S is held at most h, so that it clears (S back to 0, the alarm re-arms) about h/k
+benign frames after the attack stops, however long the attack lasted. h is calibrated for a
+false-alarm rate per hour (:mod:`edge_guard.calibration.alarm`) and stored in guard.json's
+``alarm`` section.
+"""
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 
@@ -30,6 +51,23 @@ class AlarmWindow:
     def flagged(self) -> int:
         return sum(self._window)
 
+    statistic = flagged
+
+    def reset(self) -> None:
+        """Forget the window and the episodes (a new run)."""
+        self._window.clear()
+        self.active, self.episodes = False, 0
+
+    def feed(self, verdict) -> str | None:
+        return self.update(verdict.adversarial)
+
+    def describe(self) -> str:
+        return f"{self.m}/{self.n}"
+
+    def as_dict(self) -> dict:
+        """The start record's ``alarm`` (also the alarm events' fields)."""
+        return {"method": "m-of-n", "m": self.m, "n": self.n}
+
     def update(self, flagged: bool) -> str | None:
         self._window.append(bool(flagged))
         count = self.flagged
@@ -51,3 +89,76 @@ def parse_alarm(text: str) -> tuple[int, int]:
         raise UserError(f"{text!r} is not an alarm rule: write M/N, e.g. 3/5") from None
     AlarmWindow(m, n)
     return m, n
+
+
+class SequentialAlarm:
+    """One-sided CUSUM on the per-frame scores (the model is in the module docstring).
+
+    h: the alarm level (benign deviations, > 0); reference: mu0, the benign median score;
+    scale: sigma0 (> 0, score units); drift: k (>= 0, deviations); clip: c (> 0, deviations).
+    ``update(score)`` or ``feed(verdict)`` -> "raised" / "cleared" / None.
+    """
+
+    method = "cusum"
+
+    def __init__(self, h: float, reference: float, scale: float, drift: float = 0.5, clip: float = 4.0):
+        values = {"h": h, "reference": reference, "scale": scale, "drift": drift, "clip": clip}
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                   for v in values.values()):
+            raise UserError(f"a CUSUM alarm needs finite numbers, got {values}")
+        if h <= 0 or scale <= 0 or drift < 0 or clip <= 0:
+            raise UserError(f"a CUSUM alarm needs h > 0, scale > 0, drift >= 0, clip > 0, got {values}")
+        self.h, self.reference, self.scale = float(h), float(reference), float(scale)
+        self.drift, self.clip = float(drift), float(clip)
+        self.reset()
+
+    @classmethod
+    def from_section(cls, section: dict) -> "SequentialAlarm":
+        """From guard.json's ``alarm`` section (validated by the bundle loader)."""
+        return cls(section["h"], section["reference"], section["scale"], section["drift"], section["clip"])
+
+    def reset(self) -> None:
+        """S = 0, no episode (a new run)."""
+        self.statistic, self.active, self.episodes = 0.0, False, 0
+
+    def evidence(self, score: float) -> float:
+        """x_t for one score (deviations below mu0, minus the drift, at most clip)."""
+        return min((self.reference - float(score)) / self.scale - self.drift, self.clip)
+
+    def update(self, score: float) -> str | None:
+        s = max(0.0, self.statistic + self.evidence(score))
+        change = None
+        if not self.active and s > self.h:
+            self.active, change = True, "raised"
+            self.episodes += 1
+        elif self.active and s <= 0.0:
+            self.active, change = False, "cleared"
+        self.statistic = min(s, self.h) if self.active else s
+        return change
+
+    def feed(self, verdict) -> str | None:
+        return self.update(verdict.score)
+
+    def describe(self) -> str:
+        return f"cusum h={self.h:.2f}"
+
+    def as_dict(self) -> dict:
+        return {"method": "cusum", "h": self.h, "reference": self.reference, "scale": self.scale,
+                "drift": self.drift, "clip": self.clip}
+
+
+def make_alarm(spec, bundle_alarm: dict | None):
+    """The alarm a run uses: spec (M, N), "M/N", "cusum", an alarm object, or None (the
+    bundle's calibrated CUSUM when guard.json has an ``alarm`` section, else 3/5)."""
+    if isinstance(spec, (AlarmWindow, SequentialAlarm)):
+        return spec
+    if spec is None:
+        return SequentialAlarm.from_section(bundle_alarm) if bundle_alarm else AlarmWindow(3, 5)
+    if spec == "cusum":
+        if not bundle_alarm:
+            raise UserError("the bundle has no calibrated sequential alarm (guard.json has no 'alarm' "
+                            "section): add one with benchmarks/calibrate_alarm.py, or use --alarm M/N")
+        return SequentialAlarm.from_section(bundle_alarm)
+    if isinstance(spec, str):
+        spec = parse_alarm(spec)
+    return AlarmWindow(*spec)

@@ -99,6 +99,11 @@ class Bundle:
         return int(self.detector["b_high"])
 
     @property
+    def alarm(self) -> dict | None:
+        """guard.json's calibrated sequential alarm section, None in bundles without one."""
+        return self.doc.get("alarm")
+
+    @property
     def k(self) -> int:
         return int(self.detector["k"])
 

@@ -24,6 +24,10 @@ ignored (a newer writer may add some), listed keys are required unless marked op
     frame       height, width: frames are resized to this before patching
     provenance  edge_guard_version, created (ISO 8601), model_sha256 (= model.sha256),
                 evaluation (optional: the summary the threshold was checked against)
+    alarm       (optional; older bundles have none) the calibrated sequential alarm:
+                method "cusum", h > 0, reference (benign median score), scale > 0, drift >= 0,
+                clip > 0, target_per_hour > 0, fps > 0, calibration {benign_frames, clips,
+                extrapolation, ...} (see edge_guard.alarms and edge_guard.calibration.alarm)
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ METHODS = ("frame", "pairs")
 METHOD_ALIASES = {"spatial": "pairs"}
 PAIRINGS = ("independent",)
 THRESHOLD_RULES = ("fpr", "min-benign")
+ALARM_METHODS = ("cusum",)
 OUTPUT_KINDS = ("labels", "logits")
 LABEL_DTYPES = ("int32", "int64", "uint8", "int16", "uint16")
 LOGIT_DTYPES = ("float32", "float16")
@@ -264,6 +269,21 @@ def _check_provenance(prov: dict, model: dict) -> None:
     _dict(prov, "evaluation", p, optional=True)
 
 
+def _check_alarm(alarm: dict) -> None:
+    p = "alarm"
+    _str(alarm, "method", p, choices=ALARM_METHODS)
+    inf = math.inf
+    for key, lo in (("h", 0.0), ("scale", 0.0), ("clip", 0.0), ("target_per_hour", 0.0), ("fps", 0.0)):
+        if _number(alarm, key, p, lo, inf) <= 0:
+            raise BundleError(f"alarm.{key} must be > 0, got {alarm[key]!r}")
+    _number(alarm, "reference", p, 0.0, 1.0)
+    _number(alarm, "drift", p, 0.0, inf)
+    cal = _dict(alarm, "calibration", p)
+    _int(cal, "benign_frames", "alarm.calibration", minimum=1)
+    _int(cal, "clips", "alarm.calibration", minimum=1)
+    _str(cal, "extrapolation", "alarm.calibration")
+
+
 def validate(doc) -> dict:
     """Check a guard.json document (already parsed); return it, or raise BundleError (one line).
 
@@ -284,4 +304,6 @@ def validate(doc) -> dict:
     _check_detector(det, model)
     _check_frame(frame, det)
     _check_provenance(prov, model)
+    if "alarm" in doc:  # optional, but an object when given
+        _check_alarm(_dict(doc, "alarm", ""))
     return doc

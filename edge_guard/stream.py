@@ -25,9 +25,11 @@ stops delivering frames is reopened with back-off (``reconnect`` delays, default
 4, 8 s); the outage is recorded as a ``gap`` event, and when every attempt fails the stream
 ends with reason "source lost".
 
-Alarms (:class:`AlarmWindow`): an episode is raised when M of the last N checked frames are
-flagged (default 3 of 5), once per episode; it clears, and re-arms, when fewer than M of the
-last N are flagged.
+Alarms (:mod:`edge_guard.alarms`): by default the bundle's calibrated sequential alarm when
+guard.json has an ``alarm`` section (:class:`SequentialAlarm`, a CUSUM on the scores, raised
+when its sum S exceeds h), else M of N (:class:`AlarmWindow`: raised when M of the last N
+checked frames are flagged, default 3 of 5). Either is raised once per episode and clears, and
+re-arms, when its condition ends (S back to 0; fewer than M of the last N flagged).
 
 Events (JSON Lines, :mod:`edge_guard.events`), stable field names:
 
@@ -37,13 +39,14 @@ Events (JSON Lines, :mod:`edge_guard.events`), stable field names:
   against the frame's segmentation; "pairs": the paper's overlapping pairs), statistic
   (what one comparison scores: "miou", "agreement", "miou-min"), k (patches or pairs per
   frame), threshold, patch_size, frame_size (the bundle's [h, w]), input_size (the
-  source's [h, w]), source_fps, alarm {m, n}, and any extra fields the caller passes (the
+  source's [h, w]), source_fps, alarm ({method "m-of-n", m, n} or {method "cusum", h,
+  reference, scale, drift, clip}), and any extra fields the caller passes (the
   CLI adds seed).
 - ``frame`` (one per checked frame): frame (index in the source, from 0), capture_time (unix
   s, when the reader got it), score, threshold, adversarial, latency_ms (from the reader
   getting the frame to its verdict, the wait in the mailbox included; not the time the frame
   spent in the driver's or the network's buffers before), skipped_since_last, alarm_active,
-  then the Verdict's fields (:meth:`~edge_guard.verdict.Verdict.as_dict`): detector,
+  alarm_stat (the alarm's statistic after this frame: flagged frames in the window, or S), then the Verdict's fields (:meth:`~edge_guard.verdict.Verdict.as_dict`): detector,
   statistic, k, scores (the K comparison scores; score is their mean), boxes (in the
   bundle's frame: [y, x] patch top-lefts for the frame detector, [y1, x1, y2, x2] the two
   top-lefts of each pair for the pairs detector), patch_size (the boxes' side), timings_ms
@@ -52,8 +55,8 @@ Events (JSON Lines, :mod:`edge_guard.events`), stable field names:
   consistency), frame_size, input_size, backend, provider. The pairs detector's records
   also carry the older names pair_mious (= scores) and pairs (= boxes). The frame's
   segmentation is not in the events (a verdict's ``labels``; ``run --show-labels`` draws it).
-- ``alarm``: state ("raised" or "cleared"), frame, capture_time, flagged (of the window),
-  m, n, episode (1, 2, ...).
+- ``alarm``: state ("raised" or "cleared"), frame, capture_time, episode (1, 2, ...), method,
+  then flagged (of the window), m, n (M of N) or statistic, h (cusum).
 - ``gap``: after_frame (last frame read before it), start_time, end_time, duration_s,
   attempts, recovered, error.
 - ``end``: the summary (:meth:`Stream.run`'s return value): reason ("end of source",
@@ -86,7 +89,7 @@ from time import perf_counter
 import cv2
 
 from . import __version__, interrupts
-from .alarms import AlarmWindow
+from .alarms import AlarmWindow, make_alarm
 from .errors import UserError
 from .latency import Durations
 from .sources import (DEFAULT_FPS, Source, SourceError, capture_prop, captured_stderr, last_message,
@@ -103,7 +106,8 @@ class Stream:
     :class:`~edge_guard.events.EventWriter` or None. every: check one frame in N.
     realtime: drop frames that arrive while checking (None: for live sources only).
     pace_fps: frame rate a file is read at in realtime mode (default: the file's own).
-    max_frames: stop after reading this many frames. alarm: (M, N). reconnect: back-off
+    max_frames: stop after reading this many frames. alarm: (M, N), "cusum" (the bundle's),
+    an AlarmWindow or SequentialAlarm, or None (the bundle's when it has one, else 3/5). reconnect: back-off
     delays in seconds (empty: do not reconnect). sinks: objects with ``write(frame, verdict,
     info) -> bool`` (False asks to stop) and ``close()``. log: a callable for human lines
     (alarms, gaps), or None. extra: fields added to the start record. warmup: run one
@@ -113,7 +117,7 @@ class Stream:
 
     def __init__(self, guard, source: Source, *, opener=None, events=None, every: int = 1,
                  realtime: bool | None = None, pace_fps: float | None = None,
-                 max_frames: int | None = None, alarm=(3, 5), reconnect=RECONNECT_DELAYS,
+                 max_frames: int | None = None, alarm=None, reconnect=RECONNECT_DELAYS,
                  sinks=(), log=None, extra: dict | None = None, warmup: bool = True,
                  history: int = 64, warn=None):
         if int(every) < 1:
@@ -125,7 +129,7 @@ class Stream:
         self.events, self.every = events, int(every)
         self.realtime = source.live if realtime is None else bool(realtime)
         self.pace_fps, self.max_frames = pace_fps, max_frames
-        self.alarm = AlarmWindow(*alarm)
+        self.alarm = make_alarm(alarm, getattr(getattr(guard, "bundle", None), "alarm", None))
         self.reconnect = tuple(reconnect) if source.live else ()
         self.sinks, self.log, self.extra, self.warmup = list(sinks), log, dict(extra or {}), warmup
         self.scores: deque = deque(maxlen=history)
@@ -197,7 +201,7 @@ class Stream:
         self._stop_reason = None
         self.output_errors = {}
         lost_before = self._events_lost()
-        self.alarm = AlarmWindow(self.alarm.m, self.alarm.n)
+        self.alarm.reset()
         self.scores.clear()
         cap, first = self._open()
         fps = capture_prop(cap, cv2.CAP_PROP_FPS)
@@ -223,14 +227,14 @@ class Stream:
                     "threshold": g.threshold,
                     "patch_size": g.bundle.patch_size, "frame_size": list(g.bundle.frame_size),
                     "input_size": list(first[0].shape[:2]), "source_fps": fps,
-                    "alarm": {"m": self.alarm.m, "n": self.alarm.n}, **self.extra})
+                    "alarm": self.alarm.as_dict(), **self.extra})
         h, w = g.bundle.frame_size
         self._say(f"# {self.source} -> {g.bundle.root} | {g.backend} ({g.provider}) | "
                   f"{g.bundle.method} detector, {g.bundle.statistic}, frame {h}x{w}, "
                   f"{g.k_text}, threshold {g.threshold:.4f} | "
                   f"{'newest frame only' if self.realtime else 'every frame in order'}"
                   f"{f', one in {self.every}' if self.every > 1 else ''} | "
-                  f"alarm {self.alarm.m}/{self.alarm.n}")
+                  f"alarm {self.alarm.describe()}")
         mailbox, notices = Mailbox(), queue.Queue()
         reader = Reader(cap, first, self._opener, mailbox, notices, self._stop, live=self.source.live,
                          drop=self.realtime, every=self.every, max_frames=self.max_frames,
@@ -263,18 +267,15 @@ class Stream:
                 latencies.add(latency)
                 checks.add(verdict.timings_ms["total"])
                 self.scores.append(verdict.score)
-                change = self.alarm.update(verdict.adversarial)
+                change = self.alarm.feed(verdict)
                 if change is not None:
-                    self._emit({"type": "alarm", "state": change, "frame": index, "capture_time": wall,
-                                "flagged": self.alarm.flagged, "m": self.alarm.m, "n": self.alarm.n,
-                                "episode": self.alarm.episodes})
-                    self._say(f"alarm {change} at frame {index}: {self.alarm.flagged} of the last "
-                              f"{self.alarm.n} checked frames flagged")
+                    self._alarm_event(change, index, wall)
                 self._emit({"type": "frame", "frame": index, "capture_time": wall,
                             "score": verdict.score, "threshold": verdict.threshold,
                             "adversarial": verdict.adversarial, "latency_ms": latency,
                             "skipped_since_last": index - last_index - 1,
-                            "alarm_active": self.alarm.active, **verdict.as_dict()})
+                            "alarm_active": self.alarm.active, "alarm_stat": self.alarm.statistic,
+                            **verdict.as_dict()})
                 last_index = index
                 info.update(frame_index=index, latency_ms=latency, alarm_active=self.alarm.active,
                             scores=self.scores)
@@ -325,6 +326,19 @@ class Stream:
         if error is not None:
             raise error
         return summary
+
+    def _alarm_event(self, change: str, index: int, wall: float) -> None:
+        a = self.alarm
+        record = {"type": "alarm", "state": change, "frame": index, "capture_time": wall,
+                  "episode": a.episodes, "method": a.as_dict()["method"]}
+        if isinstance(a, AlarmWindow):
+            record.update(flagged=a.flagged, m=a.m, n=a.n)
+            why = f"{a.flagged} of the last {a.n} checked frames flagged"
+        else:
+            record.update(statistic=a.statistic, h=a.h)
+            why = f"CUSUM {a.statistic:.2f} (alarm above {a.h:.2f})"
+        self._emit(record)
+        self._say(f"alarm {change} at frame {index}: {why}")
 
     def _drain(self, notices: queue.Queue) -> int:
         count = 0

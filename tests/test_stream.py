@@ -26,7 +26,7 @@ from tiny_bundle import contrast_labels, make_frame_bundle, make_guard_bundle
 # A frame record of the frame detector; the pairs detector's also keeps its older names.
 FRAME_FIELDS = {"type", "frame", "capture_time", "score", "threshold", "adversarial", "latency_ms",
                 "detector", "statistic", "scores", "boxes", "patch_size",
-                "skipped_since_last", "alarm_active", "k", "timings_ms",
+                "skipped_since_last", "alarm_active", "alarm_stat", "k", "timings_ms",
                 "frame_size", "input_size", "backend", "provider"}
 PAIRS_FIELDS = FRAME_FIELDS | {"pair_mious", "pairs"}
 START_FIELDS = {"type", "time", "version", "source", "source_kind", "live", "realtime", "every",
@@ -99,6 +99,8 @@ def test_run_file_end_to_end(bundle_dir, video, tmp_path, capsys):
     alarms = [(r["state"], r["frame"]) for r in records if r["type"] == "alarm"]
     assert alarms == [("raised", 12), ("cleared", 16)]
     assert [r["alarm_active"] for r in frames] == [12 <= i < 16 for i in range(FRAMES)]
+    assert start["alarm"] == {"method": "m-of-n", "m": 3, "n": 5}
+    assert [r["alarm_stat"] for r in frames][10:17] == [1, 2, 3, 4, 4, 3, 2]
     # The summary agrees with the records.
     assert set(end) == END_FIELDS and end["reason"] == "end of source"
     assert end["frames_read"] == end["frames_checked"] == len(frames) == FRAMES

@@ -30,9 +30,13 @@ not real time: by default every frame is checked, in order (--every N checks one
 --realtime reads a file at its own frame rate and skips like a camera; --no-realtime makes
 a live source wait for the checker instead (the driver may then drop or delay frames).
 
-alarms: an alarm is raised when M of the last N checked frames are flagged (--alarm M/N,
-default 3/5), once per episode; it clears, and re-arms, when fewer than M of the last N
-are flagged. A live source that stops delivering frames is reopened with back-off (0.5,
+alarms: --alarm cusum sums per-frame evidence (how far each score falls below the benign
+median, in benign deviations, minus a drift) and raises when the sum exceeds a level h that
+was calibrated for a false-alarm rate per hour (guard.json's alarm section, written by
+benchmarks/calibrate_alarm.py); it clears, and re-arms, when the sum is back to 0.
+--alarm M/N raises when M of the last N checked frames are flagged and clears when fewer
+are. Default: cusum when the bundle carries a calibrated one, else 3/5. Each frame event
+carries alarm_stat (the sum, or the flagged frames in the window). A live source that stops delivering frames is reopened with back-off (0.5,
 1, 2, 4, 8 s with --reconnect 5); the outage is logged as a gap event.
 
 events (--events FILE, appended; '-' for standard output): JSON Lines, one object per
@@ -68,6 +72,8 @@ def _alarm(text: str):
     from edge_guard.errors import UserError
     from edge_guard.alarms import parse_alarm
 
+    if text.strip() == "cusum":
+        return "cusum"
     try:
         return parse_alarm(text)
     except UserError as exc:
@@ -87,8 +93,9 @@ def register(sub) -> None:
                    help="check one frame in N (default: 1, every frame)")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                    help="skip frames that arrive while checking (default: for live sources only)")
-    p.add_argument("--alarm", type=_alarm, default=(3, 5), metavar="M/N",
-                   help="alarm when M of the last N checked frames are flagged (default: 3/5)")
+    p.add_argument("--alarm", type=_alarm, default=None, metavar="cusum|M/N",
+                   help="cusum: the bundle's calibrated sequential alarm; M/N: when M of the last N "
+                        "checked frames are flagged (default: cusum if the bundle has one, else 3/5)")
     p.add_argument("--events", default=None, metavar="FILE",
                    help="append JSON Lines events to FILE ('-': standard output)")
     p.add_argument("--save", default=None, metavar="VIDEO",
