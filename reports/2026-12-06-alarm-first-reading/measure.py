@@ -1,7 +1,6 @@
 """First reading for issue 25: M-of-N vs CUSUM false alarms on benign generated drives."""
 import json, sys, time
 from pathlib import Path
-import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))  # load_benchmark
 from benchmark_scripts import load_benchmark
 from edge_guard.alarms import AlarmWindow, SequentialAlarm
