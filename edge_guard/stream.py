@@ -46,7 +46,8 @@ Events (JSON Lines, :mod:`edge_guard.events`), stable field names:
   s, when the reader got it), score, threshold, adversarial, latency_ms (from the reader
   getting the frame to its verdict, the wait in the mailbox included; not the time the frame
   spent in the driver's or the network's buffers before), skipped_since_last, alarm_active,
-  alarm_stat (the alarm's statistic after this frame: flagged frames in the window, or S), then the Verdict's fields (:meth:`~edge_guard.verdict.Verdict.as_dict`): detector,
+  alarm_stat (the alarm's statistic after this frame: flagged frames in the window, or S),
+  then the Verdict's fields (:meth:`~edge_guard.verdict.Verdict.as_dict`): detector,
   statistic, k, scores (the K comparison scores; score is their mean), boxes (in the
   bundle's frame: [y, x] patch top-lefts for the frame detector, [y1, x1, y2, x2] the two
   top-lefts of each pair for the pairs detector), patch_size (the boxes' side), timings_ms
@@ -107,8 +108,8 @@ class Stream:
     realtime: drop frames that arrive while checking (None: for live sources only).
     pace_fps: frame rate a file is read at in realtime mode (default: the file's own).
     max_frames: stop after reading this many frames. alarm: (M, N), "cusum" (the bundle's),
-    an AlarmWindow or SequentialAlarm, or None (the bundle's when it has one, else 3/5). reconnect: back-off
-    delays in seconds (empty: do not reconnect). sinks: objects with ``write(frame, verdict,
+    an AlarmWindow or SequentialAlarm, or None (the bundle's when it has one, else 3/5).
+    reconnect: back-off delays in seconds (empty: do not reconnect). sinks: objects with ``write(frame, verdict,
     info) -> bool`` (False asks to stop) and ``close()``. log: a callable for human lines
     (alarms, gaps), or None. extra: fields added to the start record. warmup: run one
     unrecorded check first so the first recorded latency is not the backend's start-up.

@@ -131,14 +131,6 @@ def existing_path(text: str) -> Path:
     return path
 
 
-def check_writable(path, option: str) -> None:
-    """UserError now, not after a long run, when the file ``path`` cannot be written (a probe
-    file is created and removed: :func:`edge_guard.writable.check_file`)."""
-    from edge_guard.writable import check_file
-
-    check_file(path, option)
-
-
 def add_model_option(parser: argparse.ArgumentParser) -> None:
     """--model CKPT (default: the shipped small model) and --arch for official checkpoints."""
     from edge_guard.paths import DEFAULT_MODEL

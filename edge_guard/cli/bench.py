@@ -4,9 +4,10 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_guard.cli._args import (K_HELP, at_most, bundle_folder, check_writable, existing_path, frame_size,
+from edge_guard.cli._args import (K_HELP, at_most, bundle_folder, existing_path, frame_size,
                                   non_negative_int, thread_count)
 from edge_guard.limits import MAX_ITERS, MAX_PAIRS
+from edge_guard.writable import check_file
 
 #: K values one bench run may time.
 MAX_K_VALUES = 64
@@ -95,7 +96,7 @@ def run(args) -> int:
     from edge_guard.bench import run_bench
 
     if args.json:
-        check_writable(args.json, "--json")
+        check_file(args.json, "--json")
     result = run_bench(args.bundle, backend=args.backend, frame=args.frame, pairs=args.pairs,
                        iters=args.iters, warmup=args.warmup, threads=args.threads,
                        precision=args.precision, segment_engine=args.segment_engine, seed=args.seed,

@@ -4,7 +4,8 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_guard.cli._args import add_model_option, at_most, check_writable, existing_path
+from edge_guard.cli._args import add_model_option, at_most, existing_path
+from edge_guard.writable import check_file
 from edge_guard.limits import MAX_FRAMES
 
 EXAMPLE = """\
@@ -41,7 +42,7 @@ def run(args) -> int:
     from edge_guard.errors import UserError
 
     if args.json:
-        check_writable(args.json, "--json")
+        check_file(args.json, "--json")
     device = pick_device(args.device)
     segmenter, _ = load_segmenter(args.model, arch=args.arch)
     frames = open_dataset(args.data, args.split)

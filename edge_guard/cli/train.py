@@ -80,9 +80,9 @@ def run(args) -> int:
     from edge_guard.errors import UserError
 
     torch = require_torch("training")
-    from edge_guard.cli._args import check_writable
+    from edge_guard.writable import check_file
 
-    check_writable(args.out, "--out")
+    check_file(args.out, "--out")
     if args.init and args.resume:
         raise UserError("--init and --resume exclude each other: --resume continues --out, --init starts anew from CKPT")
     out = Path(args.out).expanduser()
