@@ -9,14 +9,31 @@ Calibration, from benign per-frame score sequences (one 1-D array per clip, in f
    units: scores that barely vary, e.g. an agreement score of 1.0 on most frames, must not turn
    a tiny dip into many deviations); k and c are fixed (defaults 0.5 and 4 deviations).
 2. A target such as one false alarm per hour at 15 frames/s needs many hours of frames to
-   measure, more than benign clips hold. The rate is extrapolated by a moving-block bootstrap:
-   blocks of ``block`` consecutive frames (default 2 s, at most the shortest clip) are drawn at
-   random from the clips and laid end to end into a simulated run long enough for ``events``
-   false alarms at the target rate. Blocks keep the short-range correlation of the scores (a
-   scene that looks odd for a second looks odd on consecutive frames); what they lose is
-   dependence longer than a block, and scenes unlike any benign clip are not simulated at all.
+   measure, more than benign clips hold, so the rate is extrapolated from a simulated run long
+   enough for ``events`` false alarms at the target rate, made one of two ways:
+
+   - ``model`` (default): a stated model of benign scores (:func:`fit_score_model`). Scores
+     map to normal scores through their marginal: the empirical quantiles, below the ``tail``
+     quantile u an exponential tail P(s < u - y) = tail * exp(-y / beta) (beta: the mean
+     exceedance), so the run holds scores lower than any benign frame seen, at the rate the
+     tail's shape implies. Normal scores are z = sqrt(v) * a + sqrt(1 - v) * w: a, one value
+     per drive (some streets are harder than others all along), w a stationary AR(1) of
+     lag-1 correlation rho within the drive (a scene looks odd on consecutive frames); v and
+     rho are fitted to the within-clip autocorrelation (long lags give v, lag 1 then rho).
+     Simulated drives have the clips' length and follow each other without a reset.
+   - ``bootstrap``: a moving-block bootstrap: blocks of ``block`` consecutive frames (default
+     2 s, at most the shortest clip) drawn from the clips and laid end to end. It keeps the
+     short-range correlation but never goes below the lowest benign score: with few clips it
+     puts h too low.
 3. h is the smallest level (bisection) at which the simulated run raises at most
    floor(target * simulated hours) alarms, counted with the same rule the runtime applies.
+4. The drift k and the cap c default to the per-frame threshold's distance from the benign
+   median, delta = (mu0 - threshold) / sigma0 deviations: k = delta, the classical CUSUM
+   choice (half the shift) for attacks that drive the score 2 * delta below the median, which
+   is where attacked frames sit (the frame detector's plain DAG/Houdini frames: median 1.9
+   delta, reports/2026-12-06-frame-detector); a frame then adds how far it falls below the
+   per-frame threshold, in deviations. c = 2 * delta caps one frame at twice a frame that sits
+   delta below the threshold. Without a threshold they are 0.5 and 4.
 """
 
 from __future__ import annotations
@@ -29,6 +46,7 @@ from edge_guard.alarms import SequentialAlarm
 from edge_guard.errors import UserError
 
 MIN_SCALE = 1e-3
+MIN_LEVEL = 1e-3  # deviations: the lowest h calibrated
 _CHUNK = 1 << 16
 _FIRST_CHUNK = 1 << 10
 
@@ -95,41 +113,74 @@ def block_bootstrap(sequences, frames: int, block: int, rng: np.random.Generator
     return pooled[(picks[:, None] + np.arange(block)).ravel()[:int(frames)]]
 
 
-def calibrate_cusum(sequences, per_hour: float = 1.0, fps: float = 15.0, drift: float = 0.5,
-                    clip: float = 4.0, block: int | None = None, events: int = 30,
-                    max_frames: int = 20_000_000, seed: int = 0) -> dict:
+def default_drift_and_clip(reference: float, scale: float, threshold: float | None) -> tuple[float, float]:
+    """(k, c) in deviations: delta and 2 * delta for delta = (mu0 - threshold) / sigma0 (see
+    the module docstring), or 0.5 and 4 without a threshold (or one above the median)."""
+    if threshold is None or threshold >= reference:
+        return 0.5, 4.0
+    delta = (reference - float(threshold)) / scale
+    return delta, 2.0 * delta
+
+
+def _level(x: np.ndarray, allowed: int, start: float) -> float:
+    """The smallest h (to 0.1%) at which evidence x raises at most ``allowed`` alarms."""
+    lo, hi = 0.0, max(float(start), 1.0)
+    while count_raises(x, hi, allowed) > allowed:
+        lo, hi = hi, 2 * hi
+    # invariant: hi meets the target, lo does not (or is 0); h stops at MIN_LEVEL when even
+    # "any frame with positive evidence" meets it (no benign frame that low was simulated)
+    while hi - lo > 1e-3 * hi and hi > MIN_LEVEL:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if count_raises(x, mid, allowed) <= allowed else (mid, hi)
+    return hi
+
+
+def calibrate_cusum(sequences, per_hour: float = 1.0, fps: float = 15.0, drift: float | None = None,
+                    clip: float | None = None, threshold: float | None = None,
+                    extrapolation: str = "model", tail: float = 0.02, block: int | None = None,
+                    events: int = 30, max_frames: int = 20_000_000, seed: int = 0) -> dict:
     """guard.json's ``alarm`` section for benign ``sequences`` (list of 1-D score arrays, frame
     order), a target of ``per_hour`` false alarms per hour at ``fps`` checked frames/s.
 
-    ``events``: false alarms the simulated run would hold at the target rate (its length;
-    capped at ``max_frames``, which only makes h more conservative). Deterministic by ``seed``.
+    ``threshold``: the bundle's per-frame threshold, for the default drift and cap;
+    ``extrapolation``: "model" or "bootstrap" (module docstring); ``events``: false alarms the
+    simulated run would hold at the target rate (its length; capped at ``max_frames``, which
+    only makes h more conservative). Deterministic by ``seed``.
     """
+    from .score_model import fit_score_model, simulate_scores
+
     if not (per_hour > 0 and math.isfinite(per_hour) and fps > 0 and math.isfinite(fps)):
         raise UserError(f"the alarm rate and frame rate must be positive, got {per_hour}/h at {fps} fps")
+    if extrapolation not in ("model", "bootstrap"):
+        raise UserError(f"extrapolation is 'model' or 'bootstrap', got {extrapolation!r}")
     seqs = _sequences(sequences)
-    shortest = min(s.size for s in seqs)
-    block = min(int(block) if block else max(1, round(2 * fps)), shortest)
     mu0, sigma0 = reference_and_scale(seqs)
+    k0, c0 = default_drift_and_clip(mu0, sigma0, threshold)
+    drift = k0 if drift is None else float(drift)
+    clip = c0 if clip is None else float(clip)
     frames_per_hour = 3600.0 * fps
     frames = int(min(max_frames, math.ceil(events / per_hour * frames_per_hour)))
-    frames = max(frames, block)
+    rng = np.random.default_rng(seed)
+    how: dict = {"extrapolation": extrapolation}
+    if extrapolation == "model":
+        model = fit_score_model(seqs, tail)
+        scores = simulate_scores(model, frames, rng)
+        how["model"] = {k: v for k, v in model.items() if k != "quantiles"}
+    else:
+        block = min(int(block) if block else max(1, round(2 * fps)), min(s.size for s in seqs))
+        frames = max(frames, block)
+        scores = block_bootstrap(seqs, frames, block, rng)
+        how["block_frames"] = int(block)
     hours = frames / frames_per_hour
     allowed = math.floor(per_hour * hours)
-    x = evidence(block_bootstrap(seqs, frames, block, np.random.default_rng(seed)), mu0, sigma0,
-                 drift, clip)
-    lo, hi = 0.0, max(float(clip), 1.0)
-    while count_raises(x, hi, allowed) > allowed:
-        lo, hi = hi, 2 * hi
-    while hi - lo > 1e-3 * hi:  # invariant: hi meets the target, lo does not (or is 0)
-        mid = 0.5 * (lo + hi)
-        lo, hi = (lo, mid) if count_raises(x, mid, allowed) <= allowed else (mid, hi)
-    simulated = count_raises(x, hi)
-    alarm = SequentialAlarm(hi, mu0, sigma0, drift, clip)
-    observed = sum(count_raises(evidence(s, mu0, sigma0, drift, clip), hi) for s in seqs)
+    x = evidence(scores, mu0, sigma0, drift, clip)
+    h = _level(x, allowed, clip)
+    simulated = count_raises(x, h)
+    alarm = SequentialAlarm(h, mu0, sigma0, drift, clip)
+    observed = sum(count_raises(evidence(s, mu0, sigma0, drift, clip), h) for s in seqs)
     return {**alarm.as_dict(), "target_per_hour": float(per_hour), "fps": float(fps),
             "calibration": {"benign_frames": int(sum(s.size for s in seqs)), "clips": len(seqs),
-                            "extrapolation": "moving-block bootstrap", "block_frames": int(block),
-                            "seed": int(seed), "simulated_hours": hours,
-                            "simulated_false_alarms": int(simulated),
+                            **how, "threshold": threshold, "seed": int(seed),
+                            "simulated_hours": hours, "simulated_false_alarms": int(simulated),
                             "achieved_per_hour": simulated / hours,
                             "benign_false_alarms": int(observed)}}

@@ -15,6 +15,10 @@ The detector (``method``) is ``frame`` (each patch against the frame's labels; t
 Randomness: the patches come from ``SeedSequence([seed, stream])`` generators, one stream
 per set (0 calibration, 1 held-out, 2 + i the i-th adversarial set), so a set's scores do not
 depend on which other sets were scored.
+
+Several K (``ks``): every set is scored at each K in the same pass and each K gets its own
+threshold by the same rule (:mod:`.k_thresholds`); the bundle's own K is scored and chosen
+exactly as without them.
 """
 
 from __future__ import annotations
@@ -30,13 +34,13 @@ from edge_guard.bundle import METHODS, new_guard_doc, uncalibrated_bundle, write
 from edge_guard.consistency import DEFAULT_STATISTIC, check_statistic, resolve_min_pixels
 from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import DataError, UserError
-from edge_guard.guard import Guard
 from edge_guard.limits import MAX_PAIRS, MAX_SIDE
 from edge_guard.patches import check_full_range, check_patch_geometry
 
+from . import k_thresholds as kt
 from . import threshold as thr
 from .attacks.views import PATCH_ADAPTIVE
-from .scoring import score_frames, torch_segment
+from .scoring import torch_segment
 
 ATTACK_FORMAT = "edge-guard-attack"
 STREAM_CALIBRATION, STREAM_HOLDOUT, STREAM_ADVERSARIAL = 0, 1, 2
@@ -73,6 +77,13 @@ class CalibrationSettings:
     # clean frames give 0.81).
     conditions: tuple = ()
     condition_frames: int | None = None
+    # More K to calibrate beside k, each with its own threshold (detector.thresholds_by_k),
+    # for a frame-rate budget to pick from; () calibrates k alone.
+    ks: tuple = ()
+
+    def all_ks(self) -> tuple:
+        """Every K calibrated: ``ks`` and ``k``, sorted."""
+        return tuple(sorted({int(v) for v in self.ks} | {int(self.k)}))
 
     def check(self) -> None:
         """UserError (one line) for settings that cannot work, before anything is computed."""
@@ -89,6 +100,7 @@ class CalibrationSettings:
             raise UserError(f"K (--k) must be at least 1, got {self.k}")
         if self.k > MAX_PAIRS:  # what guard.json accepts: refused now, not after the calibration
             raise UserError(f"K (--k) is at most {MAX_PAIRS}, got {self.k}")
+        kt.check_ks(self.ks)
         if max(h, w, self.patch) > MAX_SIDE:
             raise UserError(f"frame {h}x{w} and patch {self.patch}: at most {MAX_SIDE} pixels a side")
         if self.holdout_frames < 0:
@@ -224,22 +236,13 @@ def _generator(seed: int, stream: int) -> np.random.Generator:
 
 
 def _score_set(bundle, segment, images: ImageSet, seed: int, stream: int, progress: bool,
-               transform=None) -> np.ndarray:
-    """The runtime's score of every frame of ``images`` (``transform``: applied to each first)."""
-    from tqdm import tqdm
-
-    # The pairs detector's score does not need the frame's labels: it is not segmented here.
-    guard = Guard.from_function(bundle, segment, seed=_generator(seed, stream),
-                                segment_frames=bundle.method == "frame")
-    frames = images.images() if transform is None else map(transform, images.images())
-    with guard, tqdm(total=len(images), desc=f"scoring {images.name}", unit="frame",
-                     disable=not progress, dynamic_ncols=True) as bar:
-        verdicts = score_frames(guard, frames, progress=bar)
-    return np.array([v.score for v in verdicts], np.float64)
+               ks, transform=None) -> dict:
+    """{K: the runtime's score of every frame of ``images``} (``transform``: applied to each first)."""
+    return kt.score_ks(bundle, segment, images, lambda: _generator(seed, stream), progress, ks, transform)
 
 
-def _condition_thresholds(bundle, segment, cal: ImageSet, s: CalibrationSettings, progress: bool) -> dict:
-    """{condition: (its scores, its ThresholdChoice)} on the first condition_frames frames."""
+def _condition_scores(bundle, segment, cal: ImageSet, s: CalibrationSettings, progress: bool, ks) -> dict:
+    """{condition: {K: its scores}} on the first condition_frames frames."""
     from .data.conditions import apply_condition
 
     n = min(s.condition_frames or len(cal), len(cal))
@@ -247,9 +250,8 @@ def _condition_thresholds(bundle, segment, cal: ImageSet, s: CalibrationSettings
     for i, c in enumerate(s.conditions):
         noise = _generator(s.seed, STREAM_CONDITIONS + 1000 + i)
         sub = ImageSet(f"calibration, {c}", cal.paths[:n], cal.names[:n], cal.info)
-        scores = _score_set(bundle, segment, sub, s.seed, STREAM_CONDITIONS + i, progress,
+        out[c] = _score_set(bundle, segment, sub, s.seed, STREAM_CONDITIONS + i, progress, ks,
                             transform=lambda image, c=c, noise=noise: apply_condition(c, image, noise))
-        out[c] = (scores, thr.pick_threshold(scores, s.rule, s.fpr))
     return out
 
 
@@ -313,20 +315,25 @@ def calibrate(checkpoint, data, out, settings: CalibrationSettings | None = None
 
     warnings = []
     model_sha = sha256_file(checkpoint)
-    cal_scores = _score_set(bundle, segment, cal, s.seed, STREAM_CALIBRATION, progress)
+    ks = s.all_ks()
+    cal_by_k = _score_set(bundle, segment, cal, s.seed, STREAM_CALIBRATION, progress, ks)
+    cal_scores = cal_by_k[s.k]
     choice = thr.pick_threshold(cal_scores, s.rule, s.fpr)
     if choice.warning:
         warnings.append(choice.warning)
     t = choice.threshold
-    conditions = _condition_thresholds(bundle, segment, cal, s, progress) if s.conditions else {}
+    conditions_by_k = _condition_scores(bundle, segment, cal, s, progress, ks) if s.conditions else {}
+    conditions = {c: (by_k[s.k], thr.pick_threshold(by_k[s.k], s.rule, s.fpr))
+                  for c, by_k in conditions_by_k.items()}
     t = min([t] + [c.threshold for _, c in conditions.values()])
 
-    held_scores = None
+    held_scores, held_by_k, adv_by_k = None, {}, {}
     evaluation = {"scorer": "pytorch model through Guard.from_function (the runtime's resize, "
                             f"{'patches' if s.method == 'frame' else 'pairs'}, crop and {s.statistic})",
                   "calibration": _benign_record(cal_scores, t, cal, STREAM_CALIBRATION)}
     if held is not None:
-        held_scores = _score_set(bundle, segment, held, s.seed, STREAM_HOLDOUT, progress)
+        held_by_k = _score_set(bundle, segment, held, s.seed, STREAM_HOLDOUT, progress, ks)
+        held_scores = held_by_k[s.k]
         evaluation["holdout"] = _benign_record(held_scores, t, held, STREAM_HOLDOUT)
     adv_scores = {}
     if adv_sets:
@@ -335,8 +342,8 @@ def calibrate(checkpoint, data, out, settings: CalibrationSettings | None = None
         evaluation["auc"] = {}
         for i, adv in enumerate(adv_sets):
             stream = STREAM_ADVERSARIAL + i
-            scores = _score_set(bundle, segment, adv, s.seed, stream, progress)
-            adv_scores[adv.name] = scores
+            adv_by_k[adv.name] = _score_set(bundle, segment, adv, s.seed, stream, progress, ks)
+            scores = adv_scores[adv.name] = adv_by_k[adv.name][s.k]
             auc = thr.detection_auc(benign, scores)
             # Frames made against another model measure transferred attacks, not this model's.
             made_for = adv.info.get("attack", {}).get("model_sha256")
@@ -373,7 +380,14 @@ def calibrate(checkpoint, data, out, settings: CalibrationSettings | None = None
         rule["holdout_frames"] = int(held_scores.size)
         rule["holdout_fpr"] = thr.flag_rate(held_scores, t)
     detector = dict(bundle.detector, threshold=t, threshold_rule=rule)
+    by_k = kt.k_thresholds(cal_by_k, conditions_by_k, s.rule, s.fpr) if len(ks) > 1 else {}
+    if by_k:
+        assert by_k[s.k]["threshold"] == t, "the bundle's K must keep its own threshold"
+        detector["thresholds_by_k"] = kt.table(by_k)
     doc = new_guard_doc(model, detector, s.frame_size, evaluation=evaluation)
+    if by_k:
+        doc["provenance"]["thresholds_by_k"] = kt.record(
+            by_k, cal_by_k, held_by_k, adv_by_k, s, how=f"edge-guard calibrate: {kt.SCORING}")
     doc["provenance"]["calibration"] = {
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(s).items()},
         "data": cal.info, "seed": s.seed,

@@ -12,8 +12,11 @@ becomes evidence in benign standard deviations below the benign median,
     S_t = max(0, S_{t-1} + x_t),   S_0 = 0
 
 so a benign frame adds -k on average and a frame d deviations low adds d - k (k: the drift,
-half the shift in deviations that the test is tuned to; c bounds one frame's contribution, so a
-single odd frame cannot raise the alarm when h > c). An episode is raised when S_t > h; while
+half the shift in deviations that the test is tuned to, by default the distance from the
+median to the per-frame threshold, so that a frame adds how far it falls below the threshold;
+c bounds one frame's contribution, by default twice that distance: with h < c one frame far
+below the threshold raises the alarm on its own, which the calibration allows only when benign
+driving makes such frames rare enough; with h > c it takes several). An episode is raised when S_t > h; while
 it is active S is held at most h, so that it clears (S back to 0, the alarm re-arms) about h/k
 benign frames after the attack stops, however long the attack lasted. h is calibrated for a
 false-alarm rate per hour (:mod:`edge_guard.calibration.alarm`) and stored in guard.json's
@@ -147,18 +150,32 @@ class SequentialAlarm:
                 "drift": self.drift, "clip": self.clip}
 
 
-def make_alarm(spec, bundle_alarm: dict | None):
+def make_alarm(spec, bundle_alarm: dict | None, k: int | None = None, warn=None):
     """The alarm a run uses: spec (M, N), "M/N", "cusum", an alarm object, or None (the
-    bundle's calibrated CUSUM when guard.json has an ``alarm`` section, else 3/5)."""
+    bundle's calibrated CUSUM when guard.json has an ``alarm`` section, else 3/5).
+
+    ``k``: the K the run checks. A CUSUM calibrated at another K (the section's ``k``) does
+    not fit its scores: "cusum" is refused, and the default falls back to 3/5, said once
+    through ``warn(message)``."""
     if isinstance(spec, (AlarmWindow, SequentialAlarm)):
         return spec
+    if spec == "cusum" and not bundle_alarm:
+        raise UserError("the bundle has no calibrated sequential alarm (guard.json has no 'alarm' "
+                        "section): add one with `edge-guard calibrate --extend --out BUNDLE --clips DIR`, "
+                        "or use --alarm M/N")
+    if spec in (None, "cusum") and bundle_alarm:
+        at = bundle_alarm.get("k")
+        if k is None or at is None or int(at) == int(k):
+            return SequentialAlarm.from_section(bundle_alarm)
+        message = (f"the bundle's sequential alarm was calibrated at K={at} and this run checks "
+                   f"K={k}")
+        if spec == "cusum":
+            raise UserError(f"{message}: run at K={at}, or use --alarm M/N")
+        if warn is not None:
+            warn(f"{message}: the alarm is 3/5 instead")
+        return AlarmWindow(3, 5)
     if spec is None:
-        return SequentialAlarm.from_section(bundle_alarm) if bundle_alarm else AlarmWindow(3, 5)
-    if spec == "cusum":
-        if not bundle_alarm:
-            raise UserError("the bundle has no calibrated sequential alarm (guard.json has no 'alarm' "
-                            "section): add one with benchmarks/calibrate_alarm.py, or use --alarm M/N")
-        return SequentialAlarm.from_section(bundle_alarm)
+        return AlarmWindow(3, 5)
     if isinstance(spec, str):
         spec = parse_alarm(spec)
     return AlarmWindow(*spec)

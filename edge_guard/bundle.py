@@ -112,6 +112,13 @@ class Bundle:
         return float(self.detector["threshold"])
 
     @property
+    def thresholds_by_k(self) -> dict[int, float]:
+        """{K: threshold} calibrated together, smallest K first (guard.json's
+        detector.thresholds_by_k); bundles without one hold only their own K."""
+        table = self.detector.get("thresholds_by_k") or {str(self.k): self.threshold}
+        return {int(k): float(table[k]) for k in sorted(table, key=int)}
+
+    @property
     def frame_size(self) -> tuple[int, int]:
         """(height, width) frames are resized to."""
         return int(self.doc["frame"]["height"]), int(self.doc["frame"]["width"])

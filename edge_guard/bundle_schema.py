@@ -18,6 +18,10 @@ ignored (a newer writer may add some), listed keys are required unless marked op
                 statistic "miou" | "agreement" | "miou-min" (optional, default "miou"),
                 min_pixels (optional, default 0; used by "miou-min"),
                 threshold in [0, 1] (adversarial when score < threshold),
+                thresholds_by_k (optional; older bundles have none) {"K": threshold}: the
+                thresholds calibrated together for several K (keys decimal K in
+                1..MAX_PAIRS, values in [0, 1]; must hold k with the threshold above), from
+                which a frame-rate budget picks K (edge_guard.budget),
                 threshold_rule {rule "fpr"|"min-benign", benign_frames, quantiles {q: score},
                                 target_fpr and achieved_fpr (required for "fpr")};
                 pairs only: b_low, b_high, pairing "independent"
@@ -26,7 +30,8 @@ ignored (a newer writer may add some), listed keys are required unless marked op
                 evaluation (optional: the summary the threshold was checked against)
     alarm       (optional; older bundles have none) the calibrated sequential alarm:
                 method "cusum", h > 0, reference (benign median score), scale > 0, drift >= 0,
-                clip > 0, target_per_hour > 0, fps > 0, calibration {benign_frames, clips,
+                clip > 0, target_per_hour > 0, fps > 0, k (optional: the K it was calibrated
+                at; a run at another K does not use it), calibration {benign_frames, clips,
                 extrapolation, ...} (see edge_guard.alarms and edge_guard.calibration.alarm)
 """
 
@@ -231,6 +236,8 @@ def _check_detector(det: dict, model: dict) -> None:
     if "min_pixels" in det:
         _int(det, "min_pixels", p, minimum=0)
     _number(det, "threshold", p, 0.0, 1.0)
+    if "thresholds_by_k" in det:
+        _check_thresholds_by_k(det)
     rule = _dict(det, "threshold_rule", p)
     rp = "detector.threshold_rule"
     kind = _str(rule, "rule", rp, choices=THRESHOLD_RULES)
@@ -241,6 +248,23 @@ def _check_detector(det: dict, model: dict) -> None:
     quantiles = _dict(rule, "quantiles", rp)
     for q, v in quantiles.items():
         _number(quantiles, q, f"{rp}.quantiles", 0.0, 1.0)
+
+
+def _check_thresholds_by_k(det: dict) -> None:
+    """detector.thresholds_by_k: {"K": threshold}, holding the bundle's own K unchanged (a
+    table that disagrees with detector.threshold would run two thresholds for one K)."""
+    p = "detector.thresholds_by_k"
+    table = _dict(det, "thresholds_by_k", "detector")
+    for key in table:
+        if not (isinstance(key, str) and key.isascii() and key.isdigit() and key == str(int(key))
+                and 1 <= int(key) <= MAX_PAIRS):
+            raise BundleError(f"{p} has the key {key!r}: keys are K as decimal integers in 1..{MAX_PAIRS}; "
+                              "recalibrate the bundle")
+        _number(table, key, p, 0.0, 1.0)
+    k = str(det["k"])
+    if k not in table or table[k] != det["threshold"]:
+        raise BundleError(f"{p} must hold the bundle's own K={k} with detector.threshold "
+                          f"({det['threshold']!r}), got {table.get(k, 'nothing')!r}: recalibrate the bundle")
 
 
 def _check_frame(frame: dict, det: dict) -> None:
@@ -278,6 +302,8 @@ def _check_alarm(alarm: dict) -> None:
             raise BundleError(f"alarm.{key} must be > 0, got {alarm[key]!r}")
     _number(alarm, "reference", p, 0.0, 1.0)
     _number(alarm, "drift", p, 0.0, inf)
+    if "k" in alarm:
+        _int(alarm, "k", p, minimum=1, maximum=MAX_PAIRS)
     cal = _dict(alarm, "calibration", p)
     _int(cal, "benign_frames", "alarm.calibration", minimum=1)
     _int(cal, "clips", "alarm.calibration", minimum=1)

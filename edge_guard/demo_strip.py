@@ -13,13 +13,14 @@ import numpy as np
 
 from .classes import colorize
 from .errors import UserError
-from .overlay import AMBER, BLACK, GREEN, RED, WHITE, draw_boxes
+from .overlay import AMBER, GREEN, RED, WHITE, draw_boxes
+from .overlay import draw_text as _text
+from .plot_panel import BACKGROUND, Panel, score_floor
 
 THUMB_W = 320
 COLUMNS = 4
 CAPTION_H = 44
 PLOT_H = 150
-SHADE = (70, 40, 110)  # BGR: the attacked stretch
 
 
 def pick_frames(n: int, attacked: tuple[int, int], most: int = 8) -> list[int]:
@@ -33,11 +34,6 @@ def pick_frames(n: int, attacked: tuple[int, int], most: int = 8) -> list[int]:
     if len(inside) > room:
         inside = sorted({inside[int(round(j))] for j in np.linspace(0, len(inside) - 1, room)})
     return before + inside + after
-
-
-def _text(img, text, org, scale, colour, thickness=1):
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, BLACK, thickness + 2, cv2.LINE_AA)
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
 
 
 def thumbnail(frame_bgr: np.ndarray, event: dict, attacked: bool, patch: int) -> np.ndarray:
@@ -91,37 +87,28 @@ def model_view_row(index: int, frame_bgr: np.ndarray, maps: dict) -> list:
 
 def score_plot(events: list[dict], attacked: tuple[int, int], n: int, width: int) -> np.ndarray:
     """(PLOT_H, width, 3) BGR: score per frame (dots red when flagged), threshold in amber."""
-    img = np.full((PLOT_H, width, 3), 24, np.uint8)
+    img = np.full((PLOT_H, width, 3), BACKGROUND, np.uint8)
     left, right, top, bottom = 48, 12, 22, 22
-    pw, ph = width - left - right, PLOT_H - top - bottom
-    scores = [e["score"] for e in events if e.get("score") is not None]
+    checked = [e for e in events if e.get("score") is not None]
     threshold = events[0]["threshold"] if events else 0.5
-    lo = max(0.0, min(scores + [threshold]) - 0.05) if scores else 0.0
-    lo = min(lo, 0.95)
-
-    def xy(i, s):
-        x = left + (pw * (i + 0.5) / max(n, 1))
-        y = top + ph * (1.0 - (min(max(s, lo), 1.0) - lo) / (1.0 - lo))
-        return int(round(x)), int(round(y))
-
+    lo = score_floor([e["score"] for e in checked], threshold)
+    # Frame i sits in the middle of its slot: x from -0.5 to n - 0.5.
+    panel = Panel(img, (left, top, width - left - right, PLOT_H - top - bottom),
+                  (-0.5, max(n, 1) - 0.5), (lo, 1.0))
     a, b = attacked
-    cv2.rectangle(img, (xy(a - 0.5, 1)[0], top), (xy(b + 0.5, 1)[0], top + ph), SHADE, -1)
-    _text(img, "attacked", (xy(a - 0.5, 1)[0] + 3, top + 14), 0.4, WHITE)
-    cv2.rectangle(img, (left, top), (left + pw, top + ph), (90, 90, 90), 1)
-    ty = xy(0, threshold)[1]
-    cv2.line(img, (left, ty), (left + pw, ty), AMBER, 1)
-    _text(img, f"{threshold:.3f}", (2, ty + 4), 0.35, AMBER)
+    panel.shade(a - 0.5, b + 0.5, min_px=1)
+    _text(img, "attacked", (panel.px(a - 0.5) + 3, top + 14), 0.4, WHITE)
+    panel.border()
+    panel.hline(threshold, AMBER)
+    _text(img, f"{threshold:.3f}", (2, panel.py(threshold) + 4), 0.35, AMBER)
     _text(img, "1.0", (14, top + 4), 0.35, WHITE)
-    _text(img, f"{lo:.2f}", (8, top + ph + 4), 0.35, WHITE)
+    _text(img, f"{lo:.2f}", (8, panel.bottom + 4), 0.35, WHITE)
     _text(img, "score per checked frame (threshold in amber; red: flagged)", (left, 15), 0.42, WHITE)
     _text(img, "frame 0", (left, PLOT_H - 6), 0.35, WHITE)
-    _text(img, f"frame {n - 1}", (left + pw - 60, PLOT_H - 6), 0.35, WHITE)
-    pts = [xy(e["frame"], e["score"]) for e in events if e.get("score") is not None]
-    if len(pts) >= 2:
-        cv2.polylines(img, [np.array(pts, np.int32).reshape(-1, 1, 2)], False, (200, 200, 200), 1,
-                      cv2.LINE_AA)
-    for e, p in zip([e for e in events if e.get("score") is not None], pts):
-        cv2.circle(img, p, 3, RED if e["adversarial"] else GREEN, -1, cv2.LINE_AA)
+    _text(img, f"frame {n - 1}", (panel.right - 60, PLOT_H - 6), 0.35, WHITE)
+    panel.line([(e["frame"], e["score"]) for e in checked])
+    for e in checked:
+        panel.dot(e["frame"], e["score"], RED if e["adversarial"] else GREEN)
     return img
 
 

@@ -13,12 +13,66 @@ from .errors import UserError
 from .sources import DEFAULT_FPS, captured_stderr, quiet_opencv
 
 
+HEADLESS = "run headless without --show, or record with --save VIDEO"
+# Opened in a child process: on a display that does not answer, OpenCV's Qt windows abort
+# the whole process (no exception to catch), which mid-run would lose the end record.
+PROBE = """
+import sys, cv2
+try:
+    cv2.namedWindow("edge-guard probe")
+    cv2.waitKey(1)
+    cv2.destroyAllWindows()
+except cv2.error as exc:
+    sys.exit(str(exc).strip().splitlines()[-1])
+"""
+PROBE_TIMEOUT_S = 20.0
+_window_ok: set = set()  # the displays a window opened on: one probe per display and process
+
+
+def gui_backend() -> str | None:
+    """OpenCV's window toolkit as its build information names it ("QT5", "GTK3", ...),
+    None when it was built without one (opencv-python-headless), "" when it does not say."""
+    for line in cv2.getBuildInformation().splitlines():
+        key, _, value = line.strip().partition(":")
+        if key.strip() == "GUI":
+            return None if value.strip().upper() == "NONE" else value.strip()
+    return ""
+
+
+def _probe_window() -> str | None:
+    """Why a window does not open here (one line), or None: a child process opens one."""
+    import subprocess
+
+    try:
+        proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+                              timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"no window within {PROBE_TIMEOUT_S:.0f} s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if proc.returncode == 0:
+        return None
+    lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+    return (lines[0] if lines else f"exit status {proc.returncode}")[:200]
+
+
 def check_display() -> None:
-    """UserError (one line) when ``--show`` cannot open a window here."""
+    """UserError (one line) when ``--show`` cannot open a window here: no display set, an
+    OpenCV built without windows, or a window that does not open (probed in a child process,
+    so that this one never aborts). Called before any work; a success is remembered."""
     display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if display in _window_ok:
+        return
     if sys.platform.startswith("linux") and not display:
-        raise UserError("--show needs a display, and none is set (no DISPLAY): "
-                        "run headless without --show, or record with --save VIDEO")
+        raise UserError(f"--show needs a display, and none is set (no DISPLAY): {HEADLESS}")
+    if gui_backend() is None:
+        raise UserError("--show: this OpenCV was built without windows (opencv-python-headless?): "
+                        f"{HEADLESS}")
+    why = _probe_window()
+    if why is not None:
+        where = f" on display {display}" if display else ""
+        raise UserError(f"--show cannot open a window{where} ({why}): {HEADLESS}")
+    _window_ok.add(display)
 
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
@@ -63,6 +117,8 @@ class Display:
         self.error: str | None = None
         if save is not None:
             check_video_path(save)
+        if show:
+            check_display()
 
     def _fail(self, why: str) -> None:
         self.error = f"cannot write the video {self.save}: {why}"

@@ -37,6 +37,7 @@ from time import perf_counter
 import numpy as np
 
 from .backends import FunctionRunner, Runner, open_runner
+from .budget import REPEATS, BudgetChoice, budget_ms_of, choose
 from .bundle import MAX_PAIRS, Bundle, BundleError, load_bundle
 from .errors import UserError
 from .frames import as_colour, resize
@@ -88,6 +89,14 @@ def _generator(seed) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def _stand_in(size) -> np.ndarray:
+    """A frame to time checks on when none is given: smooth colour blobs (a segmentation of
+    several regions, as a street gives, not one class), the same every time."""
+    h, w = size
+    small = np.random.default_rng(0).integers(0, 256, (max(1, h // 32), max(1, w // 32), 3), dtype=np.uint8)
+    return resize(small, (h, w))
+
+
 class Guard:
     """A bundle + active runners (patches, and the whole frame) + a generator + the
     detector's pipeline. Use :meth:`load`; close it (or use ``with``)."""
@@ -114,8 +123,12 @@ class Guard:
                             f"{getattr(self.runner, 'device_scoring_note', 'no kernels')}")
         self.device_scoring = supported and device_scoring is not False
         self.stage_timing = bool(stage_timing)
-        self.threshold = bundle.threshold
+        # A K the bundle was calibrated for runs with its own threshold; another K, with the bundle's.
+        self.threshold = bundle.thresholds_by_k.get(self.k, bundle.threshold)
         self.rng = _generator(seed)
+        self._segment = segment
+        self.budget: BudgetChoice | None = None  # what fit_budget() measured and chose
+        self._budget_request = None  # (fps, budget_ms) given to load(), timed on the first check
         height, width = bundle.frame_size
         try:
             self._resized = np.empty((height, width, 3), np.uint8)
@@ -136,18 +149,56 @@ class Guard:
     @property
     def k_text(self) -> str:
         """K for headers: e.g. "K=5", or "K=50 (threshold set for K=5)" when ``pairs``
-        overrode the bundle's K (the score is a mean over K comparisons, so its benign spread,
-        and the threshold's false-positive rate, depend on K)."""
-        calibrated = self.bundle.k
-        return f"K={self.k}" if self.k == calibrated else f"K={self.k} (threshold set for K={calibrated})"
+        set a K the bundle holds no threshold for (the score is a mean over K comparisons, so
+        its benign spread, and the threshold's false-positive rate, depend on K)."""
+        if self.k in self.bundle.thresholds_by_k:
+            return f"K={self.k}"
+        return f"K={self.k} (threshold set for K={self.bundle.k})"
+
+    def use_k(self, k: int) -> None:
+        """Run K = ``k`` from the next check on, with the threshold calibrated for it (the
+        bundle's own when guard.json holds none for ``k``)."""
+        k = _pairs_count(k, self.k)
+        self.pipeline = make_pipeline(self.bundle, self.runner, self.segmenter, k, self.device_scoring,
+                                      segment=self._segment, stage_timing=self.stage_timing)
+        self.k = k
+        self.threshold = self.bundle.thresholds_by_k.get(k, self.bundle.threshold)
+
+    def fit_budget(self, frame: np.ndarray | None = None, fps: float | None = None,
+                   budget_ms: float | None = None, rgb: bool = False, labels: np.ndarray | None = None,
+                   repeats: int = REPEATS, clock=perf_counter) -> BudgetChoice:
+        """Time check() on ``frame`` at each K the bundle holds a threshold for and run the
+        largest that fits ``fps`` frames/s or ``budget_ms`` ms a frame (default: the budget
+        given to :meth:`load`); sets and returns :attr:`budget` (edge_guard.budget).
+        ``frame``: default a stand-in of the bundle's frame size (a real frame times the
+        resize from the camera's size too); ``clock``: () -> seconds, injectable for tests."""
+        if fps is None and budget_ms is None:
+            if self._budget_request is None:
+                raise UserError("fit_budget needs a budget: fps= or budget_ms= (here or to Guard.load)")
+            fps, budget_ms = self._budget_request
+        ms = budget_ms_of(fps, budget_ms)
+        request, self._budget_request = self._budget_request, None  # the timed checks must not fit again
+        if frame is None:
+            frame = _stand_in(self.bundle.frame_size)
+        try:
+            self.budget = choose(self, frame, ms, fps=fps, rgb=rgb, labels=labels, repeats=repeats, clock=clock)
+        except BaseException:
+            self._budget_request = request  # a frame check() refuses: the next frame times the budget
+            raise
+        return self.budget
 
     @classmethod
     def load(cls, bundle_dir=None, backend: str = "auto", seed=None, pairs: int | None = None,
              threads: int | None = None, precision: str | None = None,
              device_scoring: bool | None = None, stage_timing: bool = False,
-             segment: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS) -> "Guard":
+             segment: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS, fps: float | None = None,
+             budget_ms: float | None = None) -> "Guard":
         """Load a bundle (default: the one shipped in the package) and open a backend on it
         (on both its graphs: the patches' and the whole frame's).
+
+        ``fps`` (frames/s) or ``budget_ms`` (ms a frame): a frame-rate budget instead of a
+        fixed K: the first check() times each K the bundle holds a threshold for on its frame
+        and runs the largest that fits (:meth:`fit_budget`, :attr:`budget`); not with ``pairs``.
 
         ``pairs`` overrides the bundle's K; ``threads`` caps the CPU threads of the backend;
         ``precision`` picks the TensorRT engine (default: the first valid of fp16, int8, fp32);
@@ -162,20 +213,28 @@ class Guard:
                 raise BundleError(f"the shipped bundle is not installed ({DEFAULT_BUNDLE} is missing): "
                                   "pass a bundle folder (--bundle DIR)")
             bundle_dir = DEFAULT_BUNDLE
+        budget = budget_ms_of(fps, budget_ms)
+        if budget is not None and pairs is not None:
+            raise UserError("K is fixed by --k and chosen by --fps/--budget-ms: give one of them")
         bundle = load_bundle(bundle_dir)
         k = _pairs_count(pairs, bundle.k)
+        # A budget may pick any K the bundle holds: the backend must take the largest batch.
+        opened_k = max(bundle.thresholds_by_k) if budget is not None else k
         if not segment and bundle.method == "frame":
             raise UserError("segment=False: the frame detector compares patches with the frame's "
                             "segmentation; pass labels= to check() instead to skip segmenting")
-        runner = open_runner(bundle, backend, threads=threads, pairs=k, precision=precision)
+        runner = open_runner(bundle, backend, threads=threads, pairs=opened_k, precision=precision)
         segmenter = None
         try:
             if segment and bundle.frame_graph_path is not None:
-                segmenter = open_runner(bundle, backend, threads=threads, pairs=k, precision=precision,
+                segmenter = open_runner(bundle, backend, threads=threads, pairs=opened_k, precision=precision,
                                         graph="frame")
-            return cls(bundle, runner, seed=seed, pairs=k, device_scoring=device_scoring,
-                       stage_timing=stage_timing, segmenter=segmenter, segment=segment,
-                       max_pixels=max_pixels)
+            guard = cls(bundle, runner, seed=seed, pairs=k, device_scoring=device_scoring,
+                        stage_timing=stage_timing, segmenter=segmenter, segment=segment,
+                        max_pixels=max_pixels)
+            if budget is not None:
+                guard._budget_request = (fps, budget_ms)
+            return guard
         except BaseException:
             runner.close()
             if segmenter is not None:
@@ -219,8 +278,12 @@ class Guard:
         has segmented it already; the guard then spends only the patches. Without them the
         guard segments the frame and returns the labels in ``verdict.labels``.
         Grey (H, W)/(H, W, 1) and four-channel frames are converted; anything else raises
-        UserError. The frame is resized to the bundle's frame size first.
+        UserError. The frame is resized to the bundle's frame size first. Under a budget
+        (``Guard.load(fps=...)``) the first call times the K on this frame first
+        (:meth:`fit_budget`: a few seconds) and checks it at the K chosen.
         """
+        if self._budget_request is not None:  # the warm-up of Guard.load(fps=...): choose K first
+            self.fit_budget(frame, rgb=rgb, labels=labels)
         t0 = perf_counter()
         if isinstance(frame, np.ndarray) and frame.ndim >= 2 and frame.shape[0] * frame.shape[1] > self.max_pixels:
             raise UserError(f"a {frame.shape[0]}x{frame.shape[1]} frame has more than the guard's cap of "

@@ -24,7 +24,8 @@ WHITE = (255, 255, 255)
 BLACK = (0, 0, 0)
 
 
-def _text(img, text, org, scale, colour, thickness=1):
+def draw_text(img, text, org, scale, colour, thickness=1):
+    """Text outlined in black, readable on any background, in place."""
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, BLACK, thickness + 2, cv2.LINE_AA)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
 
@@ -132,16 +133,16 @@ def annotate(img: np.ndarray, verdict, patch: int | None = None, scores: Sequenc
     colour = RED if verdict.adversarial else GREEN
     line_h = int(30 * scale) + 6
     cv2.rectangle(img, (0, 0), (w - 1, line_h + 4), BLACK, -1)
-    _text(img, label, (8, line_h - 4), scale, colour, 2)
+    draw_text(img, label, (8, line_h - 4), scale, colour, 2)
     info = (f"{verdict.detector} score {verdict.score:.3f}  threshold {verdict.threshold:.3f}  "
             f"K={len(verdict.boxes)}")
     if note:
         info += "  " + note
     (lw, _), _ = cv2.getTextSize(label + "  ", cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
-    _text(img, info, (8 + lw, line_h - 4), scale * 0.8, WHITE, 1)
+    draw_text(img, info, (8 + lw, line_h - 4), scale * 0.8, WHITE, 1)
     if alarm:
         cv2.rectangle(img, (0, 0), (w - 1, h - 1), RED, max(3, int(6 * scale)))
         (aw, _), _ = cv2.getTextSize("ALARM", cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
-        _text(img, "ALARM", (w - aw - 12, 2 * line_h + 4), scale, RED, 2)
+        draw_text(img, "ALARM", (w - aw - 12, 2 * line_h + 4), scale, RED, 2)
     draw_sparkline(img, list(scores), verdict.threshold)
     return img

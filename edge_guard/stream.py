@@ -40,8 +40,10 @@ Events (JSON Lines, :mod:`edge_guard.events`), stable field names:
   (what one comparison scores: "miou", "agreement", "miou-min"), k (patches or pairs per
   frame), threshold, patch_size, frame_size (the bundle's [h, w]), input_size (the
   source's [h, w]), source_fps, alarm ({method "m-of-n", m, n} or {method "cusum", h,
-  reference, scale, drift, clip}), and any extra fields the caller passes (the
-  CLI adds seed).
+  reference, scale, drift, clip}), budget (only under a frame-rate budget,
+  :mod:`edge_guard.budget`: fps, budget_ms, headroom, k chosen, met, expected_fps, warmup_ms
+  {K: median check ms}, candidates), and any extra fields the caller passes (the CLI adds
+  seed).
 - ``frame`` (one per checked frame): frame (index in the source, from 0), capture_time (unix
   s, when the reader got it), score, threshold, adversarial, latency_ms (from the reader
   getting the frame to its verdict, the wait in the mailbox included; not the time the frame
@@ -67,7 +69,9 @@ Events (JSON Lines, :mod:`edge_guard.events`), stable field names:
   fps_checked, latency_ms and check_ms ({p50, p99, mean, max}; null before any check;
   percentiles within 0.6 %, see :class:`Durations`), events_lost (records the event log
   could not take, this one excluded), video_lost (checked frames not in a readable saved
-  video), output_errors ({output: its first failure}; empty when nothing was lost).
+  video), plot (the ``plot`` PNG's path, or null), output_errors ({output: its first
+  failure}; empty when nothing was lost); under a frame-rate budget also k and budget
+  {fps, budget_ms, k, achieved_fps, met}.
 
 Invariant: frames_read = frames_checked + frames_skipped.
 
@@ -91,8 +95,10 @@ import cv2
 
 from . import __version__, interrupts
 from .alarms import AlarmWindow, make_alarm
+from .budget import announce as announce_budget, end_fields as budget_end_fields, start_fields as budget_start_fields
 from .errors import UserError
 from .latency import Durations
+from .run_plot import RunTrace, check_plot_path, write_run_plot
 from .sources import (DEFAULT_FPS, Source, SourceError, capture_prop, captured_stderr, last_message,
                       open_capture, quiet_opencv)
 from .stream_reader import RECONNECT_DELAYS, Mailbox, Reader
@@ -113,14 +119,17 @@ class Stream:
     info) -> bool`` (False asks to stop) and ``close()``. log: a callable for human lines
     (alarms, gaps), or None. extra: fields added to the start record. warmup: run one
     unrecorded check first so the first recorded latency is not the backend's start-up.
-    warn: a callable for the one line that reports each lost output (default: stderr).
+    warn: a callable for the one line that reports each lost output, or a frame-rate budget
+    that cannot be met (default: stderr).
+    plot: a .png path: at the end of each run, the plot of :meth:`plot` is written there
+    (proved writable here; a failed write is lost output, as for the events).
     """
 
     def __init__(self, guard, source: Source, *, opener=None, events=None, every: int = 1,
                  realtime: bool | None = None, pace_fps: float | None = None,
                  max_frames: int | None = None, alarm=None, reconnect=RECONNECT_DELAYS,
                  sinks=(), log=None, extra: dict | None = None, warmup: bool = True,
-                 history: int = 64, warn=None):
+                 history: int = 64, warn=None, plot=None):
         if int(every) < 1:
             raise UserError(f"every must be >= 1, got {every}")
         if max_frames is not None and int(max_frames) < 1:
@@ -130,14 +139,24 @@ class Stream:
         self.events, self.every = events, int(every)
         self.realtime = source.live if realtime is None else bool(realtime)
         self.pace_fps, self.max_frames = pace_fps, max_frames
-        self.alarm = make_alarm(alarm, getattr(getattr(guard, "bundle", None), "alarm", None))
         self.reconnect = tuple(reconnect) if source.live else ()
         self.sinks, self.log, self.extra, self.warmup = list(sinks), log, dict(extra or {}), warmup
         self.scores: deque = deque(maxlen=history)
         self._stop = threading.Event()
         self._stop_reason: str | None = None
         self.warn = warn if warn is not None else _stderr_warning
+        self._alarm_spec = alarm
+        self.alarm = self._make_alarm()
         self.output_errors: dict = {}
+        self.plot_path = None if plot is None else check_plot_path(plot)
+        self.trace = RunTrace()  # bounded (run_plot.CAPACITY rows), so a 10-hour run stays small
+        self.summary: dict | None = None  # the last run's
+
+    def _make_alarm(self):
+        """The run's alarm for the K the guard checks now (a bundle's CUSUM only at its own K)."""
+        self._alarm_k = getattr(self.guard, "k", None)
+        return make_alarm(self._alarm_spec, getattr(getattr(self.guard, "bundle", None), "alarm", None),
+                          k=self._alarm_k, warn=self.warn)
 
     def stop(self, reason: str = "stopped") -> None:
         """Ask the stream to end (from a signal handler or another thread)."""
@@ -208,6 +227,10 @@ class Stream:
         fps = capture_prop(cap, cv2.CAP_PROP_FPS)
         fps = fps if fps is not None and fps < 1000 else None
         pace = (self.pace_fps or fps or DEFAULT_FPS) if self.realtime and not self.source.live else None
+        # A file checked frame by frame is plotted on its own clock, to match its video.
+        clock = None if self.realtime else (fps or DEFAULT_FPS)
+        self.trace.reset("time since the first checked frame" if clock is None
+                         else f"time in the source at {clock:g} frames/s")
         try:
             if self.warmup:
                 self.guard.check(first[0])
@@ -218,6 +241,8 @@ class Stream:
             cap.release()
             raise
         g = self.guard
+        if getattr(g, "k", None) != self._alarm_k:  # a frame-rate budget chose K in the warm-up
+            self.alarm = self._make_alarm()
         self._emit({"type": "start", "time": time.time(), "version": __version__,
                     "source": str(self.source), "source_kind": self.source.kind,
                     "live": self.source.live, "realtime": self.realtime, "every": self.every,
@@ -228,7 +253,7 @@ class Stream:
                     "threshold": g.threshold,
                     "patch_size": g.bundle.patch_size, "frame_size": list(g.bundle.frame_size),
                     "input_size": list(first[0].shape[:2]), "source_fps": fps,
-                    "alarm": self.alarm.as_dict(), **self.extra})
+                    "alarm": self.alarm.as_dict(), **budget_start_fields(g), **self.extra})
         h, w = g.bundle.frame_size
         self._say(f"# {self.source} -> {g.bundle.root} | {g.backend} ({g.provider}) | "
                   f"{g.bundle.method} detector, {g.bundle.statistic}, frame {h}x{w}, "
@@ -236,6 +261,7 @@ class Stream:
                   f"{'newest frame only' if self.realtime else 'every frame in order'}"
                   f"{f', one in {self.every}' if self.every > 1 else ''} | "
                   f"alarm {self.alarm.describe()}")
+        announce_budget(g, self._say, self.warn)
         mailbox, notices = Mailbox(), queue.Queue()
         reader = Reader(cap, first, self._opener, mailbox, notices, self._stop, live=self.source.live,
                          drop=self.realtime, every=self.every, max_frames=self.max_frames,
@@ -269,6 +295,8 @@ class Stream:
                 checks.add(verdict.timings_ms["total"])
                 self.scores.append(verdict.score)
                 change = self.alarm.feed(verdict)
+                self.trace.add(mono if clock is None else index / clock, index, verdict.score,
+                               verdict.adversarial, self.alarm.statistic, self.alarm.active)
                 if change is not None:
                     self._alarm_event(change, index, wall)
                 self._emit({"type": "frame", "frame": index, "capture_time": wall,
@@ -317,9 +345,14 @@ class Stream:
                    "latency_ms": latencies.summary(), "check_ms": checks.summary(),
                    "events_lost": self._events_lost() - lost_before,
                    "video_lost": sum(int(getattr(s, "lost", 0)) for s in self.sinks),
+                   "plot": None if self.plot_path is None else str(self.plot_path),
                    "output_errors": dict(self.output_errors)}
+        summary.update(budget_end_fields(g, summary["fps_checked"]))
         if error is not None:
             summary["error"] = f"{type(error).__name__}: {error}"
+        self.summary = summary
+        if self.plot_path is not None:  # before the end record, which counts a plot lost
+            self._write_plot(summary)
         self._emit(summary)
         if self._events_lost() - lost_before != summary["events_lost"]:  # the end record itself was lost
             summary["events_lost"] = self._events_lost() - lost_before
@@ -327,6 +360,23 @@ class Stream:
         if error is not None:
             raise error
         return summary
+
+    def plot(self, path):
+        """Write the last run's plot to ``path`` (PNG): score per checked frame over time
+        against the threshold, the alarm statistic below, alarm episodes shaded
+        (:func:`~edge_guard.run_plot.write_run_plot`). UserError when it cannot be written."""
+        return write_run_plot(path, self.trace, self.guard, self.alarm, self.source, self.summary)
+
+    def _write_plot(self, summary: dict) -> None:
+        try:
+            self.plot(self.plot_path)
+        except Exception as exc:  # a plot that fails to draw must not cost the end record either
+            if not isinstance(exc, UserError):
+                exc = f"cannot write the plot {self.plot_path}: {type(exc).__name__}: {exc}"
+            self.output_errors["plot"] = str(exc)
+            summary["output_errors"] = dict(self.output_errors)
+            with contextlib.suppress(Exception):
+                self.warn(f"{exc} (counted in the summary)")
 
     def _alarm_event(self, change: str, index: int, wall: float) -> None:
         a = self.alarm

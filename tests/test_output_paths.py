@@ -32,6 +32,7 @@ RUNTIME = [
     (["bench", "--json", f"{NOPE}/x.json", "--iters", "1", "--k", "1"], "cannot write --json"),
     (["run", "--source", "{tmp}/clip.mp4", "--events", f"{NOPE}/ev.jsonl"], "cannot write --events"),
     (["run", "--source", "{tmp}/clip.mp4", "--save", "/proc/sv.mp4"], "cannot write --save"),
+    (["run", "--source", "{tmp}/clip.mp4", "--plot", "/proc/run.png"], "cannot write --plot"),
     (["check", "x.png", "--labels-out", f"{NOPE}/labels"], "cannot create --labels-out"),
     (["generate", "--out", f"{NOPE}/g", "--frames", "1"], "cannot create --out"),
 ]

@@ -104,3 +104,28 @@ def test_generator_needs_no_torch():
             "scenes.render_frame(0, (32, 64))\n"
             "assert sys.modules['torch'] is None\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_ego_brakes_for_what_is_in_its_path_and_otherwise_drives_on():
+    from dataclasses import replace
+
+    from edge_guard.scenes.agents import Vehicle
+    from edge_guard.scenes.render import FOLLOW_GAP, ego_track
+    from edge_guard.scenes.world import FPS
+
+    scene = make_scene(5, 60)
+    free = replace(scene, objects=[o for o in scene.objects if not hasattr(o, "at")])
+    times = np.arange(60) / FPS
+    assert np.array_equal(ego_track(free, 60), scene.speed * times)  # exactly: no drift
+    vehicle = next(o for o in scene.objects if isinstance(o, Vehicle))
+    d = scene.camera["d"]
+    stopped = replace(vehicle, s=10.0, d=d, speed=0.0)  # a parked van in the ego's lane
+    track = ego_track(replace(free, objects=[stopped]), 60)
+    assert track[0] == 0.0 and np.all(np.diff(track) >= 0)
+    assert track.max() == pytest.approx(10.0 - FOLLOW_GAP)
+    slow = replace(vehicle, s=12.0, d=d, speed=0.3 * scene.speed)  # slower traffic ahead
+    track = ego_track(replace(free, objects=[slow]), 60)
+    gap = 12.0 + slow.speed * times - track
+    assert gap.min() >= FOLLOW_GAP - 1e-9 and np.all(np.diff(track) <= scene.speed / FPS + 1e-9)
+    aside = replace(vehicle, s=10.0, d=d + 3.5, speed=0.0)  # in the next lane: no reason to brake
+    assert np.array_equal(ego_track(replace(free, objects=[aside]), 60), scene.speed * times)

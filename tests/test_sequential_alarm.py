@@ -92,12 +92,19 @@ def test_the_block_bootstrap_keeps_short_range_correlation():
 def test_calibration_records_how_it_was_made_and_refuses_no_data():
     rng = np.random.default_rng(5)
     seqs = [rng.normal(0.8, 0.05, n) for n in (12, 40, 50)]
-    section = calibrate_cusum(seqs, per_hour=2.0, fps=10.0, seed=7)
+    section = calibrate_cusum(seqs, per_hour=2.0, fps=10.0, seed=7, extrapolation="bootstrap")
     cal = section["calibration"]
     assert section["method"] == "cusum" and section["target_per_hour"] == 2.0 and section["fps"] == 10.0
     assert cal["benign_frames"] == 102 and cal["clips"] == 3 and cal["block_frames"] == 12  # the shortest clip
+    assert cal["extrapolation"] == "bootstrap"
     assert cal["simulated_false_alarms"] <= 2.0 * cal["simulated_hours"]
-    assert calibrate_cusum(seqs, per_hour=2.0, fps=10.0, seed=7) == section
+    assert calibrate_cusum(seqs, per_hour=2.0, fps=10.0, seed=7, extrapolation="bootstrap") == section
+    modelled = calibrate_cusum(seqs, per_hour=2.0, fps=10.0, seed=7)
+    assert modelled["calibration"]["extrapolation"] == "model"
+    assert set(modelled["calibration"]["model"]) >= {"u", "beta", "v", "rho", "tail", "lag_correlations"}
+    assert calibrate_cusum(seqs, per_hour=2.0, fps=10.0, seed=7) == modelled
+    with pytest.raises(UserError, match="'model' or 'bootstrap'"):
+        calibrate_cusum(seqs, extrapolation="magic")
     assert reference_and_scale([np.ones(50)]) == (1.0, 1e-3)
     with pytest.raises(UserError, match="got none"):
         calibrate_cusum([np.array([])])

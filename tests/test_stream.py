@@ -36,7 +36,7 @@ START_FIELDS = {"type", "time", "version", "source", "source_kind", "live", "rea
 END_FIELDS = {"type", "time", "reason", "frames_read", "frames_checked", "frames_skipped",
               "skipped_every", "skipped_busy", "skipped_at_stop", "frames_flagged", "alarms",
               "alarm_active", "gaps", "duration_s", "fps_read", "fps_checked", "latency_ms", "check_ms",
-              "events_lost", "video_lost", "output_errors"}
+              "events_lost", "video_lost", "plot", "output_errors"}
 
 
 @pytest.fixture(scope="module")

@@ -165,6 +165,18 @@ def add_runtime_options(parser: argparse.ArgumentParser, unit: str = "frame") ->
                              "the first valid of fp16, int8, fp32)")
 
 
+def add_budget_options(parser: argparse.ArgumentParser, unit: str = "frame") -> None:
+    """--fps and --budget-ms (one of them): a frame-rate budget that picks K, shared by the
+    commands that run a Guard on a stream of frames."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--fps", type=positive_float, default=None, metavar="F",
+                       help=f"frame-rate budget: time each K the bundle holds a threshold for on the first "
+                            f"{unit} and run the largest whose check keeps up with F {unit}s/s on this "
+                            "device and backend (not with --k)")
+    group.add_argument("--budget-ms", type=positive_float, default=None, metavar="MS",
+                       help=f"the same budget as a time: MS milliseconds per {unit}")
+
+
 def add_statistic_options(parser: argparse.ArgumentParser, what: str = "a comparison scores") -> None:
     """--statistic and --min-pixels (miou-min's class size), shared by calibrate and evaluate."""
     from edge_guard.consistency import DEFAULT_STATISTIC, STATISTICS

@@ -7,6 +7,8 @@ frame's own labels, the default; pairs: the paper's overlapping pairs), picks th
 so that it also holds under daily camera conditions (--conditions: dusk, night, glare, noise,
 compression, blur), checks it on the next --holdout-frames frames and on adversarial sets
 (--adversarial, repeatable), and writes BUNDLE_DIR/guard.json with the whole record.
+Every K of --ks gets its own threshold by the same rule (for `run --fps`); --extend adds
+thresholds for more K to a bundle already calibrated, without recalibrating it.
 """
 
 import argparse
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from edge_guard.bundle_schema import METHODS
 from edge_guard.cli._args import (add_model_option, add_statistic_options, at_most, frame_size, k_count,
-                                  non_negative_int, side)
+                                  non_negative_int, positive_float, side)
 from edge_guard.limits import MAX_FRAMES
 
 frame_count = at_most(MAX_FRAMES, "frames")
@@ -25,6 +27,9 @@ examples (the shipped bundle):
   edge-guard calibrate --data scenes --split val --out bundle
   edge-guard calibrate --data scenes --out bundle --adversarial attacks/dag_pure \\
       --adversarial attacks/houdini_emblem
+  edge-guard calibrate --out bundle --extend --ks 1,2,3,8     # thresholds for more K, same frames
+  edge-guard generate --out drives --split val --frames 0 --clips 60 --clip-length 90 --seed 31
+  edge-guard calibrate --out bundle --extend --clips drives   # the sequential alarm, 1 an hour
 
 threshold rules (a frame is adversarial when its score < threshold):
   fpr         the largest threshold whose false-positive rate on the N calibration frames
@@ -32,6 +37,18 @@ threshold rules (a frame is adversarial when its score < threshold):
               N >= 1/fpr frames; below 10/fpr it warns (too few frames in the tail).
   min-benign  the smallest benign score (the paper's "lower bound"): no calibration frame
               is flagged.
+
+several K (--ks): each K is scored on the same frames with the same patch streams as a
+calibration with only that K, and gets its threshold by the same rule; the bundle's own K
+(--k) keeps exactly the threshold it gets alone. `edge-guard run --fps F` picks among them.
+--extend reads the settings, frames and seed from the bundle's guard.json, rescores its own
+K as a check (it must reproduce the recorded threshold exactly, or nothing is written) and
+adds the new K; the bundle's own threshold does not change.
+
+the sequential alarm (--clips): every frame of every clip is checked in order with the bundle's
+guard; the CUSUM's level h is set for --alarm-rate false alarms per hour at --alarm-fps, from
+a model of benign scores fitted to the clips (minutes of driving cannot show one alarm an
+hour; docs/streams.md). It holds for the bundle's K; runs at another K use 3/5.
 
 defaults: the frame detector, K = 5 patches, scoring the mIoU over classes of at least 0.1% of
 a patch (the paper's mIoU without the classes of a few stray pixels). The paper used s=512,
@@ -45,8 +62,9 @@ def register(sub) -> None:
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_option(p)
-    p.add_argument("--data", type=Path, required=True, metavar="DIR",
-                   help="benign frames: Cityscapes-layout, BDD100K or image folder")
+    p.add_argument("--data", type=Path, default=None, metavar="DIR",
+                   help="benign frames: Cityscapes-layout, BDD100K or image folder (required; with "
+                        "--extend: default the folder the bundle was calibrated on)")
     p.add_argument("--split", default="val", help="split to calibrate on (default: val)")
     p.add_argument("--out", type=Path, required=True, metavar="BUNDLE_DIR",
                    help="bundle folder: model.onnx, export.json and guard.json are written here")
@@ -66,6 +84,12 @@ def register(sub) -> None:
     p.add_argument("--k", "--pairs", dest="pairs", type=k_count, default=5, metavar="K",
                    help="patches (frame detector) or overlapping pairs (pairs detector) per frame "
                         "(default: 5)")
+    p.add_argument("--ks", type=_ks, default=None, metavar="LIST",
+                   help="every K to calibrate a threshold for, e.g. 1,2,3,5,8 (the --k is always "
+                        "among them; default: 1, 2, 3, 5, 8, ... up to twice --k; 'none': --k alone)")
+    p.add_argument("--extend", action="store_true",
+                   help="add thresholds for --ks to the bundle --out, already calibrated, from the frames "
+                        "and settings its guard.json records (its own threshold is checked, not changed)")
     p.add_argument("--rule", default="fpr", help="threshold rule: fpr (default) or min-benign")
     p.add_argument("--fpr", type=float, default=0.01,
                    help="target false-positive rate of the fpr rule, in (0, 1) (default: 0.01)")
@@ -87,9 +111,40 @@ def register(sub) -> None:
                         "rate and AUC on; repeatable")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the patch pairs (and the export's check frames) (default: 0)")
+    p.add_argument("--clips", type=Path, default=None, metavar="DIR",
+                   help="benign driving clips (a `generate --clips` folder, or a folder of videos, one "
+                        "drive each): calibrate the sequential alarm on them for --alarm-rate and store "
+                        "it in guard.json (with --extend: added to the bundle as it is)")
+    p.add_argument("--clips-split", default="val", metavar="SPLIT",
+                   help="split of a generated --clips folder (default: val)")
+    p.add_argument("--alarm-rate", type=positive_float, default=1.0, metavar="PER_HOUR",
+                   help="false alarms per hour of driving the alarm may raise (default: 1)")
+    p.add_argument("--alarm-fps", type=positive_float, default=15.0, metavar="FPS",
+                   help="checked frames per second of the streams it will watch (default: 15)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default) for the PyTorch model")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
+    _DEFAULTS.update({dest: p.get_default(dest) for dest in _SETTINGS})
+
+
+#: Options that set what --extend reads from the bundle instead (refused with it).
+_SETTINGS = ("split", "frame", "patch", "detector", "statistic", "min_pixels", "b_low", "b_high", "pairs",
+             "rule", "fpr", "calib_frames", "holdout_frames", "conditions", "condition_frames", "adversarial",
+             "seed")
+_DEFAULTS: dict = {}
+
+
+def _ks(text: str):
+    """--ks: 'none' (K alone) or comma-separated K values."""
+    if text.strip() == "none":
+        return ()
+    from edge_guard.calibration.k_thresholds import parse_ks
+    from edge_guard.errors import UserError
+
+    try:
+        return parse_ks(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _summary(result) -> list:
@@ -114,7 +169,63 @@ def _summary(result) -> list:
     for name, adv in (ev.get("adversarial") or {}).items():
         lines.append(f"  {name}: {adv['frames']} adversarial frames, detection rate "
                      f"{adv['detection_rate']:.4f}, AUC {adv['auc']:.4f}, mean score {adv['mean']:.4f}")
+    return lines + _ks_lines(doc)
+
+
+def _ks_lines(doc: dict) -> list:
+    """One line per K of detector.thresholds_by_k, with its calibration and held-out FPR."""
+    table = doc["detector"].get("thresholds_by_k")
+    if not table:
+        return []
+    by_k = (doc["provenance"].get("thresholds_by_k") or {}).get("by_k", {})
+    lines = [f"thresholds for {len(table)} K (for `edge-guard run --fps`):"]
+    for k, t in table.items():
+        rec = by_k.get(k, {})
+        fprs = ", ".join(f"{what} FPR {rec[key]:.4f}" for what, key in (("calibration", "calibration_fpr"),
+                                                                       ("held-out", "holdout_fpr")) if key in rec)
+        own = " (the bundle's K)" if int(k) == doc["detector"]["k"] else ""
+        lines.append(f"  K={k:<4} threshold {t:.4f}{own}" + (f", {fprs}" if fprs else ""))
     return lines
+
+
+def _extend(args) -> int:
+    """--extend: thresholds for more K added to the bundle --out."""
+    from edge_guard.cli._offline import pick_device
+    from edge_guard.errors import UserError
+
+    given = [dest for dest in _SETTINGS if getattr(args, dest) != _DEFAULTS[dest]]
+    if given:
+        option = {"pairs": "k"}.get(given[0], given[0]).replace("_", "-")
+        raise UserError(f"--extend reads the calibration settings from {args.out}/guard.json: leave out "
+                        f"--{option} (or recalibrate without --extend)")
+    if args.clips is not None:
+        from edge_guard.calibration.data.clips import clip_paths
+
+        clip_paths(args.clips, args.clips_split)  # one-line error before any scoring
+    if args.clips is None or args.ks is not None:
+        from edge_guard.calibration.extend_ks import extend_bundle
+
+        doc = extend_bundle(args.out, args.ks, args.model, data=args.data, arch=args.arch,
+                            device=pick_device(args.device), progress=not args.quiet)
+        print(f"{args.out}/guard.json: K={doc['detector']['k']} keeps threshold {doc['detector']['threshold']!r}")
+        print("\n".join(_ks_lines(doc)))
+    _add_alarm(args)
+    return 0
+
+
+def _add_alarm(args) -> None:
+    """--clips: the sequential alarm calibrated on them, written into guard.json."""
+    if args.clips is None:
+        return
+    from edge_guard.calibration.alarm_calibrate import add_alarm
+
+    s = add_alarm(args.out, args.clips, split=args.clips_split, per_hour=args.alarm_rate, fps=args.alarm_fps,
+                  progress=not args.quiet)
+    cal = s["calibration"]
+    print(f"{args.out}/guard.json: sequential alarm (CUSUM) h={s['h']:.3f} for {s['target_per_hour']:g} false "
+          f"alarms an hour at {s['fps']:g} frames/s and K={s['k']}, from {cal['benign_frames']} benign frames "
+          f"in {cal['clips']} clips ({cal['extrapolation']} extrapolation; {cal['benign_false_alarms']} alarms "
+          "on the clips themselves)")
 
 
 def run(args) -> int:
@@ -126,8 +237,18 @@ def run(args) -> int:
 
     require_export_tools("calibrate")  # all of them before the model or the data load
     require("sklearn", "offline", "calibrate (AUC)")
+    if args.extend:
+        return _extend(args)
+    if args.data is None:
+        raise UserError("--data DIR is required: the benign frames to calibrate on (only --extend "
+                        "can read them from the bundle)")
     check_folder(args.out, "--out")
+    if args.clips is not None:
+        from edge_guard.calibration.data.clips import clip_paths
+
+        clip_paths(args.clips, args.clips_split)  # one-line error before the long calibration
     from edge_guard.calibration.calibrate import CalibrationSettings, calibrate
+    from edge_guard.calibration.k_thresholds import default_ks
 
     if args.rule not in ("fpr", "min-benign"):
         raise UserError(f"unknown --rule {args.rule!r}: choose fpr or min-benign")
@@ -139,7 +260,8 @@ def run(args) -> int:
         conditions=conditions, condition_frames=args.condition_frames,
         method=args.detector, statistic=args.statistic, min_pixels=args.min_pixels, frame_size=args.frame, patch=args.patch, b_low=args.b_low, b_high=args.b_high, k=args.pairs,
         rule=args.rule, fpr=args.fpr if args.rule == "fpr" else None, calib_frames=args.calib_frames,
-        holdout_frames=args.holdout_frames, split=args.split, seed=args.seed)
+        holdout_frames=args.holdout_frames, split=args.split, seed=args.seed,
+        ks=default_ks(args.pairs) if args.ks is None else args.ks)
     settings.check()  # one-line errors before the device or the data are touched
     with removed_if_left_empty(args.out):
         result = calibrate(args.model, args.data, args.out, settings, adversarial=args.adversarial,
@@ -147,4 +269,5 @@ def run(args) -> int:
     for warning in result.warnings:
         print(f"edge-guard calibrate: warning: {warning}", file=sys.stderr)
     print("\n".join(_summary(result)))
+    _add_alarm(args)
     return 0

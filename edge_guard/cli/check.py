@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from edge_guard.cli._args import add_runtime_options, at_most, non_negative_int
+from edge_guard.cli._args import add_budget_options, add_runtime_options, at_most, non_negative_int
 from edge_guard.limits import DEFAULT_MAX_PIXELS, MAX_PIXELS
 
 EXAMPLE = """\
@@ -13,6 +13,7 @@ examples:
   edge-guard check street.png                       # the shipped bundle, fastest backend
   edge-guard check frames/*.png --bundle bundle --k 50 --json > verdicts.jsonl
   edge-guard check frames/*.png --bundle bundle --labels-out labels/
+  edge-guard check frames/*.png --fps 10            # the largest K that checks 10 images/s here
 
 Each image is resized to the bundle's frame size and checked by the bundle's detector:
 "frame" segments the whole frame and K random patches alone, and compares each patch with
@@ -25,6 +26,11 @@ image (score, threshold, adversarial, detector, statistic, scores, boxes, patch_
 timings_ms, ...; pairs also pair_mious and pairs). --labels-out DIR writes the frame's
 segmentation, which the same call produced, as DIR/<image name>_labels.png: class ids
 (8-bit, 16-bit beyond 256 classes) at the image's size.
+
+--fps F (or --budget-ms MS) times the check at each K the bundle holds a threshold for on
+the first readable image and keeps the largest that fits 1000/F ms (with 10% headroom),
+with that K's threshold; the header says which K and the warm-up times, and a budget that
+even the smallest K cannot meet is said on stderr (one line). Not with --k.
 
 Images larger than --max-pixels decoded pixels (default 64 megapixels) are refused, from
 their header before decoding for PNG, JPEG, BMP and WebP: a small file can decode to
@@ -41,6 +47,7 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything OpenCV reads)")
     add_runtime_options(p, unit="image")
+    add_budget_options(p, unit="image")
     p.add_argument("--seed", type=non_negative_int, default=None,
                    help="seed the patch draw (reproducible, but predictable: tests only)")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
@@ -100,6 +107,18 @@ def _make_folder(folder: Path) -> None:
         raise UserError(f"cannot create --labels-out {folder}: {exc.strerror or exc}") from None
 
 
+def _fit_budget(guard, args) -> None:
+    """Choose K for the budget on the first image that reads (else a stand-in frame), before
+    the header names K; a budget that cannot be met is said on stderr."""
+    from edge_guard.images import read_image
+
+    first = next((image for image in (read_image(p, args.max_pixels)[0] for p in args.images)
+                  if image is not None), None)
+    guard.fit_budget(first)
+    if guard.budget.warning() is not None:
+        print(f"edge-guard check: warning: {guard.budget.warning()}", file=sys.stderr)
+
+
 def run(args) -> int:
     from edge_guard.guard import Guard
     from edge_guard.images import read_image
@@ -110,7 +129,8 @@ def run(args) -> int:
 
         check_folder(args.labels_out, "--labels-out")
     guard = Guard.load(args.bundle, backend=args.backend, seed=args.seed, pairs=args.pairs,
-                       threads=args.threads, precision=args.precision, max_pixels=args.max_pixels)
+                       threads=args.threads, precision=args.precision, max_pixels=args.max_pixels,
+                       fps=args.fps, budget_ms=args.budget_ms)
     status = 0
     errors = 0
     with guard:
@@ -119,11 +139,15 @@ def run(args) -> int:
             _make_folder(args.labels_out)
         b = guard.bundle
         least = "min pair" if b.method == "pairs" else "min patch"
+        if args.fps is not None or args.budget_ms is not None:
+            _fit_budget(guard, args)
         if not args.json:
             h, w = b.frame_size
             print(f"# {b.root} | backend {guard.backend} ({guard.provider}) | {b.method} detector, "
                   f"{b.statistic}, frame {h}x{w}, {guard.k_text}, threshold {guard.threshold:.4f}")
             print(f"# backend choice: {guard.selection}")
+            if guard.budget is not None:
+                print(f"# {guard.budget.describe()}")
             print(f"{'verdict':<12} {'score':>7} {least:>9} {'ms':>8}  image")
         for path in args.images:
             image, why = read_image(path, args.max_pixels)

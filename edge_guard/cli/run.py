@@ -5,14 +5,16 @@ import contextlib
 import os
 import sys
 
-from edge_guard.cli._args import add_runtime_options, at_most, non_negative_int, positive_int
+from edge_guard.cli._args import add_budget_options, add_runtime_options, at_most, non_negative_int, positive_int
 from edge_guard.limits import MAX_RECONNECTS
 
 EXAMPLE = """\
 examples:
   edge-guard run --camera 0 --events events.jsonl            # first camera, headless
   edge-guard run --source drive.mp4 --save checked.mp4       # every frame of a file, annotated
+  edge-guard run --source drive.mp4 --plot drive.png         # and a plot of the run at its end
   edge-guard run --source rtsp://10.0.0.5/stream --every 2 --alarm 4/6 --events -
+  edge-guard run --camera 0 --fps 30 --events events.jsonl    # the largest K that keeps up
   edge-guard run --show --source "nvarguscamerasrc sensor-id=0 ! \\
       video/x-raw(memory:NVMM),width=1280,height=720,framerate=30/1 ! nvvidconv ! \\
       video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1"
@@ -30,14 +32,16 @@ not real time: by default every frame is checked, in order (--every N checks one
 --realtime reads a file at its own frame rate and skips like a camera; --no-realtime makes
 a live source wait for the checker instead (the driver may then drop or delay frames).
 
-alarms: --alarm cusum sums per-frame evidence (how far each score falls below the benign
-median, in benign deviations, minus a drift) and raises when the sum exceeds a level h that
-was calibrated for a false-alarm rate per hour (guard.json's alarm section, written by
-benchmarks/calibrate_alarm.py); it clears, and re-arms, when the sum is back to 0.
---alarm M/N raises when M of the last N checked frames are flagged and clears when fewer
-are. Default: cusum when the bundle carries a calibrated one, else 3/5. Each frame event
-carries alarm_stat (the sum, or the flagged frames in the window). A live source that stops delivering frames is reopened with back-off (0.5,
-1, 2, 4, 8 s with --reconnect 5); the outage is logged as a gap event.
+alarms: --alarm cusum sums per-frame evidence (how far each score falls below the per-frame
+threshold, in benign deviations) and raises when the sum exceeds a level h calibrated for a
+false-alarm rate per hour of driving (guard.json's alarm section, written by `edge-guard
+calibrate --extend --out BUNDLE --clips DIR`); it clears, and re-arms, when the sum is back
+to 0. --alarm M/N raises when M of the last N checked frames are flagged and clears when
+fewer are. Default: cusum when the bundle carries one calibrated at the K this run checks,
+else 3/5. Each frame event carries alarm_stat (the sum, or the flagged frames in the window).
+
+A live source that stops delivering frames is reopened with back-off (0.5, 1, 2, 4, 8 s with
+--reconnect 5); the outage is logged as a gap event.
 
 events (--events FILE, appended; '-' for standard output): JSON Lines, one object per
 line, flushed as written: a start record (source, bundle, backend and provider in use,
@@ -51,20 +55,44 @@ flagged, alarms, achieved FPS, latency p50/p99).
 --show/--save draw the compared patches (or pairs) green or red by their score, the
 verdict and a sparkline of the scores; --show-labels also tints the frame with its
 segmentation (the frame detector's bundle, or any bundle with a full-frame graph: the
-guard segments the frame in the same call).
+guard segments the frame in the same call). --show needs a screen: where no window can
+open (no DISPLAY, an OpenCV built without windows, a display that does not answer), run
+stops before loading the model, with one line and status 2, as for any other mistake in
+its options; a vehicle without a screen leaves --show out and records with --save, --plot
+and --events instead.
+
+--plot PNG writes, when the run ends (end of the source, --max-frames, Ctrl-C, SIGTERM, a
+lost source), a plot over time (a file's own time, frame / fps, when every frame is
+checked in order; else seconds since the first checked frame): the score per checked
+frame against the threshold (flagged frames in red) and, below it, the alarm's statistic
+(the CUSUM sum with h, or the flagged frames of the last N with M), alarm episodes shaded
+from raised to cleared. The run keeps at most 2048 points for it (80 KiB, however long it
+runs): past 2048 checked frames each point holds the min and max of 2, 4, 8, ... frames,
+so no flagged frame or alarm is averaged away. The path is tried before the model loads;
+the summary and the end record name it (plot).
+
+frame-rate budget: --fps F (or --budget-ms MS) times the check at each K the bundle holds a
+threshold for (guard.json's thresholds_by_k, written by `edge-guard calibrate --ks`), on the
+first frame, and runs the largest K whose median check takes at most 90% of 1000/F ms (the
+rest is for reading frames and writing events), with that K's own threshold. The header
+and the start record say which K runs, the budget and the warm-up time of each K; the
+summary and the end record give the achieved checked frames/s. When even the smallest K
+does not fit, it runs anyway and one line on stderr says the budget cannot be met and the
+rate to expect. --k and --fps are exclusive.
 
 Ctrl-C (or SIGTERM) or the end of the source ends cleanly with the summary; Ctrl-C
 before the first frame (while the model loads) ends at once with status 130.
 
-lost output: when the event log or the --save video cannot be written (a full disk, a file
-size limit), the failure is reported once on stderr and the stream goes on checking and
-raising alarms; the summary counts the records and frames lost, and the exit status says so.
+lost output: when the event log, the --save video or the --plot PNG cannot be written (a
+full disk, a file size limit), the failure is reported once on stderr and the stream goes
+on checking and raising alarms; the summary counts the records and frames lost, and the
+exit status says so.
 The event log never keeps a torn line: a record is written whole or not at all.
 
 exit status: 0 no alarm, 1 at least one alarm raised, 2 an error (a source that does not
 open, or a live source lost for good after the reconnect attempts), 3 no alarm but output
-was lost (events, video or printed lines), 4 at least one alarm raised and output was lost,
-130 interrupted before the stream began.
+was lost (events, video, plot or printed lines), 4 at least one alarm raised and output
+was lost, 130 interrupted before the stream began.
 """
 
 
@@ -89,6 +117,7 @@ def register(sub) -> None:
     src.add_argument("--source", metavar="PATH|URL|PIPELINE",
                      help="video file, image pattern, URL or GStreamer pipeline")
     add_runtime_options(p, unit="frame")
+    add_budget_options(p, unit="frame")
     p.add_argument("--every", type=positive_int, default=1, metavar="N",
                    help="check one frame in N (default: 1, every frame)")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
@@ -101,7 +130,10 @@ def register(sub) -> None:
     p.add_argument("--save", default=None, metavar="VIDEO",
                    help="write the checked frames, annotated, to VIDEO (.mp4)")
     p.add_argument("--show", action="store_true",
-                   help="show the annotated frames in a window (q or Esc ends)")
+                   help="show the annotated frames in a window (q or Esc ends); where no window "
+                        "can open, stop at once with status 2")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="at the end, write a plot of score, threshold and alarm statistic over time to PNG")
     p.add_argument("--show-labels", action="store_true",
                    help="tint the shown/saved frames with the frame's segmentation (default: off)")
     p.add_argument("--max-frames", type=positive_int, default=None, metavar="N",
@@ -134,6 +166,12 @@ def summary_lines(s: dict) -> list:
         f"# {fps:.1f} checked frames/s over {s['duration_s']:.1f} s; latency (capture to verdict) "
         f"{_fmt_ms(s['latency_ms'])}; check {_fmt_ms(s['check_ms'])}",
     ]
+    if s.get("budget"):
+        from edge_guard.budget import summary_line
+
+        lines.append(summary_line(s))
+    if s.get("plot") and "plot" not in s.get("output_errors", {}):
+        lines.append(f"# plot: {s['plot']}")
     if s.get("output_errors"):
         lines.append(f"# output lost: {s.get('events_lost', 0)} event record(s), {s.get('video_lost', 0)} "
                      f"video frame(s); " + "; ".join(s["output_errors"].values()))
@@ -183,6 +221,7 @@ def run(args) -> int:
     from edge_guard.stream import Stream
 
     from edge_guard.errors import UserError
+    from edge_guard.run_plot import check_plot_path
     from edge_guard.writable import check_file
 
     source = parse_source(args.camera, args.source)
@@ -194,10 +233,12 @@ def run(args) -> int:
         check_video_path(args.save)  # before the model loads
     if args.events and args.events != "-":
         check_file(args.events, "--events")
+    if args.plot:
+        check_plot_path(args.plot)
     say = Printer(sys.stderr if args.events == "-" else sys.stdout)
 
     guard = Guard.load(args.bundle, backend=args.backend, seed=args.seed, pairs=args.pairs,
-                       threads=args.threads, precision=args.precision)
+                       threads=args.threads, precision=args.precision, fps=args.fps, budget_ms=args.budget_ms)
     with guard:
         if args.show_labels and guard.segmenter is None:
             raise UserError(f"--show-labels: {guard.bundle.root} has no full-frame graph (model.frame_graph), "
@@ -210,7 +251,7 @@ def run(args) -> int:
         stream = Stream(guard, source, events=events, every=args.every, realtime=args.realtime,
                         max_frames=args.max_frames, alarm=args.alarm,
                         reconnect=reconnect_delays(args.reconnect), sinks=sinks, log=say,
-                        extra={"seed": args.seed}, warn=warn)
+                        extra={"seed": args.seed}, warn=warn, plot=args.plot)
         previous = None
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, lambda *_: stream.stop("terminated"))

@@ -1,7 +1,8 @@
 """Procedural street scenes labelled with the 19 Cityscapes train ids (255 = void).
 
 ``render_frame(seed)`` gives one frame; ``render_clip(seed, n)`` gives n consecutive frames of
-the same drive (frame 0 is ``render_frame(seed)``). A seed fixes the street, its users, the
+the same drive (frame 0 is ``render_frame(seed)``). The ego drives at the scene's speed but
+brakes for whatever moves in its path (:func:`ego_track`), as a driver would. A seed fixes the street, its users, the
 light and the sensor noise, so the output is byte-identical on every call; the street is laid
 out in metres and rendered at the requested size, so one seed at two sizes is one scene.
 Only NumPy and OpenCV are needed.
@@ -22,6 +23,8 @@ from .ground import Z_FAR, draw_ground
 from .world import FPS, Scene, sample_scene
 
 DEFAULT_SIZE = (512, 1024)
+EGO_HALF_WIDTH = 1.1  # m: half the ego's width plus a margin: the corridor it drives through
+FOLLOW_GAP = 6.0  # m: the nearest the camera comes to a road user ahead in that corridor
 
 
 def _check(seed, size):
@@ -50,13 +53,42 @@ def render_clip(seed: int, length: int, size=DEFAULT_SIZE):
     if int(length) < 1:
         raise ValueError(f"clip length must be at least 1, got {length!r}")
     scene = make_scene(seed, int(length))
-    return [render_scene(scene, seed, i, size) for i in range(int(length))]
+    track = ego_track(scene, int(length))
+    return [render_scene(scene, seed, i, size, s) for i, s in enumerate(track)]
 
 
-def render_scene(scene: Scene, seed: int, index: int, size):
-    """Draw frame ``index`` of a scene's drive at a size; ``seed`` keys light and noise."""
+def ego_track(scene: Scene, length: int) -> np.ndarray:
+    """(length,) camera positions along the road (m) of a drive of ``length`` frames.
+
+    The ego goes at ``scene.speed`` but never nearer than FOLLOW_GAP to a road user (vehicle,
+    person, bike) in its corridor ahead, and never backwards: it follows a slower vehicle,
+    stops for someone crossing and drives on once the way is clear. Without this the camera
+    drove through slower traffic and people, frames no camera can see, which the detector
+    rightly finds odd. Frame 0 is unchanged: traffic in the ego's lane starts >= 8 m ahead.
+    """
+    movers = [o for o in scene.objects if hasattr(o, "at") and o.layer >= 0]
+    lo, hi = scene.camera["d"] - EGO_HALF_WIDTH, scene.camera["d"] + EGO_HALF_WIDTH
+    track = np.zeros(max(int(length), 0))
+    s = lag = 0.0  # lag: metres behind the free drive, so an unhindered drive stays speed * t exactly
+    for i in range(track.size):
+        free = scene.speed * (i / FPS)
+        want = free - lag
+        if movers:
+            ext = np.array([o.at(i / FPS).extent() for o in movers], np.float64)
+            ahead = (ext[:, 3] >= lo) & (ext[:, 2] <= hi) & (ext[:, 1] >= s)
+            if ahead.any():
+                want = min(want, float(ext[ahead, 0].min()) - FOLLOW_GAP)
+        s = max(s, want) if i else max(0.0, min(want, free))
+        lag = free - s
+        track[i] = s
+    return track
+
+
+def render_scene(scene: Scene, seed: int, index: int, size, s: float | None = None):
+    """Draw frame ``index`` of a scene's drive at a size, the camera ``s`` metres along the
+    road (default: ``scene.speed`` times the frame's time); ``seed`` keys light and noise."""
     t = index / FPS
-    cam = Camera(s=scene.speed * t, size=size, **scene.camera)
+    cam = Camera(s=scene.speed * t if s is None else float(s), size=size, **scene.camera)
     cv = Canvas(size)
     _draw_sky(cv, cam, scene.sky)
     objects = [o.at(t) if hasattr(o, "at") else o for o in scene.objects]
