@@ -96,6 +96,7 @@ import cv2
 from . import __version__, interrupts
 from .alarms import AlarmWindow, make_alarm
 from .budget import announce as announce_budget, end_fields as budget_end_fields, start_fields as budget_start_fields
+from .domain import DomainWatch, calibrated_rate
 from .errors import UserError
 from .latency import Durations
 from .run_plot import RunTrace, check_plot_path, write_run_plot
@@ -262,6 +263,7 @@ class Stream:
                   f"{f', one in {self.every}' if self.every > 1 else ''} | "
                   f"alarm {self.alarm.describe()}")
         announce_budget(g, self._say, self.warn)
+        domain = DomainWatch(calibrated_rate(g.bundle), (fps or DEFAULT_FPS) / self.every)
         mailbox, notices = Mailbox(), queue.Queue()
         reader = Reader(cap, first, self._opener, mailbox, notices, self._stop, live=self.source.live,
                          drop=self.realtime, every=self.every, max_frames=self.max_frames,
@@ -295,6 +297,9 @@ class Stream:
                 checks.add(verdict.timings_ms["total"])
                 self.scores.append(verdict.score)
                 change = self.alarm.feed(verdict)
+                said = domain.update(verdict.adversarial)
+                if said is not None:
+                    self.warn(said)
                 self.trace.add(mono if clock is None else index / clock, index, verdict.score,
                                verdict.adversarial, self.alarm.statistic, self.alarm.active)
                 if change is not None:
@@ -348,6 +353,8 @@ class Stream:
                    "plot": None if self.plot_path is None else str(self.plot_path),
                    "output_errors": dict(self.output_errors)}
         summary.update(budget_end_fields(g, summary["fps_checked"]))
+        if domain.said is not None:
+            summary["domain_warning"] = domain.said
         if error is not None:
             summary["error"] = f"{type(error).__name__}: {error}"
         self.summary = summary

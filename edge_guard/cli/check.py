@@ -120,6 +120,7 @@ def _fit_budget(guard, args) -> None:
 
 
 def run(args) -> int:
+    from edge_guard.domain import calibrated_rate, message as domain_message, out_of_domain
     from edge_guard.guard import Guard
     from edge_guard.images import read_image
 
@@ -132,7 +133,7 @@ def run(args) -> int:
                        threads=args.threads, precision=args.precision, max_pixels=args.max_pixels,
                        fps=args.fps, budget_ms=args.budget_ms)
     status = 0
-    errors = 0
+    errors = checked = flagged = 0
     with guard:
         _segmentation_check(guard, args)
         if args.labels_out is not None:
@@ -156,8 +157,10 @@ def run(args) -> int:
                 errors += 1
                 continue
             verdict = guard.check(image)
+            checked += 1
             if verdict.adversarial:
                 status = 1
+                flagged += 1
             row = {"image": path, **verdict.as_dict()}
             if path in targets:
                 why = write_labels(targets[path], verdict)
@@ -172,4 +175,8 @@ def run(args) -> int:
                 label = "ADVERSARIAL" if verdict.adversarial else "benign"
                 print(f"{label:<12} {verdict.score:7.4f} {min(verdict.scores):9.4f} "
                       f"{verdict.timings_ms['total']:8.1f}  {path}", flush=True)
+        p0 = calibrated_rate(b)
+        if out_of_domain(flagged, checked, p0):
+            print(f"edge-guard check: note: {domain_message(flagged, checked, p0, f'{checked} images')}",
+                  file=sys.stderr)
     return 2 if errors else status
