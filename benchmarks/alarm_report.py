@@ -58,6 +58,15 @@ def delays(make, drives, threshold, length) -> dict:
             "delays": [r["delay"] for r in rows]}
 
 
+def record_delays(out: dict, makers: dict, label: str, drives, threshold: float, length: int) -> None:
+    """Every alarm's delays on ``drives`` into out[key] for key "<label> <length> <alarm>"."""
+    for name, make in makers.items():
+        d = delays(make, drives, threshold, length)
+        out[f"{label} {length} {name}"] = d
+        print(f"{label} {length:3d} frames, {name}: {d['detected']}/{d['windows']} detected, delay "
+              f"median {d['median']}, max {d['max']}, within 3: {d['within_3']}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cal", required=True)
@@ -113,28 +122,17 @@ def main(argv=None) -> int:
             for length in LENGTHS:
                 drives = [(window_scores(r["benign"], r["attacked"], r["onset"], length), r["onset"])
                           for r in recs if r["window"] >= length]
-                for name, make in makers.items():
-                    d = delays(make, drives, threshold, length)
-                    out["windows"][f"{mode} {length} {name}"] = d
-                    print(f"window {mode} {length:3d} frames, {name}: {d['detected']}/{d['windows']} "
-                          f"detected, delay max {d['max']}, median {d['median']}, within 3: {d['within_3']}")
+                record_delays(out["windows"], makers, mode, drives, threshold, length)
 
     if args.stills:
         sets = json.load(gzip.open(args.stills))["scores"]["attacks"]
         rng = np.random.default_rng(0)
         for set_name, rec in sets.items():
             att = np.array(rec["frame"]["miou-min>=64"]["5"])
-            for length in (10,):
-                drives = []
-                for s in test:
-                    if s.size < args.onset + length:
-                        continue
-                    drives.append((window_scores(s, rng.choice(att, length), args.onset, length), args.onset))
-                for name, make in makers.items():
-                    d = delays(make, drives, threshold, length)
-                    out["stills"][f"{set_name} {length} {name}"] = d
-                    print(f"stills {set_name} {length}, {name}: {d['detected']}/{d['windows']}, "
-                          f"delay max {d['max']}, within 3: {d['within_3']}")
+            length = 10
+            drives = [(window_scores(s, rng.choice(att, length), args.onset, length), args.onset)
+                      for s in test if s.size >= args.onset + length]
+            record_delays(out["stills"], makers, set_name, drives, threshold, length)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=float))
     return 0

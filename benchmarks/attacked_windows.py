@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_guard.calibration.alarm_calibrate import drive_verdicts
+from edge_guard.calibration.data.layout import frame_seed
 from edge_guard.errors import UserError, exit_status
 from edge_guard.guard import Guard
 from edge_guard.paths import DEFAULT_BUNDLE, DEFAULT_MODEL
@@ -42,18 +44,11 @@ from edge_guard.scenes import render_clip
 STEP = 1.0 / 255  # the demo's DAG step
 
 
-def _drive_seed(seed, split, drive):
-    from edge_guard.calibration.data.layout import frame_seed
-
-    return int(frame_seed(seed, split, drive))
+def _scores(guard, frames, scene_seed) -> list:
+    return [round(float(v.score), 6) for v in drive_verdicts(guard, frames, scene_seed, rgb=True)]
 
 
-def _check_all(guard, frames, scene_seed) -> list:
-    guard.rng = np.random.default_rng([scene_seed, 25])
-    return [round(float(guard.check(f, rgb=True).score), 6) for f in frames]
-
-
-def attack_window(segmenter, clip, seed, onset, window, mode, first_iters, iters, threads=None):
+def attack_window(segmenter, clip, seed, onset, window, mode, first_iters, iters):
     """[(adversarial RGB uint8, record)] for frames onset .. onset + window - 1 of ``clip``."""
     import torch
 
@@ -124,14 +119,14 @@ def main(argv=None) -> int:
                 if (drive, args.mode) in done:
                     continue
                 t0 = time.perf_counter()
-                seed = _drive_seed(args.seed, args.split, drive)
+                seed = int(frame_seed(args.seed, args.split, drive))
                 clip = render_clip(seed, args.length, size)
-                benign = _check_all(guard, [im for im, _ in clip], seed)
+                benign = _scores(guard, [im for im, _ in clip], seed)
                 attacked = attack_window(segmenter, clip, seed, args.onset, args.window, args.mode,
                                          args.first_iters, args.iters)
                 frames = [im for im, _ in clip]
                 frames[args.onset:args.onset + args.window] = [a for a, _ in attacked]
-                scores = _check_all(guard, frames, seed)[args.onset:args.onset + args.window]
+                scores = _scores(guard, frames, seed)[args.onset:args.onset + args.window]
                 recs = [r for _, r in attacked]
                 rec = {"drive": drive, "split": args.split, "seed": args.seed, "mode": args.mode,
                        "onset": args.onset, "window": args.window, "first_iters": args.first_iters,

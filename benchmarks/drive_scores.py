@@ -21,25 +21,19 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_guard.calibration.alarm_calibrate import drive_verdicts
+from edge_guard.calibration.data.layout import frame_seed  # the generator's own drive seeds
 from edge_guard.errors import UserError, exit_status
 from edge_guard.guard import Guard
 from edge_guard.paths import DEFAULT_BUNDLE
 from edge_guard.scenes import render_clip
 
 
-def drive_seed(seed: int, split: str, drive: int) -> int:
-    """The scene seed of clip ``drive`` of `edge-guard generate --split split --seed seed`."""
-    from edge_guard.calibration.data.layout import frame_seed  # the generator's own mapping
-
-    return int(frame_seed(seed, split, drive))
-
-
 def score_drive(guard: Guard, scene_seed: int, length: int, size) -> dict:
     """Render one drive and check its frames in order: per-frame and per-patch scores."""
-    guard.rng = np.random.default_rng([scene_seed, 25])
     scores, patches = [], []
-    for image, _ in render_clip(scene_seed, length, size):
-        v = guard.check(image, rgb=True)
+    for v in drive_verdicts(guard, (image for image, _ in render_clip(scene_seed, length, size)),
+                            scene_seed, rgb=True):
         scores.append(round(float(v.score), 6))
         patches.append([round(float(s), 6) for s in v.scores])
     return {"scores": scores, "patch_scores": patches}
@@ -72,7 +66,7 @@ def main(argv=None) -> int:
                 if drive in done:
                     continue
                 t0 = time.perf_counter()
-                rec = score_drive(guard, drive_seed(args.seed, args.split, drive), args.length, size)
+                rec = score_drive(guard, frame_seed(args.seed, args.split, drive), args.length, size)
                 rec = {"split": args.split, "seed": args.seed, "drive": drive, "frames": args.length,
                        "k": guard.k, **rec, "seconds": round(time.perf_counter() - t0, 2)}
                 with out.open("a") as f:

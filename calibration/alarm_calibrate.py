@@ -23,29 +23,25 @@ from .data.clips import clip_paths, frame_count, read_clip
 MIN_FRAMES = 300  # fewer benign frames say too little about the lower tail
 
 
-def _bar(total: int, enabled: bool):
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        enabled = False
-    return tqdm(total=total, desc="alarm clips", unit="frame", dynamic_ncols=True, disable=not enabled)
+def drive_verdicts(guard, frames, key: int, rgb: bool = False):
+    """The verdicts of one drive's frames (a generator: each verdict holds the frame's labels,
+    so a long drive is not kept), checked in order with the patch draw seeded by ``key``: a
+    drive's scores do not depend on which drives were checked before it."""
+    guard.rng = np.random.default_rng([int(key), 25])
+    for frame in frames:
+        yield guard.check(frame, rgb=rgb)
 
 
 def score_clips(guard, clips, progress: bool = True) -> list:
-    """(frames,) scores per clip, in frame order (clips as from clip_paths)."""
-    counts = [frame_count(c) for c in clips]
-    bar = _bar(sum(c or 0 for c in counts), progress)
+    """(frames,) scores per clip, in frame order (clips as from clip_paths; clip i seeds i)."""
+    from tqdm import tqdm
+
+    total = sum(frame_count(c) or 0 for c in clips)
     out = []
-    try:
+    with tqdm(total=total, desc="alarm clips", unit="frame", dynamic_ncols=True, disable=not progress) as bar:
         for i, clip in enumerate(clips):
-            guard.rng = np.random.default_rng([i, 25])
-            scores = []
-            for frame in read_clip(clip):
-                scores.append(float(guard.check(frame).score))
-                bar.update(1)
-            out.append(np.asarray(scores))
-    finally:
-        bar.close()
+            out.append(np.array([v.score for v in drive_verdicts(guard, read_clip(clip), i)], np.float64))
+            bar.update(out[-1].size)
     return out
 
 

@@ -65,13 +65,17 @@ class DomainWatch:
         self.p0 = float(p0)
         self.frames = max(int(round(WINDOW_S * (fps or 15.0))), 30)
         self._flags: deque = deque(maxlen=self.frames)
+        self._count = 0  # flags in the window, kept as it slides (this runs on every frame)
         self.said: str | None = None
 
     def update(self, flagged: bool) -> str | None:
+        if len(self._flags) == self.frames:
+            self._count -= self._flags[0]
         self._flags.append(bool(flagged))
+        self._count += bool(flagged)
         if self.said is not None or len(self._flags) < self.frames:
             return None
-        count = sum(self._flags)
+        count = self._count
         if not out_of_domain(count, self.frames, self.p0):
             return None
         self.said = message(count, self.frames, self.p0, f"last {self.frames} checked frames")
