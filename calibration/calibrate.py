@@ -23,26 +23,22 @@ exactly as without them.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from edge_guard.bundle import METHODS, new_guard_doc, uncalibrated_bundle, write_guard_json
 from edge_guard.consistency import DEFAULT_STATISTIC, check_statistic, resolve_min_pixels
-from edge_guard.engine_cache import sha256_file
-from edge_guard.errors import DataError, UserError
+from edge_guard.errors import UserError
 from edge_guard.limits import MAX_PAIRS, MAX_SIDE
 from edge_guard.patches import check_full_range, check_patch_geometry
 
 from . import k_thresholds as kt
 from . import threshold as thr
-from .attacks.views import PATCH_ADAPTIVE
-from .scoring import torch_segment
+from .image_sets import ImageSet, unique_name, adversarial_set, benign_sets, describe_benign
 
-ATTACK_FORMAT = "edge-guard-attack"
 STREAM_CALIBRATION, STREAM_HOLDOUT, STREAM_ADVERSARIAL = 0, 1, 2
 STREAM_CONDITIONS = 1000  # + i: the i-th camera condition (its patches; its noise at + 1000)
 
@@ -68,6 +64,7 @@ class CalibrationSettings:
     calib_frames: int = 200
     holdout_frames: int = 100
     split: str = "val"
+    every: int | None = None  # a video's every N-th frame (None: 1; refused with a folder)
     seed: int = 0
     # Camera conditions the threshold must also hold under (calibration/data/conditions.py):
     # the first condition_frames calibration frames (None: all) are scored under each, and the
@@ -105,6 +102,8 @@ class CalibrationSettings:
             raise UserError(f"frame {h}x{w} and patch {self.patch}: at most {MAX_SIDE} pixels a side")
         if self.holdout_frames < 0:
             raise UserError(f"--holdout-frames must be >= 0, got {self.holdout_frames}")
+        if self.every is not None and self.every < 1:
+            raise UserError(f"--every must be at least 1, got {self.every}")
         thr.check_rule(self.rule, self.fpr, self.calib_frames)
         if self.conditions:
             from .data.conditions import CONDITIONS
@@ -117,118 +116,6 @@ class CalibrationSettings:
                 raise UserError(f"--condition-frames {n} cannot resolve a false-positive rate of {self.fpr:g} "
                                 f"under each condition: it needs at least {math.ceil(1 / self.fpr - 1e-9)} "
                                 "frames (default: all the calibration frames)")
-
-
-@dataclass
-class ImageSet:
-    """Frames to score: paths of RGB images and their names, plus where they came from."""
-
-    name: str
-    paths: list
-    names: list
-    info: dict = field(default_factory=dict)
-
-    def __len__(self):
-        return len(self.paths)
-
-    def images(self):
-        from .data.folders import read_image
-
-        for path in self.paths:
-            yield read_image(path)
-
-
-def benign_sets(data, split: str, calib: int, holdout: int) -> tuple[ImageSet, ImageSet | None]:
-    """The first ``calib`` frames of the split, and the next ``holdout`` (None when 0)."""
-    from .data.folders import detect, open_dataset
-
-    data = Path(data).expanduser()
-    if not data.exists():
-        raise DataError(f"data folder {data} does not exist (make one with `edge-guard generate`)")
-    frames = open_dataset(data, split, labeled=False)
-    need = calib + holdout
-    if len(frames) < need:
-        raise DataError(f"{data} has {len(frames)} frames in split {split!r}, but calibration needs "
-                        f"{calib} + {holdout} held out = {need}: pass smaller --calib-frames/"
-                        "--holdout-frames or add frames")
-    info = {"data": str(data.resolve()), "split": split, "layout": detect(data), "available": len(frames)}
-    paths, names = list(frames.image_paths), list(frames.names)
-    cal = ImageSet("calibration", paths[:calib], names[:calib], dict(info, first=0))
-    held = (ImageSet("holdout", paths[calib:need], names[calib:need], dict(info, first=calib))
-            if holdout else None)
-    return cal, held
-
-
-def describe_benign(cal: ImageSet, held: ImageSet | None) -> str:
-    """One line saying where the benign frames come from, so that a wrong --data shows."""
-    info = cal.info
-    n_held = len(held) if held else 0
-    used = f"{len(cal)} calibration + {n_held} held-out benign frames: the first {len(cal) + n_held} of"
-    if info["layout"] == "images":
-        return (f"{used} {info['available']} images found under {info['data']} and its subfolders "
-                "(a plain image folder, in name order; --split does not apply)")
-    return f"{used} {info['available']} in split {info['split']!r} of {info['data']} ({info['layout']})"
-
-
-def _attack_name(settings: dict, fallback: str) -> str:
-    if not settings.get("method") or not settings.get("target"):
-        return fallback
-    name = f"{settings['method']}_{settings['target']}"
-    if settings.get("adaptive"):
-        name += f"_adaptive-{settings['adaptive']}"
-        if settings.get("k_attack") is not None:
-            name += str(settings["k_attack"])
-    return name
-
-
-def adversarial_set(folder, split: str) -> ImageSet:
-    """An adversarial set: the frames listed in ``folder/manifest.json`` (``edge-guard attack``),
-    or, without a manifest, the images of the folder opened like a data folder."""
-    from .data.folders import open_dataset
-
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise DataError(f"adversarial folder {folder} " + ("is a file: give a folder of frames"
-                                                           if folder.exists() else "does not exist")
-                        + " (make one with `edge-guard attack`)")
-    manifest = folder / "manifest.json"
-    if not manifest.is_file():
-        frames = open_dataset(folder, split, labeled=False)
-        return ImageSet(folder.name, list(frames.image_paths), list(frames.names),
-                        {"folder": str(folder.resolve())})
-    try:
-        doc = json.loads(manifest.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{manifest} is not readable JSON ({type(exc).__name__}): "
-                        "re-run the attack") from None
-    if (not isinstance(doc, dict) or doc.get("format") != ATTACK_FORMAT
-            or not isinstance(doc.get("images"), dict)):
-        raise DataError(f"{manifest} is not an `edge-guard attack` manifest")
-    images = sorted(doc["images"].items())
-    if not images:
-        raise DataError(f"{manifest} lists no adversarial frames (has the attack run?)")
-    paths = []
-    for name, rec in images:
-        path = folder / str((rec or {}).get("adversarial", ""))
-        if not path.is_file():
-            raise DataError(f"{manifest} lists {name}, but {path} is missing: re-run the attack to resume")
-        paths.append(path)
-    settings = doc.get("settings") if isinstance(doc.get("settings"), dict) else {}
-    keep = ("method", "target", "adaptive", "k_attack", "l2", "linf", "max_iter", "model_sha256")
-    if settings.get("adaptive") not in PATCH_ADAPTIVE:
-        keep = tuple(k for k in keep if k != "k_attack")  # recorded at its default, not read
-    info = {"folder": str(folder.resolve()), "attack": {k: settings.get(k) for k in keep if k in settings}}
-    if isinstance(doc.get("summary"), dict) and isinstance(doc["summary"].get("mean"), dict):
-        info["attack_success"] = doc["summary"]["mean"].get("success")
-    return ImageSet(_attack_name(settings, folder.name), paths, [n for n, _ in images], info)
-
-
-def _unique(name: str, taken: set) -> str:
-    out, i = name, 2
-    while out in taken:
-        out, i = f"{name}#{i}", i + 1
-    taken.add(out)
-    return out
 
 
 def _generator(seed: int, stream: int) -> np.random.Generator:
@@ -249,7 +136,7 @@ def _condition_scores(bundle, segment, cal: ImageSet, s: CalibrationSettings, pr
     out = {}
     for i, c in enumerate(s.conditions):
         noise = _generator(s.seed, STREAM_CONDITIONS + 1000 + i)
-        sub = ImageSet(f"calibration, {c}", cal.paths[:n], cal.names[:n], cal.info)
+        sub = replace(cal, name=f"calibration, {c}", paths=cal.paths[:n], names=cal.names[:n])
         out[c] = _score_set(bundle, segment, sub, s.seed, STREAM_CONDITIONS + i, progress, ks,
                             transform=lambda image, c=c, noise=noise: apply_condition(c, image, noise))
     return out
@@ -279,42 +166,36 @@ def calibrate(checkpoint, data, out, settings: CalibrationSettings | None = None
               log=print) -> CalibrationResult:
     """Export ``checkpoint`` into ``out``, calibrate its threshold on ``data`` and write guard.json.
 
-    ``adversarial``: folders of adversarial frames (``edge-guard attack`` outputs) to check
-    the threshold against. Raises UserError (one line) for unusable inputs before exporting.
+    ``checkpoint``: a checkpoint path, or a :class:`.model_source.OnnxModel` (the user's own
+    graph, wrapped instead of exported). ``adversarial``: folders of adversarial frames
+    (``edge-guard attack`` outputs) to check the threshold against. Raises UserError (one
+    line) for unusable inputs before exporting.
     """
-    from edge_guard.export.exporter import export_bundle
-
-    from .models.checkpoint import load_segmenter
+    from .model_source import CheckpointModel, OnnxModel
 
     s = settings or CalibrationSettings()
     s.check()
-    checkpoint = Path(checkpoint).expanduser()
-    if not checkpoint.is_file():
-        raise UserError(f"checkpoint {checkpoint} does not exist")
-    cal, held = benign_sets(data, s.split, s.calib_frames, s.holdout_frames)
+    source = checkpoint if isinstance(checkpoint, OnnxModel) else CheckpointModel(checkpoint, arch, device)
+    source.check(s)
+    cal, held = benign_sets(data, s.split, s.calib_frames, s.holdout_frames, s.every)
     log(describe_benign(cal, held))
     taken: set = set()
     adv_sets = []
     for folder in adversarial:
         adv = adversarial_set(folder, s.split)
-        adv.name = _unique(adv.name, taken)
+        adv.name = unique_name(adv.name, taken)
         adv_sets.append(adv)
-    segmenter, _ = load_segmenter(checkpoint, arch=arch)
-
     out = Path(out).expanduser()
-    record = export_bundle(checkpoint, out, patch=s.patch, output="labels", arch=arch,
-                           seed=s.seed, frame_size=tuple(s.frame_size),
-                           segment_frame=tuple(s.frame_size), log=log)
+    record, segment = source.graphs(out, s, cal, log)
     model = dict(record["model"])
     segment_graph = record.get("segment") or {}
     if segment_graph.get("file"):
         model["frame_graph"] = {"file": segment_graph["file"], "sha256": segment_graph["sha256"]}
     bundle = uncalibrated_bundle(model, s.frame_size, s.b_low, s.b_high, s.k, root=out, method=s.method,
                                  statistic=s.statistic, min_pixels=s.min_pixels)
-    segment = torch_segment(segmenter, device)
 
     warnings = []
-    model_sha = sha256_file(checkpoint)
+    model_sha = source.sha256
     ks = s.all_ks()
     cal_by_k = _score_set(bundle, segment, cal, s.seed, STREAM_CALIBRATION, progress, ks)
     cal_scores = cal_by_k[s.k]
@@ -392,8 +273,7 @@ def calibrate(checkpoint, data, out, settings: CalibrationSettings | None = None
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(s).items()},
         "data": cal.info, "seed": s.seed,
         "pair_streams": "SeedSequence([seed, stream]): 0 calibration, 1 held-out, 2+i adversarial set i",
-        "device": str(device), "source_checkpoint": {"file": checkpoint.name,
-                                                     "sha256": model_sha},
+        "device": str(device), **source.provenance(),
         "export_verification": record.get("verification"),
         "trt_compatible": (record.get("trt_compat") or {}).get("ok"),
         "warnings": warnings}

@@ -66,6 +66,9 @@ class EvalSettings:
     transfer_split: str = "train"
     transfer_crop: int = 512
     quick: bool = False
+    # The model is a user's ONNX graph (``model`` its path): its convention options as the
+    # CLI gives them (None where not given; ``classes``: --classes FILE|N). None: a checkpoint.
+    onnx: Optional[dict] = None
 
     def check(self) -> None:
         """UserError (one line) for settings that cannot work, before anything is computed."""
@@ -100,6 +103,9 @@ class EvalSettings:
             raise UserError(f"--skip {','.join(bad)}: choose from {', '.join(SKIPPABLE)}")
         if "fig8" not in self.skip and self.transfer_models:
             self._check_transfer_models()
+        elif "fig8" not in self.skip and self.onnx is not None:
+            raise UserError("Fig. 8 trains three models of the evaluated architecture, which an ONNX "
+                            "graph does not name: pass --transfer-models CKPT,CKPT,CKPT or --skip fig8")
 
     def _check_transfer_models(self) -> None:
         # Now, not after the hours of attacks that come before Fig. 8.

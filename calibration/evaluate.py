@@ -86,7 +86,6 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
     from edge_guard.engine_cache import sha256_file
 
     from .attacks.run import run_attacks
-    from .models.checkpoint import load_segmenter
     from .models.complexity import count_parameters
 
     started = time.perf_counter()
@@ -96,20 +95,21 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
         raise UserError(f"--out {out} exists and is not a folder")
     model_path = Path(s.model).expanduser()
     if not model_path.is_file():
-        raise UserError(f"checkpoint {model_path} does not exist")
+        raise UserError(f"{'--onnx' if s.onnx is not None else 'checkpoint'} {model_path} does not exist")
     frames = _benign_frames(s)
     out.mkdir(parents=True, exist_ok=True)  # after the inputs are known to be usable
     if "fig8" not in s.skip and not s.transfer_models and not cached_only:
         from .transfer import training_frames
 
         training_frames(s)  # Fig. 8 comes last: find out now that it has no data to train on
-    segmenter, meta = load_segmenter(model_path, arch=s.arch)
+    segmenter, meta = _load_model(s, model_path, log)
     if segmenter.num_classes != NUM_CLASSES:
         raise UserError(f"{model_path} predicts {segmenter.num_classes} classes; the attack targets "
                         f"use the {NUM_CLASSES} Cityscapes train ids")
     segmenter = segmenter.to(device).eval()
     model_sha = sha256_file(model_path)
-    scorer = Scorer(s, segmenter, model_sha, device, progress, cached_only)
+    model_id = _model_id(model_sha, meta)
+    scorer = Scorer(s, segmenter, model_id, device, progress, cached_only)
 
     benign_list = list(zip(frames.names[:s.benign], frames.image_paths[:s.benign]))
     adv_names = list(frames.names[:s.adversarial])
@@ -120,13 +120,13 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
         missing.append(str(exc))
     for a in plan_attacks(s):
         settings = attack_settings(s, a)
-        key = setting_key(a, settings, model_sha)
+        key = setting_key(a, settings, model_id)
         folder = out / "attacks" / key
         detectors = {"plain": ("spatial", "frame", "scale"), "scale": ("scale",)}.get(a.kind, ("spatial", "frame"))
         if not cached_only:
             log(f"attack {a.name} -> {folder.relative_to(out)}")
             run_attacks(model_path, s.data, s.split, settings, folder, arch=s.arch, limit=s.adversarial,
-                        device=device, progress=progress)
+                        device=device, progress=progress, onnx=s.onnx)
         try:
             record = _attack_record(folder, adv_names)
             adv_scores[a.name] = scorer.scores(key, _attack_frames(folder, adv_names), detectors)
@@ -150,7 +150,8 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
                "cached_only": bool(cached_only),
                "model": {"path": str(model_path.resolve()), "sha256": model_sha, "arch": meta.get("model"),
                          "model_kwargs": meta.get("model_kwargs"),
-                         "parameters": count_parameters(segmenter)},
+                         "parameters": count_parameters(segmenter),
+                         **({"onnx": {"sha256": model_sha, **meta["onnx"]}} if "onnx" in meta else {})},
                "sample_sizes": {"benign": s.benign, "adversarial": s.adversarial},
                "attacks": attacks,
                "benign": benign_summary(benign, s),
@@ -179,6 +180,30 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
     results["seconds"] = round(time.perf_counter() - started, 1)
     _write_outputs(results, out)
     return results
+
+
+def _load_model(s: EvalSettings, model_path: Path, log) -> tuple:
+    """(Segmenter, meta) of the evaluated model: a checkpoint, or a user's ONNX graph (meta
+    ``model`` "onnx" and ``onnx``: its file, conventions and how its output is read)."""
+    if s.onnx is None:
+        from .models.checkpoint import load_segmenter
+
+        return load_segmenter(model_path, arch=s.arch)
+    from .models.onnx_model import describe, load_onnx
+
+    segmenter = load_onnx(model_path, s.onnx, log=log)
+    return segmenter, {"model": "onnx", "model_kwargs": {}, "onnx": describe(segmenter)}
+
+
+def _model_id(sha: str, meta: dict) -> str:
+    """What attack folders and score caches are keyed by: the file's sha256, and for an ONNX
+    graph how it is fed and read too (other conventions are another model)."""
+    if "onnx" not in meta:
+        return sha
+    from .attacks.run import onnx_identity
+    from .eval_plan import _digest
+
+    return f"{sha}+{_digest(onnx_identity(meta['onnx']))}"
 
 
 def entropy_maps(s: EvalSettings, scorer: Scorer, benign_frame: tuple, attacks: dict, out: Path) -> dict:

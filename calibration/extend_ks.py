@@ -2,9 +2,10 @@
 without exporting or recalibrating it.
 
 The bundle's guard.json records how it was calibrated (provenance.calibration: the settings,
-the data folder, the seed, the source checkpoint's sha256) and which frames it used (the
-evaluation's first and last frame). The same frames are scored again with the same streams
-at each new K (:mod:`.k_thresholds`) and each new K gets its threshold by the same rule.
+--every among them, the data folder or video, the seed, the source checkpoint's sha256) and
+which frames it used (the evaluation's first and last frame). The same frames are scored
+again with the same streams at each new K (:mod:`.k_thresholds`) and each new K gets its
+threshold by the same rule.
 The bundle's own K is scored alongside as a check: its threshold, clean and under each
 condition, must come out exactly as recorded, or nothing is written (the frames, the model
 or the scoring code would differ from the calibration's, and the new thresholds would not
@@ -24,8 +25,8 @@ from edge_guard.engine_cache import sha256_file
 from edge_guard.errors import DataError, UserError
 
 from . import k_thresholds as kt
-from .calibrate import (STREAM_CALIBRATION, STREAM_HOLDOUT, CalibrationSettings, _condition_scores, _score_set,
-                        benign_sets)
+from .calibrate import STREAM_CALIBRATION, STREAM_HOLDOUT, CalibrationSettings, _condition_scores, _score_set
+from .image_sets import benign_sets
 
 #: Settings stored as lists in guard.json and held as tuples by CalibrationSettings.
 _TUPLES = ("frame_size", "conditions", "ks")
@@ -68,7 +69,7 @@ def _check_frames(doc: dict, cal, held) -> None:
         if (images.names[0], images.names[-1]) != (rec.get("first_frame"), rec.get("last_frame")):
             raise DataError(f"the {name} frames found now run {images.names[0]}..{images.names[-1]}, but the "
                             f"bundle was calibrated on {rec.get('first_frame')}..{rec.get('last_frame')}: "
-                            "pass the calibration's data folder with --data")
+                            "pass the calibration's data folder or video with --data")
 
 
 def _verify(own: dict, det: dict, clean_only: bool = False) -> None:
@@ -102,8 +103,9 @@ def extend_bundle(bundle_dir, ks, checkpoint, data=None, arch: str | None = None
     """Add thresholds for ``ks`` (None: the default ladder for the bundle's K) to the bundle
     in ``bundle_dir``; the new guard.json document.
 
-    ``checkpoint``: the model the bundle was exported from (checked against its sha256);
-    ``data``: the calibration's data folder (default: the one guard.json records)."""
+    ``checkpoint``: the model the bundle was exported from (checked against its sha256; not
+    used for a bundle wrapped from the user's ONNX, which is scored with its own graphs);
+    ``data``: the calibration's data folder or video (default: the one guard.json records)."""
     from .models.checkpoint import load_segmenter
     from .scoring import torch_segment
 
@@ -117,17 +119,26 @@ def extend_bundle(bundle_dir, ks, checkpoint, data=None, arch: str | None = None
     if not new:
         log(f"{bundle.root} already holds thresholds for K={','.join(map(str, sorted(have)))}: nothing to add")
         return doc
-    checkpoint = Path(checkpoint).expanduser()
-    _check_checkpoint(checkpoint, doc)
+    from_onnx = "source_onnx" in doc["provenance"]["calibration"]
+    if not from_onnx:
+        checkpoint = Path(checkpoint).expanduser()
+        _check_checkpoint(checkpoint, doc)
     data = Path(data if data is not None else doc["provenance"]["calibration"]["data"]["data"]).expanduser()
-    cal, held = benign_sets(data, s.split, s.calib_frames, s.holdout_frames)
+    cal, held = benign_sets(data, s.split, s.calib_frames, s.holdout_frames, s.every)  # a video: its N
     _check_frames(doc, cal, held)
     log(f"adding K={','.join(map(str, new))} to {bundle.root}: rescoring its {len(cal)} calibration frames"
         f"{f' under {len(s.conditions)} conditions' if s.conditions else ''}"
         f"{f' and {len(held)} held-out frames' if held else ''}, with K={bundle.k} as the check")
 
-    segmenter, _ = load_segmenter(checkpoint, arch=arch)
-    segment = torch_segment(segmenter, device)
+    if from_onnx:  # the user's own graph: scored with the bundle's wrapped graphs, as it was calibrated
+        from .model_source import bundle_segment
+
+        h, w = doc["frame"]["height"], doc["frame"]["width"]
+        segment = bundle_segment(bundle.root, {"model": doc["model"], "segment": {
+            "file": doc["model"]["frame_graph"]["file"], "frame_size": [h, w]}})
+    else:
+        segmenter, _ = load_segmenter(checkpoint, arch=arch)
+        segment = torch_segment(segmenter, device)
     scored = tuple(sorted(set(new) | {bundle.k}))
     cal_by_k = _score_set(bundle, segment, cal, s.seed, STREAM_CALIBRATION, progress, scored)
     det = doc["detector"]

@@ -226,6 +226,15 @@ def reading(results: dict) -> list:
     return out
 
 
+def _onnx_note(onnx: dict) -> str:
+    """How a user's ONNX graph was attacked: converted to PyTorch, fed and read as recorded."""
+    cut = (f"; its output `{onnx['output']}` is labels, so the attacks use the logits before its ArgMax "
+           f"(`{onnx['logits']}`)" if onnx.get("cut_before_argmax") else "")
+    return (f"The model is your ONNX graph `{onnx['file']}`, converted to PyTorch (onnx2torch) for the "
+            f"white-box attacks and fed {onnx['formula']}{cut}; logits below the frame's size are "
+            f"upsampled ({onnx['upsample']}).")
+
+
 def write_report(results: dict, out) -> Path:
     out = Path(out)
     s = results["settings"]
@@ -241,6 +250,8 @@ def write_report(results: dict, out) -> Path:
              f"{s['max_iter']} iterations, stopping at {s.get('attack_stop', EARLIER_ATTACK_STOP):.0%} of "
              f"pixels on target; seed {s['seed']}; device {results['device']}; "
              f"{results['seconds']:.0f} s{' (--quick)' if s['quick'] else ''}.", ""]
+    if results["model"].get("onnx"):
+        lines += [_onnx_note(results["model"]["onnx"]), ""]
     if results.get("cached_only"):
         lines += ["Assembled with `--cached-only` from attacks and scores made earlier (possibly on "
                   "several machines): the seconds above are the assembly's, the attacks' own are in "

@@ -246,7 +246,7 @@ def test_the_pairs_detector_keeps_the_papers_geometry_and_statistic(workspace, t
 
 
 def test_a_plain_image_folder_is_named_as_such(tmp_path):
-    from edge_guard.calibration.calibrate import benign_sets, describe_benign
+    from edge_guard.calibration.image_sets import benign_sets, describe_benign
 
     for name in ("a/x.png", "a/b/y.png", "z.jpg"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

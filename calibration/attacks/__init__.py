@@ -1,4 +1,5 @@
-"""Targeted attacks on segmenters (DAG, Houdini) and their adaptive (EOT) variants.
+"""Targeted attacks on segmenters (DAG, Houdini; fixed-budget L-inf SegPGD and masked-CE PGD,
+also untargeted) and their adaptive (EOT) variants.
 
 One signature for every attack (adv_lib style)::
 
@@ -13,14 +14,20 @@ from .budget import project, quantize
 from .dag import dag, dag_loss
 from .frame_views import FrameAgreeViews, FrameViews
 from .houdini import houdini, houdini_loss
+from .maskedce import masked_ce, masked_ce_loss
+from .pgd import LINF_PRESETS
 from .result import AttackResult
+from .segpgd import segpgd, segpgd_lambda, segpgd_loss
 from .views import (ADAPTIVE, PAIR_ADAPTIVE, PATCH_ADAPTIVE, BlurViews, PairViews, PatchViews, View, Views,
                     make_views)
 
-ATTACKS = {"dag": dag, "houdini": houdini}
-LOSSES = {"dag": dag_loss, "houdini": houdini_loss}
+ATTACKS = {"dag": dag, "houdini": houdini, "segpgd": segpgd, "maskedce": masked_ce}
+LOSSES = {"dag": dag_loss, "houdini": houdini_loss, "segpgd": segpgd_loss, "maskedce": masked_ce_loss}
+#: Attacks with a fixed L-inf budget and step count (their settings' defaults differ).
+FIXED_BUDGET = ("segpgd", "maskedce")
 
 __all__ = ["ATTACKS", "LOSSES", "ADAPTIVE", "AttackResult", "dag", "dag_loss", "houdini",
            "houdini_loss", "project", "quantize", "gaussian_blur", "Blurred", "View", "Views",
            "BlurViews", "PatchViews", "PairViews", "FrameViews", "FrameAgreeViews", "make_views",
-           "PATCH_ADAPTIVE", "PAIR_ADAPTIVE"]
+           "PATCH_ADAPTIVE", "PAIR_ADAPTIVE", "segpgd", "segpgd_loss", "segpgd_lambda", "masked_ce",
+           "masked_ce_loss", "LINF_PRESETS", "FIXED_BUDGET"]

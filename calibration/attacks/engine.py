@@ -1,5 +1,7 @@
-"""The iterative loop shared by DAG and Houdini: gradient descent on a per-pixel criterion
-(normalised steps or Adam), with per-image early stopping, budgets, 8-bit output and EOT views.
+"""The iterative loop shared by every attack (DAG, Houdini, SegPGD, masked-CE PGD): gradient
+descent on a per-pixel criterion (normalised steps, signed steps or Adam), with per-image early
+stopping, budgets, 8-bit output and EOT views; for the fixed-budget PGD attacks also a
+criterion and a step size that change with the step, a random start and the best iterate.
 
 Each step: the current iterate is projected onto the budgets (and, with ``quantize``,
 rounded to the 8-bit image the camera pipeline would carry); the model sees that image, so
@@ -25,6 +27,8 @@ from .views import Views
 # (logits (N,C,H,W), target (N,H,W) int64 in [0,C), valid (N,H,W) bool) -> (N,) loss to minimise
 Criterion = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 NORMS = ("linf", "l2", "sign", "adam")
+# Draws the random start apart from the views' draws of the same seed (SeedSequence entropy).
+_START_STREAM = 0x57A27
 
 
 def check_inputs(images: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
@@ -48,27 +52,45 @@ def _normalise(grad: torch.Tensor, norm: str) -> torch.Tensor:
     return grad / scale.clamp_min(1e-30).view(-1, 1, 1, 1)
 
 
-def descend(model: Callable, images: torch.Tensor, target: torch.Tensor, *, criterion: Criterion,
-            norm: str, step: float, mask: Optional[torch.Tensor] = None, max_iter: int = 200,
-            threshold: float = 0.99, l2: Optional[float] = None, linf: Optional[float] = None,
+def descend(model: Callable, images: torch.Tensor, target: torch.Tensor, *,
+            criterion: Optional[Criterion] = None, norm: str, step: Union[float, Callable[[int], float]],
+            mask: Optional[torch.Tensor] = None, max_iter: int = 200,
+            threshold: Optional[float] = 0.99, l2: Optional[float] = None, linf: Optional[float] = None,
             quantize: bool = False, views: Optional[Views] = None,
-            seed: Union[int, Sequence[int], None] = None) -> AttackResult:
+            seed: Union[int, Sequence[int], None] = None,
+            criterion_at: Optional[Callable[[int], Criterion]] = None, start_radius: Optional[float] = None,
+            keep_best: bool = False, targeted: bool = True) -> AttackResult:
     """Minimise ``criterion`` toward ``target`` by steps of size ``step`` along the gradient
     normalised per image (``norm``: 'linf', 'l2' = RMS, 'sign' per value, or 'adam'); an
     image stops when the fraction of its valid pixels on target reaches ``threshold`` on the
-    (quantised) image and on every view of that step, or after ``max_iter`` steps.
+    (quantised) image and on every view of that step, or after ``max_iter`` steps
+    (``threshold=None``: never before, a fixed budget of steps).
 
-    ``seed`` draws the random views (adaptive attacks): an int seeds one generator for the
-    batch; one int per image gives each image its own, so an image's views, and its result,
-    do not depend on which images it was batched with (a resumed run's batches differ)."""
+    ``seed`` draws the random views (adaptive attacks) and the random start: an int seeds one
+    generator for the batch; one int per image gives each image its own, so an image's views,
+    and its result, do not depend on which images it was batched with (a resumed run's
+    batches differ).
+
+    Fixed-budget attacks: ``criterion_at(it)`` gives step it's criterion (it = 0 .. max_iter-1;
+    replaces ``criterion``); ``step`` may be a schedule ``it -> size``; ``start_radius`` begins
+    at a uniform random point of the L-inf ball of that radius; ``keep_best`` returns, for an
+    image that used all its steps, its iterate of highest success (on the frame: views are
+    drawn afresh every step, so theirs do not compare across steps). ``targeted=False``:
+    ``target`` holds the labels to move away from (clean prediction or ground truth), success
+    is the fraction of valid pixels NOT predicted as their label, mIoU is against the labels."""
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    if (criterion is None) == (criterion_at is None):
+        raise ValueError("give exactly one of criterion and criterion_at")
     check_inputs(images, target, mask)
     check_budget(l2, linf)
-    if not 0 < threshold <= 1:
-        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    if max_iter < 0 or not step > 0:
+    if threshold is not None and not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1] or None, got {threshold}")
+    if max_iter < 0 or not (callable(step) or step > 0):
         raise ValueError(f"need max_iter >= 0 and step > 0, got {max_iter}, {step}")
+    if start_radius is not None and not start_radius > 0:
+        raise ValueError(f"start_radius must be > 0 or None, got {start_radius}")
+    rate = success_rate if targeted else _fooled_rate
     clean = images.detach()
     if quantize and not is_8bit(clean):
         raise ValueError("quantize=True needs 8-bit clean images (multiples of 1/255)")
@@ -86,8 +108,12 @@ def descend(model: Callable, images: torch.Tensor, target: torch.Tensor, *, crit
 
     n = len(clean)
     x = clean.clone()
+    if start_radius is not None:
+        x = project(clean, clean + _start_noise(seed, clean, start_radius), l2, linf)
     out = clean.clone()
     pred_out = torch.zeros_like(target)
+    if keep_best:
+        best, best_x, best_pred = torch.full((n,), -1.0, dtype=torch.float64), clean.clone(), pred_out.clone()
     iterations = torch.zeros(n, dtype=torch.int64)
     seconds = torch.zeros(n, dtype=torch.float64)
     num_classes = None
@@ -105,13 +131,20 @@ def descend(model: Callable, images: torch.Tensor, target: torch.Tensor, *, crit
                     raise ValueError(f"target holds class {int(target[valid].max())} but the model "
                                      f"predicts {num_classes} classes")
             pred = labels_of(logits)
-            done = success_rate(pred, t, v) >= threshold
+            score = rate(pred, t, v)
+            done = score >= threshold if threshold is not None else torch.zeros_like(score, dtype=torch.bool)
+            if keep_best:  # on the frame alone (see docstring); ties keep the earlier iterate
+                better = (score > best[active.cpu()].to(score.device)).nonzero().flatten()
+                ids = active[better]
+                best[ids.cpu()] = score[better].cpu()
+                best_x[ids], best_pred[ids] = xq.detach()[better], pred[better]
             if it < max_iter and not (views is None and bool(done.all())):
-                grad = torch.autograd.grad(criterion(logits, t, v).sum(), xq)[0]
+                crit = criterion if criterion_at is None else criterion_at(it)
+                grad = torch.autograd.grad(crit(logits, t, v).sum(), xq)[0]
                 del logits
                 if views is not None:
                     view_grad, views_done = _view_grads(model, views, xq, t, v, rng_of(active),
-                                                           criterion, threshold, frame=pred)
+                                                           crit, threshold, frame=pred, rate=rate)
                     grad = grad + view_grad
                     done = done & views_done
             else:
@@ -120,8 +153,11 @@ def descend(model: Callable, images: torch.Tensor, target: torch.Tensor, *, crit
         finished = done.nonzero().flatten()
         if len(finished):
             ids = active[finished]
-            out[ids] = xq.detach()[finished]
-            pred_out[ids] = pred[finished]
+            if keep_best and it == max_iter:  # the budget is spent: the best iterate it reached
+                out[ids], pred_out[ids] = best_x[ids], best_pred[ids]
+            else:
+                out[ids] = xq.detach()[finished]
+                pred_out[ids] = pred[finished]
             iterations[ids.cpu()] = it
             seconds[ids.cpu()] = time.perf_counter() - start
         keep = (~done).nonzero().flatten()
@@ -132,12 +168,13 @@ def descend(model: Callable, images: torch.Tensor, target: torch.Tensor, *, crit
             direction = adam.step(ids, grad[keep], it + 1)
         else:
             direction = _normalise(grad[keep], norm)
-        x[ids] = project(clean[ids], x[ids] - step * direction, l2, linf)
+        size = step(it) if callable(step) else step
+        x[ids] = project(clean[ids], x[ids] - size * direction, l2, linf)
         active = ids
     l2_d, linf_d = distances(clean, out)
     return AttackResult(
         images=out.cpu(), prediction=pred_out.cpu(),
-        success=success_rate(pred_out, target, valid).cpu(),
+        success=rate(pred_out, target, valid).cpu(),
         miou=miou(pred_out, target, valid, num_classes).cpu(),
         l2=l2_d.cpu(), linf=linf_d.cpu(), iterations=iterations, seconds=seconds)
 
@@ -151,6 +188,26 @@ def _view_generators(seed, n: int):
     if len(rngs) != n:
         raise ValueError(f"seed needs one value per image ({n}), got {len(rngs)}")
     return lambda active: [rngs[i] for i in active.tolist()]
+
+
+def _fooled_rate(pred: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(N,) float64 fraction of valid pixels NOT predicted as their label (untargeted success)."""
+    return 1.0 - success_rate(pred, labels, valid)
+
+
+def _start_noise(seed, clean: torch.Tensor, radius: float) -> torch.Tensor:
+    """Uniform noise in [-radius, radius], shaped as ``clean``: one generator for the batch
+    (``seed`` None or an int) or one per image (a sequence), as the views draw theirs."""
+    shape = tuple(clean.shape[1:])
+    if seed is None or isinstance(seed, numbers.Integral):
+        rng = np.random.default_rng(None if seed is None else [int(seed), _START_STREAM])
+        noise = rng.uniform(-radius, radius, (len(clean),) + shape)
+    else:
+        if len(seed) != len(clean):
+            raise ValueError(f"seed needs one value per image ({len(clean)}), got {len(seed)}")
+        noise = np.stack([np.random.default_rng([int(v), _START_STREAM]).uniform(-radius, radius, shape)
+                          for v in seed])
+    return torch.from_numpy(noise).to(clean.device, clean.dtype)
 
 
 class _Adam:
@@ -171,10 +228,11 @@ class _Adam:
         return m_hat / (v_hat.sqrt() + self.eps)
 
 
-def _view_grads(model, views: Views, xq, target, valid, rng, criterion, threshold, frame=None):
+def _view_grads(model, views: Views, xq, target, valid, rng, criterion, threshold, frame=None,
+                rate=success_rate):
     """Gradient of the views' losses w.r.t. ``xq``, one group at a time, and (N,) whether
-    every view reached ``threshold``. ``frame``: (N, H, W) the frame's labels at ``xq``, handed
-    to views that ask for it (``needs_frame``)."""
+    every view reached ``threshold`` (never, when it is None). ``frame``: (N, H, W) the frame's
+    labels at ``xq``, handed to views that ask for it (``needs_frame``)."""
     grad = torch.zeros_like(xq)
     ok = torch.ones(len(xq), dtype=torch.bool, device=xq.device)
     extra_args = {"frame": frame} if views.needs_frame else {}
@@ -187,7 +245,8 @@ def _view_grads(model, views: Views, xq, target, valid, rng, criterion, threshol
             loss = loss + extra
         for lg, view in zip(logits, group):
             empty = view.valid.flatten(1).sum(1) == 0  # a crop of ignored pixels asks nothing
-            ok &= (success_rate(labels_of(lg.detach()), view.target, view.valid) >= threshold) | empty
+            if threshold is not None:
+                ok &= (rate(labels_of(lg.detach()), view.target, view.valid) >= threshold) | empty
         grad += torch.autograd.grad(loss.sum(), xq)[0]
         del logits, loss, extra
     return grad, ok

@@ -109,12 +109,13 @@ class Manifest:
         tmp.replace(self.path)
 
 
-def summarize(records: list, threshold: float) -> dict:
-    """Mean per-image metrics of ``records``, attack seconds per frame, and how many reached ``threshold``."""
+def summarize(records: list, threshold: float | None) -> dict:
+    """Mean per-image metrics of ``records``, attack seconds per frame, and how many reached
+    ``threshold`` (None for an attack without one: a fixed-budget attack runs every step)."""
     mean = {k: float(np.mean([r[k] for r in records]))
             for k in ("success", "miou", "l2", "linf", "iterations", "seconds", "clean_success")}
-    return {"mean": mean, "seconds_per_frame": seconds_per_frame(records),
-            "reached_threshold": int(sum(r["success"] >= threshold for r in records))}
+    reached = None if threshold is None else int(sum(r["success"] >= threshold for r in records))
+    return {"mean": mean, "seconds_per_frame": seconds_per_frame(records), "reached_threshold": reached}
 
 
 def seconds_per_frame(records: list) -> float:

@@ -56,21 +56,41 @@ __all__ = ["AttackSettings", "run_attacks", "unused_settings", "detector_geometr
            "seconds_per_frame", "summarize"]
 
 
-def load_attack_model(model_path, arch=None, device="cpu"):
+def load_attack_model(model_path, arch=None, device="cpu", onnx: Optional[dict] = None, log=None):
     """(Segmenter in eval mode on `device` with frozen weights and its BNs folded, meta) for
     attacking.
 
-    The targets are Cityscapes train ids, so a model with another class count is refused.
+    ``onnx``: ``model_path`` is a user's ONNX graph and this dict its convention options (the
+    CLI's onnx_options, plus ``classes``); its BNs stay as the exporter wrote them (usually
+    folded), and meta holds ``model`` "onnx" (no architecture; a renamed file stays the same
+    model) and ``onnx`` (models/onnx_model.describe). The targets are Cityscapes train ids,
+    so a model with another class count is refused.
     """
     from edge_guard.calibration.models.checkpoint import load_segmenter
     from edge_guard.calibration.models.fusion import fuse_segmenter
 
     model_path = Path(model_path).expanduser()
-    segmenter, meta = load_segmenter(model_path, arch=arch, map_location=device)
+    if onnx is not None:
+        from edge_guard.calibration.models.onnx_model import describe, load_onnx
+
+        segmenter = load_onnx(model_path, onnx, log=log or (lambda *a: None))
+        meta = {"model": "onnx", "onnx": describe(segmenter)}
+    else:
+        segmenter, meta = load_segmenter(model_path, arch=arch, map_location=device)
     if segmenter.num_classes != NUM_CLASSES:
         raise UserError(f"{model_path} predicts {segmenter.num_classes} classes, but the targets "
                         f"and data use the {NUM_CLASSES} Cityscapes train ids")
+    if onnx is not None:
+        return segmenter.to(device).eval(), meta
     return fuse_segmenter(segmenter.to(device)), meta
+
+
+def onnx_identity(described: dict) -> dict:
+    """An ONNX model's description without what may differ between identical runs (its file
+    name: the sha256 is compared; where each convention came from): what a manifest compares."""
+    conventions = {k: v for k, v in described["conventions"].items() if k != "sources"}
+    return {**{k: v for k, v in described.items() if k not in ("conventions", "formula", "file")},
+            "conventions": conventions}
 
 
 def image_seed(seed: int, name: str) -> int:
@@ -118,9 +138,12 @@ def _scene_source(frames, name: str, seed: int, size):
 
 
 def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, arch: Optional[str] = None,
-                limit: Optional[int] = None, device: str = "cpu", progress: bool = True) -> dict:
+                limit: Optional[int] = None, device: str = "cpu", progress: bool = True,
+                onnx: Optional[dict] = None, log=None) -> dict:
     """Attack the first ``limit`` frames of ``data``/``split`` into ``out``; returns the
-    manifest's summary. See the module docstring for the layout."""
+    manifest's summary. See the module docstring for the layout. ``onnx``: ``model_path`` is a
+    user's ONNX graph with these convention options (load_attack_model); ``log`` takes its
+    loader's notes (None: quiet)."""
     from edge_guard.calibration.data.folders import ImageFolder, open_dataset
 
     s = settings.resolved()
@@ -152,7 +175,7 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
                             f"frame {name!r}: their outputs would overwrite each other; rename one")
         seen[name] = i
     model_path = Path(model_path).expanduser()
-    segmenter, meta = load_attack_model(model_path, arch=arch, device=device)
+    segmenter, meta = load_attack_model(model_path, arch=arch, device=device, onnx=onnx, log=log)
     height, width = s.size if s.size else frames[0][0].shape[:2]
     s = replace(s, **dict(zip(("patch_size", "b_low", "b_high"),
                               detector_geometry(height, s.patch_size, s.b_low, s.b_high))))
@@ -181,6 +204,8 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
             "model_sha256": sha256_file(model_path), "arch": meta.get("model"), "quantize": True,
             "edge_guard": __version__, "torch": torch.__version__,
         }
+        if "onnx" in meta:  # how the graph is fed and read is part of the model attacked
+            record_settings["onnx"] = onnx_identity(meta["onnx"])
         # The model is its sha256: the same file elsewhere (another checkout, a GPU machine's copy)
         # resumes the folder; its path is recorded, the newest kept. The data folder may move too
         # (a GPU lease's scenes come back elsewhere): each record is checked against its frame.

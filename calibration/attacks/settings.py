@@ -11,12 +11,20 @@ from typing import Optional
 from edge_guard.errors import UserError
 
 from .. import targets as target_maps
-from . import ATTACKS
+from . import ATTACKS, FIXED_BUDGET
+from .maskedce import DEFAULT_ITER as MASKEDCE_ITER, STEP_FRACTION as MASKEDCE_STEP
+from .pgd import DEFAULT_LINF
+from .segpgd import DEFAULT_ITER as SEGPGD_ITER, STEP_FRACTION as SEGPGD_STEP
 from .views import ADAPTIVE, PAIR_ADAPTIVE, PATCH_ADAPTIVE
 
-#: The paper's L2 bound (RMS on [0, 1] images) for adaptive attacks (§5.4).
+#: The paper's L2 bound (RMS on [0, 1] images) for adaptive DAG / Houdini attacks (§5.4).
 ADAPTIVE_L2 = 0.06
 DEFAULT_STEP = {"dag": 0.5 / 255, "houdini": 1.0 / 255}
+#: Fixed-budget attacks: their step (SegPGD's alpha, masked-CE's first step) as a fraction of --linf.
+STEP_FRACTION = {"segpgd": SEGPGD_STEP, "maskedce": MASKEDCE_STEP}
+DEFAULT_MAX_ITER = {"dag": 200, "houdini": 200, "segpgd": SEGPGD_ITER, "maskedce": MASKEDCE_ITER}
+#: Early stop at this fraction of pixels on target; None (fixed-budget attacks): every step runs.
+DEFAULT_THRESHOLD = {"dag": 0.99, "houdini": 0.99, "segpgd": None, "maskedce": None}
 
 
 @dataclass
@@ -35,11 +43,13 @@ class AttackSettings:
     blur_stds: tuple = (0.5, 3.0, 5.0)
     pair_weight: float = 1.0
     agree_weight: float = 1.0  # frame-agree: weight of the patches' agreement with the frame
-    l2: Optional[float] = None  # None: ADAPTIVE_L2 for adaptive attacks, unbounded otherwise
-    linf: Optional[float] = None
-    max_iter: int = 200
-    step: Optional[float] = None  # None: DEFAULT_STEP[method] (DAG's gamma, Houdini's Adam rate)
-    threshold: float = 0.99
+    # None: ADAPTIVE_L2 for adaptive DAG / Houdini, else unbounded (fixed-budget attacks: --linf bounds)
+    l2: Optional[float] = None
+    linf: Optional[float] = None  # None: unbounded, or DEFAULT_LINF (8/255) for a fixed-budget attack
+    max_iter: Optional[int] = None  # None: DEFAULT_MAX_ITER[method]
+    # None: DEFAULT_STEP[method] (DAG's gamma, Houdini's Adam rate), or STEP_FRACTION[method] * linf
+    step: Optional[float] = None
+    threshold: Optional[float] = None  # None: DEFAULT_THRESHOLD[method] (None there: no early stop)
     seed: int = 0
     size: Optional[tuple] = None  # (H, W) frames are resized to before the attack
     text: str = "ECCV 2018"
@@ -94,11 +104,19 @@ class AttackSettings:
         if self.linf is not None and self.linf * 255 < 1 - 1e-6:
             raise UserError(f"--linf {self.linf} is below one 8-bit level (give at least 1/255 = 0.00393): "
                             "the saved frames could not change at all")
-        l2 = self.l2 if self.l2 is not None else (ADAPTIVE_L2 if adaptive else None)
-        step = self.step if self.step is not None else DEFAULT_STEP[self.method]
+        fixed = self.method in FIXED_BUDGET
+        l2 = self.l2 if self.l2 is not None else (ADAPTIVE_L2 if adaptive and not fixed else None)
+        linf = self.linf if self.linf is not None else (DEFAULT_LINF if fixed else None)
+        if self.step is not None:
+            step = self.step
+        else:
+            step = linf * STEP_FRACTION[self.method] if fixed else DEFAULT_STEP[self.method]
+        max_iter = self.max_iter if self.max_iter is not None else DEFAULT_MAX_ITER[self.method]
+        threshold = self.threshold if self.threshold is not None else DEFAULT_THRESHOLD[self.method]
         size = tuple(int(v) for v in self.size) if self.size else None
-        return AttackSettings(**{**asdict(self), "adaptive": adaptive, "l2": l2, "step": step,
-                                 "size": size, "blur_stds": tuple(self.blur_stds)})
+        return AttackSettings(**{**asdict(self), "adaptive": adaptive, "l2": l2, "linf": linf, "step": step,
+                                 "max_iter": max_iter, "threshold": threshold, "size": size,
+                                 "blur_stds": tuple(self.blur_stds)})
 
 
 def detector_geometry(height: int, patch_size=None, b_low=None, b_high=None) -> tuple[int, int, int]:

@@ -1,4 +1,4 @@
-"""`edge-guard attack`: targeted DAG / Houdini attacks on every frame of a split.
+"""`edge-guard attack`: targeted DAG / Houdini / SegPGD / masked-CE PGD attacks on every frame of a split.
 
 Writes the adversarial frames (8-bit PNG, the inputs' relative paths and names, as .png),
 the targets (raw train ids and colourised) and OUT/manifest.json with every setting, a
@@ -15,9 +15,10 @@ from pathlib import Path
 
 from edge_guard.cli._args import (add_model_option, at_most, frame_size, non_negative_int, positive_float,
                                   positive_int, side)
+from edge_guard.cli._onnx_args import add_onnx_options, model_or_onnx
 from edge_guard.limits import MAX_BATCH, MAX_FRAMES, MAX_PAIRS
 
-METHODS = ("dag", "houdini")
+METHODS = ("dag", "houdini", "segpgd", "maskedce")
 TARGETS = ("pure", "emblem", "scene", "remap", "strip", "text")
 ADAPTIVE = ("scale", "spatial", "spatial-pairs", "frame", "frame-agree")
 
@@ -26,6 +27,12 @@ examples:
   edge-guard attack --data scenes --split val --method dag --target pure --out attacks/dag_pure
   edge-guard attack --data scenes --method houdini --target emblem --adaptive spatial \\
       --k-attack 10 --out attacks/houdini_emblem_adaptive10
+  edge-guard attack --data scenes --method segpgd --target pure --linf 4/255 --out attacks/segpgd_pure_4
+
+fixed-budget attacks (segpgd: SegPGD, ECCV 2022; maskedce: masked-CE PGD, ECCV 2024): every
+--max-iter step (default 100) inside --linf (default 8/255; 4/255 is the other usual budget),
+no early stop unless --threshold is given; --step is SegPGD's alpha (default linf/4) or
+masked-CE's first, cosine-decayed step (default linf).
 
 targets: pure (one random class), emblem (a cartoon face, the paper's "Kitty"), scene
 (another frame's labels with people and vehicles removed), remap (the clean prediction
@@ -40,15 +47,18 @@ adaptive attacks (--adaptive; default --l2 0.06, as in the paper; K = --k-attack
 
 
 def register(sub) -> None:
-    p = sub.add_parser("attack", help="targeted DAG / Houdini attacks on a split (adversarial set)",
+    p = sub.add_parser("attack", help="targeted DAG / Houdini / SegPGD / masked-CE attacks on a split "
+                                      "(adversarial set)",
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_option(p)
+    p.set_defaults(model=None)  # model_or_onnx: the shipped model unless --model or --onnx
+    add_onnx_options(p, "attacked white-box (converted to PyTorch by onnx2torch)")
     p.add_argument("--data", type=Path, required=True, metavar="DIR",
                    help="Cityscapes-layout, BDD100K or image folder")
     p.add_argument("--split", default=None,
                    help="split to attack (default: val); refused for a plain image folder, which has none")
-    p.add_argument("--method", required=True, help="dag or houdini")
+    p.add_argument("--method", required=True, help=", ".join(METHODS))
     p.add_argument("--target", required=True, help=", ".join(TARGETS))
     p.add_argument("--text", default=None, help="string of --target text (default: ECCV 2018)")
     p.add_argument("--adaptive", default=None,
@@ -68,15 +78,20 @@ def register(sub) -> None:
     p.add_argument("--blur-stds", default=None, help="Gaussian stds of --adaptive scale (default: 0.5,3,5)")
     p.add_argument("--agree-weight", type=positive_float, default=None, metavar="W",
                    help="weight of the patches' agreement with the frame in --adaptive frame-agree (default: 1)")
-    p.add_argument("--l2", type=positive_float, default=None,
-                   help="L2 budget as RMS on [0,1] images, at most 1 (default: 0.06 adaptive, else none)")
-    p.add_argument("--linf", type=positive_float, default=None,
-                   help="L-inf budget on [0,1] images, from 1/255 (one 8-bit level) to 1 (default: none)")
-    p.add_argument("--max-iter", type=positive_int, default=200, help="default: 200 (the paper's)")
-    p.add_argument("--step", type=positive_float, default=None,
-                   help="DAG gamma / Houdini Adam rate on [0,1] images (default: 0.5/255, 1/255)")
-    p.add_argument("--threshold", type=positive_float, default=0.99,
-                   help="stop a frame at this fraction of pixels on target (default: 0.99)")
+    p.add_argument("--l2", type=image_value, default=None,
+                   help="L2 budget as RMS on [0,1] images, at most 1 (default: 0.06 adaptive dag/houdini, "
+                        "else none)")
+    p.add_argument("--linf", type=image_value, default=None,
+                   help="L-inf budget on [0,1] images, a number or a fraction such as 8/255, from 1/255 (one "
+                        "8-bit level) to 1 (default: 8/255 segpgd/maskedce, else none)")
+    p.add_argument("--max-iter", type=positive_int, default=None,
+                   help="default: 200 dag/houdini (the paper's), 100 segpgd/maskedce")
+    p.add_argument("--step", type=image_value, default=None,
+                   help="DAG gamma / Houdini Adam rate / SegPGD alpha / masked-CE first step on [0,1] "
+                        "images (default: 0.5/255, 1/255, linf/4, linf)")
+    p.add_argument("--threshold", type=positive_float, default=None,
+                   help="stop a frame at this fraction of pixels on target (default: 0.99 dag/houdini; "
+                        "segpgd/maskedce: no early stop)")
     p.add_argument("--size", type=frame_size, default=None, metavar="HxW",
                    help="resize frames to this size before attacking (default: as stored)")
     p.add_argument("--limit", type=at_most(MAX_FRAMES, "frames"), default=None, help="first N frames only")
@@ -88,6 +103,18 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=run)
+
+
+def image_value(text: str) -> float:
+    """A value on [0, 1] images: a number (0.0314) or a fraction of two (8/255)."""
+    num, slash, den = text.partition("/")
+    if not slash:
+        return positive_float(text)
+    try:
+        return positive_float(num) / positive_float(den)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or a fraction of two positive "
+                                         "numbers such as 8/255") from None
 
 
 def _stds(text: str) -> tuple:
@@ -112,7 +139,7 @@ def run(args) -> int:
     check_folder(args.out, "--out")
     from edge_guard.calibration.attacks.run import AttackSettings, run_attacks, unused_settings
 
-    if args.threshold > 1:
+    if args.threshold is not None and args.threshold > 1:
         raise UserError(f"--threshold {args.threshold} must be at most 1")
     defaults = AttackSettings(method=args.method, target=args.target)
     settings = AttackSettings(
@@ -130,8 +157,13 @@ def run(args) -> int:
         split = "val"
     elif args.data.is_dir() and _is_image_folder(args.data):
         raise UserError(f"--split {split}: {args.data} is a plain image folder, which has no splits; leave it out")
-    summary = run_attacks(args.model, args.data, split, settings, args.out, arch=args.arch,
-                          limit=args.limit, device=pick_device(args.device))
+    model, onnx = model_or_onnx(args)
+    if onnx is not None:
+        from edge_guard.calibration.models.onnx_model import check_onnx
+
+        check_onnx(model, onnx)
+    summary = run_attacks(model, args.data, split, settings, args.out, arch=args.arch,
+                          limit=args.limit, device=pick_device(args.device), onnx=onnx, log=print)
     if summary["attacked"] == 0:
         print(f"nothing left to attack: {args.out} has every frame asked for", file=sys.stderr)
     if summary["images"]:

@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from edge_guard.bundle_schema import METHODS
+from edge_guard.cli._onnx_args import ONNX_HELP, add_onnx_options, model_or_onnx
 from edge_guard.cli._args import (add_model_option, add_statistic_options, at_most, frame_size, k_count,
                                   non_negative_int, positive_float, side)
 from edge_guard.limits import MAX_FRAMES
@@ -25,6 +26,9 @@ EXAMPLE = """\
 examples (the shipped bundle):
   edge-guard generate --out scenes --split val --frames 300 --seed 11
   edge-guard calibrate --data scenes --split val --out bundle
+  edge-guard calibrate --data drive.mp4 --every 5 --out bundle   # every 5th frame of a benign drive
+  edge-guard calibrate --onnx seg.onnx --scale 1 --mean 123.675,116.28,103.53 \\
+      --std 58.395,57.12,57.375 --data frames/ --out bundle        # your own model (mmsegmentation)
   edge-guard calibrate --data scenes --out bundle --adversarial attacks/dag_pure \\
       --adversarial attacks/houdini_emblem
   edge-guard calibrate --out bundle --extend --ks 1,2,3,8     # thresholds for more K, same frames
@@ -59,13 +63,17 @@ generated scenes' size) that is --patch 256, --b-low 16, --b-high 32 (pairs only
 
 def register(sub) -> None:
     p = sub.add_parser("calibrate", help="export the model and calibrate the detector threshold (bundle)",
-                       description=__doc__, epilog=EXAMPLE,
+                       description=__doc__, epilog=EXAMPLE + "\n" + ONNX_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_option(p)
-    p.add_argument("--data", type=Path, default=None, metavar="DIR",
-                   help="benign frames: Cityscapes-layout, BDD100K or image folder (required; with "
-                        "--extend: default the folder the bundle was calibrated on)")
+    p.add_argument("--data", type=Path, default=None, metavar="DIR|VIDEO",
+                   help="benign frames: Cityscapes-layout, BDD100K or image folder, or a video of benign "
+                        "driving that OpenCV reads (.mp4, .avi, .mkv, .mov, ...; frames 0, N, 2N, ... with "
+                        "--every N) (required; with --extend: default the data the bundle was calibrated on)")
     p.add_argument("--split", default="val", help="split to calibrate on (default: val)")
+    p.add_argument("--every", type=int, default=None, metavar="N",
+                   help="with a video --data: calibrate on its every N-th frame from the start, frames "
+                        "0, N, 2N, ... (default: 1, every frame; not for folders)")
     p.add_argument("--out", type=Path, required=True, metavar="BUNDLE_DIR",
                    help="bundle folder: model.onnx, export.json and guard.json are written here")
     p.add_argument("--frame", type=frame_size, default=(512, 1024), metavar="HxW",
@@ -123,6 +131,12 @@ def register(sub) -> None:
                    help="checked frames per second of the streams it will watch (default: 15)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default) for the PyTorch model")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_onnx_options(p, "wrapped, unchanged inside, into the bundle instead of exporting --model "
+                        "(docs/your-model.md)")
+    p.set_defaults(model=None)  # model_or_onnx: the shipped model unless --model or --onnx
+    p.add_argument("--allow-non-trt", action="store_true",
+                   help="with --onnx: write the bundle even when the graph fails the TensorRT-compatibility "
+                        "check (it then runs on ONNX Runtime only)")
     p.set_defaults(func=run)
     _DEFAULTS.update({dest: p.get_default(dest) for dest in _SETTINGS})
 
@@ -130,7 +144,7 @@ def register(sub) -> None:
 #: Options that set what --extend reads from the bundle instead (refused with it).
 _SETTINGS = ("split", "frame", "patch", "detector", "statistic", "min_pixels", "b_low", "b_high", "pairs",
              "rule", "fpr", "calib_frames", "holdout_frames", "conditions", "condition_frames", "adversarial",
-             "seed")
+             "seed", "every")
 _DEFAULTS: dict = {}
 
 
@@ -205,7 +219,7 @@ def _extend(args) -> int:
     if args.clips is None or args.ks is not None:
         from edge_guard.calibration.extend_ks import extend_bundle
 
-        doc = extend_bundle(args.out, args.ks, args.model, data=args.data, arch=args.arch,
+        doc = extend_bundle(args.out, args.ks, model_or_onnx(args)[0], data=args.data, arch=args.arch,
                             device=pick_device(args.device), progress=not args.quiet)
         print(f"{args.out}/guard.json: K={doc['detector']['k']} keeps threshold {doc['detector']['threshold']!r}")
         print("\n".join(_ks_lines(doc)))
@@ -228,6 +242,29 @@ def _add_alarm(args) -> None:
           "on the clips themselves)")
 
 
+def _model(args):
+    """The checkpoint path, or the user's ONNX with its conventions (--onnx)."""
+    model, options = model_or_onnx(args)
+    if options is None:
+        return model
+    from edge_guard.calibration.model_source import OnnxModel
+
+    classes = options.pop("classes")
+    return OnnxModel(model, options, classes, require_trt=not args.allow_non_trt)
+
+
+def _check_onnx_args(args) -> None:
+    """--onnx and --model/--arch exclusive; convention options only with --onnx."""
+    from edge_guard.errors import UserError
+
+    model_or_onnx(args)
+    if args.allow_non_trt and args.onnx is None:
+        raise UserError("--allow-non-trt is for your own ONNX model (--onnx MODEL.onnx): an exported "
+                        "checkpoint must pass the TensorRT check")
+    if args.extend and args.onnx is not None:
+        raise UserError("--extend reads the model from the bundle: leave out --onnx")
+
+
 def run(args) -> int:
     import sys
 
@@ -237,6 +274,7 @@ def run(args) -> int:
 
     require_export_tools("calibrate")  # all of them before the model or the data load
     require("sklearn", "offline", "calibrate (AUC)")
+    _check_onnx_args(args)
     if args.extend:
         return _extend(args)
     if args.data is None:
@@ -260,11 +298,11 @@ def run(args) -> int:
         conditions=conditions, condition_frames=args.condition_frames,
         method=args.detector, statistic=args.statistic, min_pixels=args.min_pixels, frame_size=args.frame, patch=args.patch, b_low=args.b_low, b_high=args.b_high, k=args.pairs,
         rule=args.rule, fpr=args.fpr if args.rule == "fpr" else None, calib_frames=args.calib_frames,
-        holdout_frames=args.holdout_frames, split=args.split, seed=args.seed,
+        holdout_frames=args.holdout_frames, split=args.split, every=args.every, seed=args.seed,
         ks=default_ks(args.pairs) if args.ks is None else args.ks)
     settings.check()  # one-line errors before the device or the data are touched
     with removed_if_left_empty(args.out):
-        result = calibrate(args.model, args.data, args.out, settings, adversarial=args.adversarial,
+        result = calibrate(_model(args), args.data, args.out, settings, adversarial=args.adversarial,
                            arch=args.arch, device=pick_device(args.device), progress=not args.quiet)
     for warning in result.warnings:
         print(f"edge-guard calibrate: warning: {warning}", file=sys.stderr)

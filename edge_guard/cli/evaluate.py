@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edge_guard.cli._args import (add_model_option, add_statistic_options, at_most, frame_size, k_count,
                                   non_negative_int, positive_float, positive_int, side)
+from edge_guard.cli._onnx_args import ONNX_HELP, add_onnx_options, model_or_onnx
 from edge_guard.limits import MAX_BATCH, MAX_FRAMES
 
 EXAMPLE = """\
@@ -31,6 +32,10 @@ at 128x256, patch 96, b in [6, 12), DAG and Houdini on the pure target, K in {1,
 K_attack in {0,1,5}, no pairs adversary, 20 attack iterations, no Fig. 8 (add --fig8 for it).
 Fig. 8 trains three models of the evaluated architecture on the train split (--transfer-steps)
 unless --transfer-models names checkpoints.
+
+""" + ONNX_HELP + """
+  edge-guard evaluate --onnx segformer.onnx --scale 1 --mean 123.675,116.28,103.53 \\
+      --std 58.395,57.12,57.375 --data scenes --out eval --quick
 """
 
 FULL = {"benign": 100, "adversarial": 50, "methods": "dag,houdini", "targets": "pure,emblem",
@@ -48,6 +53,8 @@ def register(sub) -> None:
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_option(p)  # --model and --arch
+    p.set_defaults(model=None)  # model_or_onnx: the shipped model unless --model or --onnx
+    add_onnx_options(p, "attacked white-box (converted to PyTorch by onnx2torch) and scored")
     p.add_argument("--data", type=Path, required=True, metavar="DIR",
                    help="Cityscapes-layout, BDD100K or image folder")
     p.add_argument("--split", default="val", help="split to evaluate on (default: val)")
@@ -154,8 +161,9 @@ def settings_from_args(args):
     if args.quick and not args.fig8:
         skip.add("fig8")
     transfer = _list(args.transfer_models, "--transfer-models") if args.transfer_models else ()
+    model, onnx = model_or_onnx(args)
     return EvalSettings(
-        data=str(args.data), out=str(args.out), model=str(args.model), arch=args.arch, split=args.split,
+        data=str(args.data), out=str(args.out), model=str(model), arch=args.arch, split=args.split, onnx=onnx,
         benign=pick("benign"), adversarial=pick("adversarial"),
         methods=_list(pick("methods"), "--methods"), targets=_list(pick("targets"), "--targets"),
         ks=_counts(pick("ks"), "--ks", int), stds=_counts(pick("stds"), "--stds", float),
@@ -184,6 +192,10 @@ def run(args) -> int:
 
     settings = settings_from_args(args)
     settings.check()  # one-line errors before the device or the data are touched
+    if settings.onnx is not None:
+        from edge_guard.calibration.models.onnx_model import check_onnx
+
+        check_onnx(settings.model, settings.onnx)
     results = evaluate(settings, device=pick_device(args.device), progress=not args.quiet,
                        log=(lambda *a: None) if args.quiet else print, cached_only=args.cached_only)
     print(f"wrote {Path(args.out) / 'report.md'} and results.json ({results['seconds']:.0f} s)")

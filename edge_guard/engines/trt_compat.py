@@ -140,7 +140,7 @@ def _check_restrictions(node, constants, problems):
             problems.append(f"{_label(node)}: input {index} must be a constant")
 
 
-def _check_shapes(model, problems):
+def _check_shapes(model, problems, inner_dims: bool = True):
     graph = model.graph
     for kind, values in (("input", graph.input), ("output", graph.output)):
         for vi in values:
@@ -157,7 +157,7 @@ def _check_shapes(model, problems):
                                     "only the batch dimension may be")
     # Inside the graph, shape inference names what it cannot prove (unk__N); a symbol in
     # dim 0 is the batch flowing through, a symbol anywhere else a dynamic spatial size.
-    for vi in graph.value_info:
+    for vi in (graph.value_info if inner_dims else ()):
         for i, d in enumerate(vi.type.tensor_type.shape.dim):
             if d.dim_param and i != 0:
                 problems.append(f"tensor {vi.name!r} dim {i} is dynamic ({d.dim_param}): "
@@ -165,8 +165,13 @@ def _check_shapes(model, problems):
                 break
 
 
-def check_trt_compat(model) -> CompatReport:
-    """Check an ONNX ModelProto (or a path to one) against TensorRT 10's ONNX parser."""
+def check_trt_compat(model, inner_dims: bool = True) -> CompatReport:
+    """Check an ONNX ModelProto (or a path to one) against TensorRT 10's ONNX parser.
+
+    ``inner_dims=False`` skips the rule that no tensor inside the graph has a dynamic dim
+    beyond the batch: a user's graph (wrapped with static H and W) may compute slice ends from
+    its input's shape, which ONNX shape inference leaves unknown but TensorRT computes from
+    the static input when it builds the engine."""
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
     table = load_table()
@@ -229,5 +234,5 @@ def check_trt_compat(model) -> CompatReport:
         if dtype in ("INT64", "DOUBLE"):
             problems.append(f"graph output {vi.name!r} is {dtype}: cast it to "
                             f"{'INT32' if dtype == 'INT64' else 'FLOAT'} in the graph")
-    _check_shapes(inferred, problems)
+    _check_shapes(inferred, problems, inner_dims)
     return report
