@@ -172,12 +172,18 @@ def plan_attacks(s: EvalSettings) -> list:
 
 
 def attack_settings(s: EvalSettings, a: AttackSet):
+    """A cell's attack. A fixed-budget attack (SegPGD, masked CE) runs its own step count (at
+    most the grid's --max-iter, so --quick stays quick) and no early stop: its budget is the point."""
+    from .attacks import FIXED_BUDGET
     from .attacks.run import AttackSettings
+    from .attacks.settings import DEFAULT_MAX_ITER
 
+    fixed = a.method in FIXED_BUDGET
     return AttackSettings(method=a.method, target=a.target,
                           adaptive=None if a.kind == "plain" else a.kind, k_attack=a.k_attack,
                           patch_size=s.patch, b_low=s.b_low, b_high=s.b_high, blur_stds=tuple(s.stds),
-                          max_iter=s.max_iter, threshold=s.attack_stop, seed=s.seed, size=tuple(s.frame),
+                          max_iter=min(s.max_iter, DEFAULT_MAX_ITER[a.method]) if fixed else s.max_iter,
+                          threshold=None if fixed else s.attack_stop, seed=s.seed, size=tuple(s.frame),
                           batch=s.batch).resolved()
 
 

@@ -166,6 +166,18 @@ def test_evaluate_accepts_the_new_method_names():
     EvalSettings(data="d", out="o", model="m", methods=("segpgd", "maskedce")).check()
 
 
+def test_evaluate_runs_fixed_budget_cells_at_their_own_budget():
+    from edge_guard.calibration.eval_plan import EvalSettings, attack_settings, plan_attacks
+
+    s = EvalSettings(data="d", out="o", model="m", methods=("segpgd", "dag"), max_iter=200, attack_stop=0.99)
+    cells = {(a.method, a.kind): attack_settings(s, a) for a in plan_attacks(s)}
+    seg, dag = cells[("segpgd", "plain")], cells[("dag", "plain")]
+    assert (seg.max_iter, seg.threshold, seg.linf) == (100, None, 8 / 255)  # no early stop
+    assert (dag.max_iter, dag.threshold) == (200, 0.99)                      # as before
+    quick = EvalSettings(data="d", out="o", model="m", methods=("segpgd",), max_iter=5)
+    assert attack_settings(quick, plan_attacks(quick)[0]).max_iter == 5     # --quick stays quick
+
+
 def test_cli_segpgd_writes_frames_within_the_budget(tmp_path):
     root, ckpt, _ = make_setup(tmp_path)
     args = ("--method", "segpgd", "--target", "pure", "--linf", "8/255", "--limit", "2")
