@@ -194,7 +194,8 @@ def calibrate(checkpoint, data, out, settings: CalibrationSettings | None = None
     bundle = uncalibrated_bundle(model, s.frame_size, s.b_low, s.b_high, s.k, root=out, method=s.method,
                                  statistic=s.statistic, min_pixels=s.min_pixels)
 
-    warnings = []
+    wrap_warning = ((record.get("verification") or {}).get("wrapped_vs_source") or {}).get("warning")
+    warnings = [wrap_warning] if wrap_warning else []
     model_sha = source.sha256
     ks = s.all_ks()
     cal_by_k = _score_set(bundle, segment, cal, s.seed, STREAM_CALIBRATION, progress, ks)

@@ -32,6 +32,7 @@ from .wrap_verify import Reference, compare, crops
 MODEL_FILE = "model.onnx"
 SEGMENT_FILE = "segment.onnx"
 MIN_AGREEMENT = 0.999
+ONE_CLASS_SHARE = 0.98  # of the calibration frames' pixels in one class: warn
 PATCHES_PER_FRAME = 4
 
 
@@ -161,4 +162,12 @@ def _verify(model, info, partial: dict, frames: list, patch: int, frame: tuple, 
         if parity.agreement < MIN_AGREEMENT:
             raise WrapCheckError(f"the wrapped {name} does not match {info.path.name}: {parity.summary()} "
                                  f"(need {100 * MIN_AGREEMENT:.1f}%); nothing was written")
+    share = out["frames"]["top_class_share"]
+    if share >= ONE_CLASS_SHARE:
+        # The wrap agrees with the graph either way; a street segmented as one class is what
+        # wrong conventions (a 0-255 graph fed 0-1, BGR for RGB) most often look like.
+        warning = (f"{info.path.name} labels {100 * share:.1f}% of the pixels of {out['frames']['images']} calibration "
+                   "frames as one class: check --scale, --mean, --std and --channels against your stack's "
+                   "preprocessing (the bundle is written; its threshold will mean little if they are wrong)")
+        out["warning"] = warning  # calibrate prints it with its other warnings
     return out

@@ -94,6 +94,8 @@ class WrapParity:
     pixels: int
     images: int
     size: tuple
+    #: the share of the wrapped graph's labels in its most frequent class
+    top_class_share: float = 0.0
 
     @property
     def agreement(self) -> float:
@@ -101,7 +103,7 @@ class WrapParity:
 
     def as_dict(self) -> dict:
         return {"label_agreement": self.agreement, "pixels": self.pixels, "images": self.images,
-                "size": list(self.size)}
+                "size": list(self.size), "top_class_share": self.top_class_share}
 
     def summary(self) -> str:
         return (f"{100 * self.agreement:.3f}% of {self.pixels} labels equal on {self.images} "
@@ -111,12 +113,16 @@ class WrapParity:
 def compare(wrapped, reference, images: list, batch: int = 4) -> WrapParity:
     """Run both on ``images`` (uint8 (H, W, 3) RGB, all one size) and count equal labels."""
     equal = pixels = 0
+    counts = np.zeros(0, np.int64)
     for start in range(0, len(images), batch):
         x = np.stack(images[start:start + batch])
         a, b = np.asarray(wrapped(x)), reference(x)
         equal += int(np.count_nonzero(a == b))
         pixels += a.size
-    return WrapParity(equal, pixels, len(images), tuple(images[0].shape[:2]) if images else (0, 0))
+        c = np.bincount(np.clip(a, 0, None).ravel())
+        counts = np.pad(counts, (0, max(0, c.size - counts.size))) + np.pad(c, (0, max(0, counts.size - c.size)))
+    top = float(counts.max() / pixels) if pixels else 0.0
+    return WrapParity(equal, pixels, len(images), tuple(images[0].shape[:2]) if images else (0, 0), top)
 
 
 def crops(frames: list, patch: int, per_frame: int, seed: int) -> list:

@@ -179,3 +179,19 @@ def test_extend_scores_an_onnx_bundle_with_its_own_graphs(ws, tmp_path):
     assert sorted(doc["detector"]["thresholds_by_k"]) == ["1", "2", "3"]
     rc, _, stderr = run_cli(["calibrate", "--out", out, "--extend", "--onnx", path])
     assert rc == 2 and "--extend reads the model from the bundle: leave out --onnx" in stderr
+
+
+def test_a_street_segmented_as_one_class_is_warned_about(ws, tmp_path):
+    class Constant(torch.nn.Module):
+        """Logits that make every pixel class 2: what wrong conventions often look like."""
+
+        def forward(self, x):
+            return torch.zeros_like(x[:, :1]).repeat(1, 4, 1, 1) + torch.tensor([0., 0., 1., 0.]).view(1, 4, 1, 1)
+
+    path = om.export(Constant(), tmp_path / "constant.onnx", torch.rand(1, 3, 64, 128))
+    rc, _, stderr = _calibrate(ws, tmp_path / "b", "--onnx", path)
+    assert rc == 0, stderr
+    assert "warning: constant.onnx labels 100.0% of the pixels of 8 calibration frames as one class: check --scale" \
+        in stderr
+    doc = json.loads((tmp_path / "b" / "guard.json").read_text())
+    assert any("as one class" in w for w in doc["provenance"]["calibration"]["warnings"])
