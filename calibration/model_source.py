@@ -63,18 +63,15 @@ class OnnxModel:
     options: dict = field(default_factory=dict)
     classes: object = None
     require_trt: bool = True
+    plan: object = field(default=None, init=False, repr=False, compare=False)  # check()'s WrapPlan
 
     def check(self, s) -> None:
         """Every refusal of the graph itself (reading it, running it at the patch and frame
-        sizes of settings ``s``), before any data loads."""
-        from edge_guard.export.onnx_graph import read_graph
-        from edge_guard.export.onnx_wrap import probe, upgraded
+        sizes of settings ``s``), before any data loads; the plan is kept for :meth:`graphs`."""
+        from edge_guard.export.wrap_bundle import plan_wrap
 
         self.path = Path(self.path).expanduser()
-        model, info = read_graph(self.path, self.options)
-        model = upgraded(model)
-        for size in ((s.patch, s.patch), tuple(s.frame_size)):
-            probe(model, info, size)
+        self.plan = plan_wrap(self.path, self.options, self.classes, s.patch, tuple(s.frame_size))
 
     @property
     def sha256(self) -> str:
@@ -87,13 +84,14 @@ class OnnxModel:
         from edge_guard.export.wrap_bundle import wrap_bundle
         from edge_guard.frames import resize
 
+        if self.plan is None:
+            self.check(s)
         frames = []
         for image in cal.images():
             frames.append(resize(image, tuple(s.frame_size)))
             if len(frames) == WRAP_CHECK_FRAMES:
                 break
-        record = wrap_bundle(self.path, out, frames, self.options, self.classes, patch=s.patch,
-                             frame=tuple(s.frame_size), seed=s.seed, require_trt=self.require_trt, log=log)
+        record = wrap_bundle(self.plan, out, frames, seed=s.seed, require_trt=self.require_trt, log=log)
         return record, bundle_segment(out, record)
 
 

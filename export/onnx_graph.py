@@ -139,11 +139,14 @@ def read_graph(path, options: dict | None = None, model=None) -> tuple:
     if conv.sources["layout"] == "default" and in_dims[3] == 3 and in_dims[1] != 3:
         # The shape tells the layout when one end is 3 channels and the other is not.
         conv = replace(conv, layout="NHWC", sources={**conv.sources, "layout": "input shape"})
-    channel = in_dims[1] if conv.layout == "NCHW" else in_dims[3]
+    channel, far = (in_dims[1], in_dims[3]) if conv.layout == "NCHW" else (in_dims[3], in_dims[1])
+    other = "NHWC" if conv.layout == "NCHW" else "NCHW"
     if isinstance(channel, int) and channel != 3:
-        other = "NHWC" if conv.layout == "NCHW" else "NCHW"
         raise UserError(f"{path.name}'s input {inp.name!r} has shape {_show(in_dims)}: as {conv.layout} "
                         f"that is {channel} channels, not 3 (is it {other}? pass --layout {other})")
+    if not isinstance(channel, int) and far == 3:  # a free channel axis, and 3 at the other end
+        raise UserError(f"{path.name}'s input {inp.name!r} has shape {_show(in_dims)}: as {conv.layout} its "
+                        f"channel axis should be 3 (is it {other}? --layout {other})")
     if INPUT_TYPES[in_type] == "uint8" and any(conv.sources[k] != "default" for k in ("scale", "mean", "std")) \
             and (conv.scale, conv.mean, conv.std) != (1.0, (0.0,) * 3, (1.0,) * 3):
         raise UserError(f"{path.name} takes uint8 pixels and normalises them itself: leave out --scale, "
@@ -171,8 +174,8 @@ def read_graph(path, options: dict | None = None, model=None) -> tuple:
 def _check_output(info: GraphInfo) -> None:
     dims, kind = info.output_dims, info.output_kind
     if kind == "logits" and info.output_type not in FLOAT_TYPES.values():
-        raise UserError(f"{info.path.name}'s output {info.output_name!r} is {info.output_type}, "
-                        "not logits: pass --output labels (or leave --output auto)")
+        raise UserError(f"--output logits, but {info.path.name}'s output {info.output_name!r} is "
+                        f"{info.output_type} (labels): pass --output labels (or leave --output auto)")
     if kind == "labels" and info.output_type in FLOAT_TYPES.values():
         raise UserError(f"{info.path.name}'s output {info.output_name!r} is {info.output_type}: labels are "
                         "integers; pass --output logits")

@@ -2,10 +2,11 @@
 
 The ONNX counterpart of :func:`edge_guard.export.exporter.export_bundle`, without PyTorch:
 
-1. read the graph and its conventions (:mod:`.onnx_graph`), refusing what cannot work;
+1. (:func:`plan_wrap`, before any frame is read) read the graph and its conventions
+   (:mod:`.onnx_graph`), refusing what cannot work;
 2. run it at the patch size and at the frame size (:func:`.onnx_wrap.probe`): both must give
    per-pixel outputs at the same stride;
-3. wrap it for s x s patches and for H x W frames (:func:`.onnx_wrap.wrap`);
+3. (:func:`wrap_bundle`) wrap it for s x s patches and for H x W frames (:func:`.onnx_wrap.wrap`);
 4. check each wrapped graph against the user's graph run as given, on the calibration
    frames and random patches of them: at least ``MIN_AGREEMENT`` of the labels equal
    (:mod:`.wrap_verify`); onnx.checker; the TensorRT-compatibility check;
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -84,23 +86,37 @@ def _check(proto, what: str, require_trt: bool, log) -> dict:
     return compat.as_dict()
 
 
-def wrap_bundle(onnx_path, out_dir, frames: list, options: dict | None = None, classes=None, patch: int = 256,
-                frame: tuple = (512, 1024), seed: int = 0, require_trt: bool = True, log=print) -> dict:
-    """Wrap, verify and write ``model.onnx``, ``segment.onnx`` and ``export.json`` into ``out_dir``.
+@dataclass
+class WrapPlan:
+    """A user's graph read, run at the patch and frame sizes and found usable: what
+    :func:`wrap_bundle` writes from. ``*_out``: the output's (rank, (h, w)) at each size."""
 
-    ``frames``: uint8 (H, W, 3) RGB calibration frames at ``frame`` size, the parity check's
-    inputs (whole, and ``PATCHES_PER_FRAME`` random patches of each). Returns export.json's record.
-    """
-    import onnx
+    path: Path
+    model: object
+    info: object
+    patch: int
+    frame: tuple
+    patch_out: tuple
+    frame_out: tuple
+    names: list
 
+    def output(self) -> str:
+        """How the output is read, in words (the log and export.json)."""
+        kind, c, out = self.info.output_kind, self.info.conventions, self.frame_out[1]
+        if out == self.frame:
+            return f"{kind} at the input's size"
+        return (f"{kind} at {out[0]}x{out[1]} (1/{_stride(self.frame, out):g} of the input), upsampled "
+                + (c.upsample if kind == "logits" else "nearest"))
+
+
+def plan_wrap(onnx_path, options: dict | None = None, classes=None, patch: int = 256,
+              frame: tuple = (512, 1024)) -> WrapPlan:
+    """Read the graph and run it at both sizes: every refusal (one line) before any frame is
+    read: an unusable file or graph, sizes it cannot take, outputs at different strides, a
+    --classes that does not fit."""
     onnx_path = Path(onnx_path).expanduser()
-    out_dir = Path(out_dir)
     model, info = read_graph(onnx_path, options)
     model = upgraded(model)
-    c = info.conventions
-    log(f"your model: {info.describe()}")
-    given = ", ".join(f"{k} from {v}" for k, v in sorted(c.sources.items()) if v != "default")
-    log(f"  fed as {c.formula()}" + (f" ({given}; the rest defaults)" if given else " (all defaults)"))
     s, frame = int(patch), tuple(int(v) for v in frame)
     p_rank, p_out, p_classes = probe(model, info, (s, s))
     f_rank, f_out, f_classes = probe(model, info, frame)
@@ -111,11 +127,29 @@ def wrap_bundle(onnx_path, out_dir, frames: list, options: dict | None = None, c
         raise UserError(f"{onnx_path.name} gives {p_classes} class channels at {s}x{s} but {f_classes} at "
                         f"{frame[0]}x{frame[1]}")
     names = class_names(classes, f_classes, from_metadata(info.metadata).get("class_names"))
-    how = ("logits" if info.output_kind == "logits" else "labels") + (
-        f" at {f_out[0]}x{f_out[1]} (1/{_stride(frame, f_out):g} of the input), upsampled "
-        + (c.upsample if info.output_kind == "logits" else "nearest") if f_out != frame else " at the input's size")
+    return WrapPlan(onnx_path, model, info, s, frame, (p_rank, p_out), (f_rank, f_out), names)
+
+
+def wrap_bundle(plan: WrapPlan, out_dir, frames: list, seed: int = 0, require_trt: bool = True,
+                log=print) -> dict:
+    """Wrap, verify and write ``model.onnx``, ``segment.onnx`` and ``export.json`` into ``out_dir``.
+
+    ``plan``: :func:`plan_wrap`'s. ``frames``: uint8 (H, W, 3) RGB calibration frames at the
+    plan's frame size, the parity check's inputs (whole, and ``PATCHES_PER_FRAME`` random
+    patches of each). Returns export.json's record.
+    """
+    import onnx
+
+    out_dir = Path(out_dir)
+    onnx_path, model, info, s, frame, names = plan.path, plan.model, plan.info, plan.patch, plan.frame, plan.names
+    c = info.conventions
+    log(f"your model: {info.describe()}")
+    given = ", ".join(f"{k} from {v}" for k, v in sorted(c.sources.items()) if v != "default")
+    log(f"  fed as {c.formula()}" + (f" ({given}; the rest defaults)" if given else " (all defaults)"))
+    how = plan.output()
     log(f"  output: {how}; {len(names)} classes")
-    graphs = {MODEL_FILE: wrap(model, info, (s, s), p_rank, p_out), SEGMENT_FILE: wrap(model, info, frame, f_rank, f_out)}
+    graphs = {MODEL_FILE: wrap(model, info, (s, s), *plan.patch_out),
+              SEGMENT_FILE: wrap(model, info, frame, *plan.frame_out)}
     compat = {name: _check(g, name, require_trt, log) for name, g in graphs.items()}
 
     partial = {name: out_dir / f".{name}.partial" for name in graphs}

@@ -1,6 +1,5 @@
 """Edit a user's segmentation ONNX before onnx2torch converts it: one output, logits.
 
-- :func:`pick_output`: the segmentation output (``--output-name``, else the first).
 - :func:`find_argmax`: a labels output (e.g. mmdeploy's ``with_argmax``) ends in an ArgMax,
   maybe followed by Cast/Unsqueeze/Squeeze/Reshape/Flatten/Identity; its input is the logits.
 - :func:`keep_output`: that tensor becomes the only graph output and every node it does not
@@ -14,35 +13,12 @@ Protos are edited in place; callers pass a copy they own.
 
 from __future__ import annotations
 
-from edge_guard.errors import UserError
 
 #: Ops between an ArgMax and a labels output that only change its type or shape.
 LABEL_TAIL = ("Cast", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Identity")
 RE_EXPORT = ("white-box attacks need the graph's logits: re-export it without the argmax "
              "(mmdeploy: codebase_config.with_argmax=False; torch.onnx.export of the model "
              "before its argmax)")
-
-
-def pick_output(graph, name: str | None):
-    """The graph output (ValueInfoProto) that holds the segmentation."""
-    outputs = list(graph.output)
-    if not outputs:
-        raise UserError("the graph has no outputs")
-    if name is None:
-        return outputs[0]
-    for vi in outputs:
-        if vi.name == name:
-            return vi
-    raise UserError(f"--output-name {name!r}: the graph's outputs are {', '.join(v.name for v in outputs)}")
-
-
-def is_integer(vi) -> bool:
-    """Whether a graph output's element type is an integer (class ids) rather than float."""
-    from onnx import TensorProto
-
-    floats = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
-    elem = vi.type.tensor_type.elem_type
-    return elem != TensorProto.UNDEFINED and elem not in floats
 
 
 def find_argmax(graph, output: str):

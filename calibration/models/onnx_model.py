@@ -26,8 +26,7 @@ from edge_guard.errors import UserError, require
 from edge_guard.export.onnx_conventions import from_metadata
 from edge_guard.export.onnx_graph import class_names, load_model, read_graph
 
-from .onnx_cut import (LABEL_TAIL, RE_EXPORT, argmax_axis, find_argmax, fold_constants, is_integer, keep_output,
-                       pick_output)
+from .onnx_cut import LABEL_TAIL, RE_EXPORT, argmax_axis, find_argmax, fold_constants, keep_output
 from .onnx_import import import_onnx2torch
 from .segmenter import Segmenter
 
@@ -104,20 +103,25 @@ def rgb_normalisation(conventions) -> tuple:
     return tuple(mean), tuple(std)
 
 
-def load_onnx_segmenter(path, conventions, classes=None, log=print, model=None) -> Segmenter:
+def load_onnx_segmenter(path, conventions, classes=None, log=print, model=None, info=None) -> Segmenter:
     """The ONNX graph at ``path`` fed per ``conventions`` -> Segmenter (eval mode, weights frozen)
     named ``onnx:<file name>``. ``classes``: class names (a list), a count, a file of names (one
     a line), or None (Cityscapes names for 19 classes, else class0, ...). ``model``: the graph's
-    ModelProto when already read (it is edited)."""
+    ModelProto when already read (it is edited); ``info``: its GraphInfo when already read
+    (export/onnx_graph.read_graph, which refuses what no wrap or conversion can take)."""
     require("onnx", "onnx-eval", "evaluating an ONNX model")
     onnx2torch = import_onnx2torch()
     path = Path(path).expanduser()
     model = load_model(path) if model is None else model
+    if info is None:
+        options = {k: v for k, v in conventions.as_dict().items() if k != "sources"}
+        model, info = read_graph(path, options, model=model)
+    conventions = info.conventions
     graph = model.graph
-    meta_names = from_metadata({p.key: p.value for p in model.metadata_props}).get("class_names")
-    in_name, in_shape, in_dtype = _graph_input(graph, conventions, path)
-    out = pick_output(graph, conventions.output_name)
-    logits_name, class_axis, mode, cut = _logits(graph, out, conventions, path, log)
+    meta_names = from_metadata(info.metadata).get("class_names")
+    in_shape = [d if isinstance(d, int) else None for d in info.input_dims]
+    in_dtype = _input_dtype(info)
+    logits_name, class_axis, mode, cut = _logits(graph, info, log)
     keep_output(model, logits_name)
     fold_constants(model.graph)
     try:
@@ -127,10 +131,10 @@ def load_onnx_segmenter(path, conventions, classes=None, log=print, model=None) 
     except Exception as exc:  # NotImplementedError for an op without a converter, KeyError, ...
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(f"onnx2torch cannot convert {path.name} ({type(exc).__name__}: {first})") from exc
-    info = {"file": path.name, "input": in_name, "input_shape": in_shape, "output": out.name,
-            "logits": logits_name, "cut_before_argmax": cut, "class_axis": class_axis, "upsample": mode}
+    described = {"file": path.name, "input": info.input_name, "input_shape": in_shape, "output": info.output_name,
+                 "logits": logits_name, "cut_before_argmax": cut, "class_axis": class_axis, "upsample": mode}
     net = OnnxNet(converted.eval(), conventions, class_axis, mode, in_dtype,
-                  one_by_one=in_shape[0] == 1, info=info)
+                  one_by_one=in_shape[0] == 1, info=described)
     for p in net.parameters():
         p.requires_grad_(False)
     mean, std = rgb_normalisation(conventions)
@@ -139,55 +143,31 @@ def load_onnx_segmenter(path, conventions, classes=None, log=print, model=None) 
     return Segmenter(net, f"onnx:{path.name}", count, mean, std, {}, names).eval()
 
 
-def _logits(graph, out, conventions, path: Path, log) -> tuple:
+def _logits(graph, info, log) -> tuple:
     """(logits tensor name, its class axis, upsample mode, the ArgMax cut or None) of the
-    segmentation output ``out``: itself for logits; the ArgMax's input for labels."""
-    labels = conventions.output == "labels" or (conventions.output == "auto" and is_integer(out))
-    if not labels:
-        if is_integer(out):  # --output logits
-            raise UserError(f"--output logits, but {path.name}'s output {out.name!r} holds integers "
-                            "(labels): leave --output out to cut the graph before its argmax")
-        return out.name, (-1 if conventions.layout == "NHWC" else 1), conventions.upsample, None
-    node = find_argmax(graph, out.name)
+    segmentation output: itself for logits; the ArgMax's input for labels."""
+    conventions, name, out = info.conventions, info.path.name, info.output_name
+    if info.output_kind == "logits":
+        return out, (-1 if conventions.layout == "NHWC" else 1), conventions.upsample, None
+    node = find_argmax(graph, out)
     if node is None:
-        raise UserError(f"{path.name}: output {out.name!r} is labels, but no ArgMax (followed only "
+        raise UserError(f"{name}: output {out!r} is labels, but no ArgMax (followed only "
                         f"by {'/'.join(LABEL_TAIL)}) makes them; " + RE_EXPORT)
     axis = argmax_axis(node)
-    log(f"{path.name}: output {out.name!r} is labels; white-box attacks use the logits before its "
+    log(f"{name}: output {out!r} is labels; white-box attacks use the logits before its "
         f"ArgMax ({node.input[0]!r}, class axis {axis}), upsampled by nearest neighbour as labels are")
     # Nearest, whatever --upsample says: argmax and nearest upsampling commute, so the cut
     # net's labels are the graph's labels brought to the input's size as the runtime does.
     return node.input[0], axis, "nearest", node.name or node.input[0]
 
 
-def _graph_input(graph, conventions, path: Path) -> tuple:
-    """(name, [N, ., ., .] with None for free dims, torch dtype) of the graph's one image input."""
-    from onnx import TensorProto
-
-    inits = {t.name for t in graph.initializer}
-    inputs = [vi for vi in graph.input if vi.name not in inits]
-    if len(inputs) != 1:
-        raise UserError(f"{path.name} has {len(inputs)} inputs ({', '.join(v.name for v in inputs)}); "
-                        "a segmentation graph takes one image tensor")
-    vi = inputs[0]
-    dtypes = {TensorProto.FLOAT: torch.float32, TensorProto.FLOAT16: torch.float16,
-              TensorProto.DOUBLE: torch.float64, TensorProto.BFLOAT16: torch.bfloat16}
-    elem = vi.type.tensor_type.elem_type
-    if elem not in dtypes:
-        raise UserError(f"{path.name}'s input {vi.name!r} is not float (ONNX type {elem}): white-box "
-                        "attacks need gradients through it; re-export the graph taking float pixels")
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
-    if dims and len(dims) != 4:
-        raise UserError(f"{path.name}'s input {vi.name!r} has {len(dims)} dimensions, not an image batch (4)")
-    dims = dims or [None] * 4
-    axis = 1 if conventions.layout == "NCHW" else 3
-    # 3 at the other end, and the channel axis free or not 3: the graph has the other layout.
-    if dims[axis] != 3 and (dims[axis] is not None or dims[4 - axis] == 3):
-        other = "NHWC" if conventions.layout == "NCHW" else "NCHW"
-        hint = f" (is it {other}? --layout {other})" if dims[4 - axis] == 3 else ""
-        raise UserError(f"{path.name}'s input {vi.name!r} is {dims}: as {conventions.layout} its "
-                        f"channel axis should be 3{hint}")
-    return vi.name, dims, dtypes[elem]
+def _input_dtype(info) -> torch.dtype:
+    """The torch dtype of the graph's float input; UserError for pixels it takes as integers."""
+    dtypes = {"float32": torch.float32, "float16": torch.float16}
+    if info.input_type not in dtypes:
+        raise UserError(f"{info.path.name}'s input {info.input_name!r} is not float ({info.input_type}): "
+                        "white-box attacks need gradients through it; re-export the graph taking float pixels")
+    return dtypes[info.input_type]
 
 
 def _class_count(net: OnnxNet, in_shape: list, conventions) -> int:
@@ -221,7 +201,7 @@ def check_onnx(path, options: dict) -> None:
 def load_onnx(path, options: dict, log=print) -> Segmenter:
     """The graph at ``path`` with the CLI's convention options (and ``classes``: --classes FILE|N)."""
     model, info = read_onnx(path, options)
-    return load_onnx_segmenter(path, info.conventions, options.get("classes"), log=log, model=model)
+    return load_onnx_segmenter(path, info.conventions, options.get("classes"), log=log, model=model, info=info)
 
 
 def describe(segmenter: Segmenter) -> dict:
