@@ -41,7 +41,8 @@ sys.modules while the two files load, as calibration/models/onnx_import.py does 
 Its placeholder_torchvision is not used: neither file needs torchvision once the __init__ is
 bypassed. alma_prox.py decorates its prox operator with @torch.compile; here it runs eager
 (the undecorated function, inspect.unwrap): the same arithmetic, without an inductor build on
-the CPU.
+the CPU. The loader is edge_guard.calibration.attacks.adv_lib_attacks.load_adv_lib, which also
+makes the two attacks methods of ``edge-guard attack`` (adv_lib.dag, adv_lib.alma_prox).
 
 Install adv_lib with ``pip install --no-deps adv-lib`` (the ``crosscheck`` extra names it; a
 plain ``pip install 'edge-guard[crosscheck]'`` would also pull its torchvision and visdom, which
@@ -52,75 +53,22 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import importlib
-import importlib.util
-import inspect
 import json
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from edge_guard.calibration.attacks import dag as our_dag
+from edge_guard.calibration.attacks.adv_lib_attacks import load_adv_lib
 from edge_guard.calibration.attacks.budget import is_8bit, quantize as quantize_8bit
 from edge_guard.calibration.attacks.result import distances, success_rate, valid_pixels
 from edge_guard.calibration.models.segmenter import labels_of
 from edge_guard.errors import MissingDependency, UserError, exit_status
 
 METHODS = ("ours-8bit", "ours-float", "adv_lib-dag", "alma-prox")
-_VISDOM = "adv_lib.utils.visdom_logger"
-
-
-# --- adv_lib, imported without its package __init__ ---------------------------------------
-
-def _placeholder_visdom_logger() -> types.ModuleType:
-    module = types.ModuleType(_VISDOM, "placeholder (benchmarks/adv_lib_crosscheck.py): visdom is not installed")
-
-    class VisdomLogger:  # named by the attacks' signatures and isinstance tests only
-        def __init__(self, *args, **kwargs):
-            raise MissingDependency("adv_lib's VisdomLogger needs visdom, which is not installed")
-
-    module.VisdomLogger = VisdomLogger
-    return module
-
-
-def _load_file(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_adv_lib() -> dict:
-    """{'dag', 'alma_prox', 'version', 'visdom_placeholder'}: adv_lib's two segmentation
-    attacks, loaded file by file (see the module docstring)."""
-    try:
-        spec = importlib.util.find_spec("adv_lib")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingDependency("adv_lib is not installed: pip install --no-deps adv-lib "
-                                "(the crosscheck extra; --no-deps keeps its torchvision and visdom out)")
-    adv_lib = importlib.import_module("adv_lib")  # its __init__ holds __version__ only
-    folder = Path(spec.submodule_search_locations[0]) / "attacks" / "segmentation"
-    placeholder = None
-    try:
-        importlib.import_module(_VISDOM)
-    except ImportError:  # visdom missing: ModuleNotFoundError from inside visdom_logger.py
-        placeholder = _placeholder_visdom_logger()
-        sys.modules[_VISDOM] = placeholder
-    try:
-        dense = _load_file("_adv_lib_dense_adversary", folder / "dense_adversary.py")
-        alma = _load_file("_adv_lib_alma_prox", folder / "alma_prox.py")
-    finally:
-        if placeholder is not None and sys.modules.get(_VISDOM) is placeholder:
-            del sys.modules[_VISDOM]
-    alma.prox_linf_indicator = inspect.unwrap(alma.prox_linf_indicator)  # eager, not torch.compile
-    return {"dag": dense.dag, "alma_prox": alma.alma_prox, "version": getattr(adv_lib, "__version__", "?"),
-            "visdom_placeholder": placeholder is not None}
 
 
 # --- measuring -------------------------------------------------------------------------------

@@ -34,6 +34,9 @@ class EvalSettings:
     benign: int = 100
     adversarial: int = 50
     methods: tuple = ("dag", "houdini")
+    # The L-inf budgets of the fixed-budget methods (SegPGD, masked CE), on [0, 1] images: one
+    # cell per budget, named e.g. segpgd4 / segpgd8 (method_labels).
+    linf: tuple = (8 / 255,)
     targets: tuple = ("pure", "emblem")
     ks: tuple = (1, 5, 10, 50)
     stds: tuple = (0.5, 3.0, 5.0)
@@ -81,6 +84,8 @@ class EvalSettings:
             bad = [v for v in values if v not in known]
             if not values or bad:
                 raise UserError(f"{name} {','.join(values) or '(empty)'}: choose from {', '.join(known)}")
+        if not self.linf or not all(1 / 255 - 1e-6 <= v <= 1 for v in self.linf):
+            raise UserError(f"--linf needs budgets between 1/255 and 1, got {list(self.linf)}")
         if not self.ks or min(self.ks) < 1:
             raise UserError(f"--ks needs positive pair counts, got {list(self.ks)}")
         if not self.stds or min(self.stds) <= 0:
@@ -125,6 +130,15 @@ class EvalSettings:
         return json.loads(json.dumps(asdict(self)))
 
     @property
+    def method_labels(self) -> list:
+        """The grid's attack methods: --methods, a fixed-budget one once per --linf budget
+        (segpgd4, segpgd8: the budget in 8-bit levels)."""
+        from .attacks import FIXED_BUDGET
+
+        return [f"{m}{round(v * 255)}" if m in FIXED_BUDGET else m
+                for m in self.methods for v in (self.linf if m in FIXED_BUDGET else (None,))]
+
+    @property
     def pair_counts(self) -> list:
         """The spatial-pairs adversary's K_pairs to run (none under --skip adaptive)."""
         return self._counts(self.k_pairs)
@@ -151,23 +165,42 @@ class AttackSet:
         return f"{self.method}_{self.target}_{tail}"
 
 
+def parse_label(label: str) -> tuple:
+    """(attack method, L-inf budget or None) of a method label (EvalSettings.method_labels)."""
+    from .attacks import FIXED_BUDGET
+
+    for m in FIXED_BUDGET:
+        if label.startswith(m) and label[len(m):].isdigit():
+            return m, int(label[len(m):]) / 255
+    return label, None
+
+
+def has_adaptive(label: str) -> bool:
+    """Whether a method has adaptive variants (adv_lib's attack the model only)."""
+    from .attacks import PLAIN_ONLY
+
+    return parse_label(label)[0] not in PLAIN_ONLY
+
+
 def plan_attacks(s: EvalSettings) -> list:
     """Every attack setting the evaluation needs, plain ones first."""
-    plain = [AttackSet(m, t) for m in s.methods for t in s.targets]
+    labels = s.method_labels
+    plain = [AttackSet(m, t) for m in labels for t in s.targets]
     if "adaptive" in s.skip:
         return plain
+    labels = [m for m in labels if has_adaptive(m)]
     # scale-adaptive: the adaptive attacks on the spatial detectors without the scale one's
     # (2 s per step on a CPU, 4x a plain step), for a CPU reading of the spatial detectors.
     scale = ([] if "scale-adaptive" in s.skip else
-             [AttackSet(m, t, "scale") for m in s.methods for t in s.targets])
+             [AttackSet(m, t, "scale") for m in labels for t in s.targets])
     ks = sorted({k for k in s.k_attack if k > 0})
     if "fig7" in s.skip:  # Table 1 still needs the adaptive attack at the defender's K
         ks = [k for k in ks if k in s.ks]
-    spatial = [AttackSet(m, t, "spatial", k) for m in s.methods for t in s.targets for k in ks]
+    spatial = [AttackSet(m, t, "spatial", k) for m in labels for t in s.targets for k in ks]
     own = [AttackSet(m, t, kind, k) for kind, ks in (("spatial-pairs", s.pair_counts),
                                                       ("frame", s._counts(s.k_frame)),
                                                       ("frame-agree", s._counts(s.k_agree)))
-           for m in s.methods for t in s.targets for k in ks]
+           for m in labels for t in s.targets for k in ks]
     return plain + scale + spatial + own
 
 
@@ -178,11 +211,12 @@ def attack_settings(s: EvalSettings, a: AttackSet):
     from .attacks.run import AttackSettings
     from .attacks.settings import DEFAULT_MAX_ITER
 
-    fixed = a.method in FIXED_BUDGET
-    return AttackSettings(method=a.method, target=a.target,
+    method, linf = parse_label(a.method)
+    fixed = method in FIXED_BUDGET
+    return AttackSettings(method=method, target=a.target, linf=linf,
                           adaptive=None if a.kind == "plain" else a.kind, k_attack=a.k_attack,
                           patch_size=s.patch, b_low=s.b_low, b_high=s.b_high, blur_stds=tuple(s.stds),
-                          max_iter=min(s.max_iter, DEFAULT_MAX_ITER[a.method]) if fixed else s.max_iter,
+                          max_iter=min(s.max_iter, DEFAULT_MAX_ITER[method]) if fixed else s.max_iter,
                           threshold=None if fixed else s.attack_stop, seed=s.seed, size=tuple(s.frame),
                           batch=s.batch).resolved()
 

@@ -128,8 +128,9 @@ class Scorer:
                 pass  # unreadable cache: recompute
         return None
 
-    def scores(self, name: str, frames: list, detectors=DETECTORS) -> dict:
-        """``frames``: [(frame name, path)]. Returns {"names", "spatial": (n, K_max) pair
+    def scores(self, name: str, frames: list, detectors=DETECTORS, read=None) -> dict:
+        """``frames``: [(frame name, path)], each read by ``read(path)`` ((H, W, 3) uint8 RGB;
+        None: read_image; an attack cache's perturbations are rebuilt into frames). Returns {"names", "spatial": (n, K_max) pair
         mIoUs, "spatial_cm" and "frame": per frame K_max sparse confusions, "scale": {std:
         (n,) scores}} for the detectors asked (cached)."""
         from tqdm import tqdm
@@ -152,13 +153,23 @@ class Scorer:
         with tqdm(total=len(frames), desc=f"scoring {name}", unit="frame",
                   disable=not self.progress, dynamic_ncols=True) as bar:
             for _, p in frames:
-                image = to_frame(read_image(p), self.s.frame)
+                image = to_frame((read or read_image)(p), self.s.frame)
                 self._score(image, detectors, rng, frame_rng, out)
                 bar.update(1)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps({"key": key, "scores": out}))
         tmp.replace(path)
         return out
+
+    def time_frame(self, image: np.ndarray) -> float:
+        """Seconds to score one frame with every detector (for the grid's plan; nothing kept)."""
+        import time
+
+        rng = np.random.default_rng(0)
+        out = {"spatial": [], "spatial_cm": [], "frame": [], "scale": {f"{v:g}": [] for v in self.s.stds}}
+        start = time.perf_counter()
+        self._score(to_frame(image, self.s.frame), self.DETECTORS, rng, rng, out)
+        return time.perf_counter() - start
 
     def _score(self, image, detectors, rng, frame_rng, out) -> None:
         from edge_guard.consistency import frame_confusion, miou_from_confusion, overlap_confusion

@@ -15,7 +15,7 @@ from edge_guard.classes import NUM_CLASSES
 from edge_guard.errors import UserError
 
 from . import threshold as thr
-from .eval_plan import REACHED, AttackSet
+from .eval_plan import REACHED, AttackSet, has_adaptive
 from .eval_scores import frame_at, spatial_at
 
 #: TPR read off the ROC at these false-positive rates.
@@ -37,12 +37,39 @@ def tpr_at_fpr(benign, adversarial, fpr: float) -> float:
     return float((np.asarray(adversarial, np.float64) < b[m]).mean())
 
 
+#: Bootstrap resamples behind each interval, and its coverage.
+BOOTSTRAP = 2000
+INTERVAL = 0.95
+
+
+def auc_interval(benign, adversarial, resamples: int = BOOTSTRAP, seed: int = 0) -> dict:
+    """95% percentile-bootstrap intervals of the AUC and of the TPR at 1% FPR, resampling the
+    benign and the adversarial frames apart (frames are the unit: patches of one frame are
+    not independent). At a perfect separation every resample is perfect too: the interval
+    is then [1, 1] and says only that no frame crossed; ``frames`` tells how much that weighs."""
+    b = np.asarray(benign, np.float64).reshape(-1)
+    a = np.asarray(adversarial, np.float64).reshape(-1)
+    rng = np.random.default_rng(seed)
+    bs = np.sort(b[rng.integers(0, b.size, (resamples, b.size))], axis=1)
+    ad = a[rng.integers(0, a.size, (resamples, a.size))]
+    # Per resample, the rank formula of threshold.detection_auc, vectorised over resamples.
+    below = (ad[:, :, None] < bs[:, None, :]).sum(axis=2)
+    ties = (ad[:, :, None] == bs[:, None, :]).sum(axis=2)
+    aucs = (below + 0.5 * ties).sum(axis=1) / (a.size * b.size)
+    m = int(np.floor(0.01 * b.size + 1e-9))  # tpr_at_fpr's closed form: below the (m+1)-th benign score
+    tprs = (ad < bs[:, m:m + 1]).mean(axis=1)
+    q = [50 * (1 - INTERVAL), 100 - 50 * (1 - INTERVAL)]
+    return {"auc_ci": [float(v) for v in np.percentile(aucs, q)],
+            "tpr_1pct_ci": [float(v) for v in np.percentile(tprs, q)], "resamples": int(resamples)}
+
+
 def detection_cell(benign, adversarial) -> dict:
-    """AUC, TPR at ROC_FPRS, and the detection rate at thresholds picked on the benign
-    scores (THRESHOLD_RULES; a rule that cannot be resolved from too few frames says why)."""
+    """AUC (with its bootstrap interval), TPR at ROC_FPRS, and the detection rate at thresholds
+    picked on the benign scores (THRESHOLD_RULES; a rule that cannot be resolved from too few
+    frames says why)."""
     benign = np.asarray(benign, np.float64)
     adversarial = np.asarray(adversarial, np.float64)
-    cell = {"auc": thr.detection_auc(benign, adversarial),
+    cell = {"auc": thr.detection_auc(benign, adversarial), **auc_interval(benign, adversarial),
             "tpr_at_fpr": {f"{f:g}": tpr_at_fpr(benign, adversarial, f) for f in ROC_FPRS},
             "benign_frames": int(benign.size), "adversarial_frames": int(adversarial.size),
             "benign_mean": float(benign.mean()), "adversarial_mean": float(adversarial.mean()),
@@ -110,7 +137,7 @@ def table1(s, benign: dict, adv: dict, success: Optional[dict] = None) -> list:
     for detector, params in detector_params(s, benign):
         for p in params:
             b = detector_scores(benign, detector, p, s)
-            for m in s.methods:
+            for m in s.method_labels:
                 for t in s.targets:
                     for adaptive in (False, True):
                         name = (ADAPTIVE_OF[detector](m, t, p) if adaptive else AttackSet(m, t)).name
@@ -126,6 +153,8 @@ def table1(s, benign: dict, adv: dict, success: Optional[dict] = None) -> list:
                             row["auc"] = None
                             row["missing"] = ("adaptive attacks skipped (--skip adaptive)"
                                               if "adaptive" in s.skip else
+                                              "no adaptive variant (it attacks the model only)"
+                                              if adaptive and not has_adaptive(m) else
                                               f"no adaptive attack with K_attack={p} (not in "
                                               f"{'--k-frame' if detector == 'frame' else '--k-attack'})")
                         rows.append(row)
@@ -135,7 +164,7 @@ def table1(s, benign: dict, adv: dict, success: Optional[dict] = None) -> list:
 def fig7(s, benign: dict, adv: dict) -> dict:
     """{method_target: {k_attack, k_defender, auc[i_defender][j_attack]}} (0 = plain attack)."""
     out = {}
-    for m in s.methods:
+    for m in filter(has_adaptive, s.method_labels):
         for t in s.targets:
             ka = sorted(set(s.k_attack))
             kds = sorted(set(s.ks))  # rows ascending: the report reads the last as the largest K
@@ -157,7 +186,7 @@ def own_adversary(s, benign: dict, adv: dict) -> list:
     rows = []
     for kd in s.ks:
         b = spatial_at(benign["spatial"], kd)
-        for m in s.methods:
+        for m in filter(has_adaptive, s.method_labels):
             for t in s.targets:
                 paper_style = adv.get(AttackSet(m, t, "spatial", int(kd)).name)
                 for kp in s.pair_counts:
@@ -199,7 +228,7 @@ def adaptive_matrix(s, benign: dict, adv: dict) -> list:
     rows = []
     for kind, setting in SPATIAL_ADAPTIVE:
         for ka in sorted({k for k in getattr(s, setting, ()) if k > 0}):
-            for m in s.methods:
+            for m in s.method_labels:
                 for t in s.targets:
                     name = AttackSet(m, t, kind, ka).name
                     if name not in adv:

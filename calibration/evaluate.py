@@ -55,27 +55,51 @@ def _benign_frames(s: EvalSettings) -> tuple:
     return frames
 
 
-def _attack_frames(folder: Path, names: list) -> list:
+def _attack_frames(folder: Path, names: list) -> tuple:
+    """([(name, stored file)], read(path) -> (H, W, 3) uint8 RGB) of an attack folder's frames
+    (rebuilt from their perturbations where the folder keeps those)."""
+    from .attacks.store import read_adversarial
+
     doc = json.loads((folder / "manifest.json").read_text())
     images = doc["images"]
     missing = [n for n in names if n not in images]
     if missing:
         raise DataError(f"{folder}/manifest.json lacks {missing[0]}: re-run evaluate to resume the attack")
-    return [(n, folder / images[n]["adversarial"]) for n in names]
+    records = {folder / images[n]["adversarial"]: images[n] for n in names}
+    return list(zip(names, records)), lambda path: read_adversarial(folder, records[path])
 
 
 def _attack_record(folder: Path, names: list) -> dict:
+    """A cell's attack figures: means, seconds (per frame and in all, as the frames were
+    attacked, here or on the machine that attacked them), cache bytes per frame."""
     from .attacks.run import summarize
 
     doc = json.loads((folder / "manifest.json").read_text())
     recs = [doc["images"][n] for n in names]
-    return {"frames": len(recs), **summarize(recs, doc["settings"]["threshold"]),
+    summary = summarize(recs, doc["settings"]["threshold"])
+    stored = [sum((folder / r[k]).stat().st_size for k in ("adversarial", "target", "target_color")
+                  if (folder / r[k]).is_file()) for r in recs]
+    return {"frames": len(recs), **summary, "attack_seconds": summary["seconds_per_frame"] * len(recs),
+            "cache_bytes_per_frame": float(np.mean(stored)) if stored else None,
+            "stored": sorted({r.get("stored", "png") for r in recs}),
             "success": [float(r["success"]) for r in recs], "settings": doc["settings"]}
 
 
+def cache_summary(attacks: dict) -> dict:
+    """The attack cache's mean bytes per attacked frame (perturbation + target maps)."""
+    sizes = [(a["cache_bytes_per_frame"], a["frames"]) for a in attacks.values()
+             if a.get("cache_bytes_per_frame") is not None]
+    frames = sum(n for _, n in sizes)
+    return {"frames": frames, "bytes_per_frame": sum(b * n for b, n in sizes) / frames if frames else None}
+
+
 def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=print,
-             cached_only: bool = False) -> dict:
+             cached_only: bool = False, plan_only: bool = False, pool=None) -> dict:
     """Run the evaluation per ``s`` into ``s.out``; returns results.json's document.
+
+    The grid's plan (calibration/grid_plan.py) is printed through ``log`` first; ``plan_only``:
+    return {"plan": ...} then, attacking nothing. ``pool``: where attack batches run
+    (calibration/attacks/pool.py; None: here, one after another).
 
     ``cached_only``: attack nothing and score nothing; build the results from the manifests
     and scores already under OUT (e.g. several GPU runs' outputs unpacked into one folder,
@@ -113,30 +137,46 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
 
     benign_list = list(zip(frames.names[:s.benign], frames.image_paths[:s.benign]))
     adv_names = list(frames.names[:s.adversarial])
-    attacks, adv_scores, missing = {}, {}, []
+    cells = plan_attacks(s)
+    folders = {a.name: out / "attacks" / setting_key(a, attack_settings(s, a), model_id) for a in cells}
+    plan = None
+    if not cached_only:
+        from edge_guard.calibration.data.folders import read_image
+
+        from .grid_plan import format_plan, grid_plan, step_seconds
+
+        image = read_image(frames.image_paths[0])
+        seconds = step_seconds(s, cells, model_id, to_frame(image, s.frame), device, out / "plan.json", log)
+        plan = grid_plan(s, cells, folders, seconds, scorer.time_frame(image), adv_names,
+                         workers=getattr(pool, "workers", 1))
+        log(format_plan(plan))
+        if plan_only:
+            return {"plan": plan}
+    attacks, adv_scores, missing, attacked = {}, {}, [], 0
     try:
         benign = scorer.scores("benign", benign_list)
     except MissingCache as exc:
         missing.append(str(exc))
-    for a in plan_attacks(s):
+    for a in cells:
         settings = attack_settings(s, a)
-        key = setting_key(a, settings, model_id)
-        folder = out / "attacks" / key
+        folder = folders[a.name]
         detectors = {"plain": ("spatial", "frame", "scale"), "scale": ("scale",)}.get(a.kind, ("spatial", "frame"))
         if not cached_only:
             log(f"attack {a.name} -> {folder.relative_to(out)}")
-            run_attacks(model_path, s.data, s.split, settings, folder, arch=s.arch, limit=s.adversarial,
-                        device=device, progress=progress, onnx=s.onnx)
+            done = run_attacks(model_path, s.data, s.split, settings, folder, arch=s.arch, limit=s.adversarial,
+                               device=device, progress=progress, onnx=s.onnx, store="delta", pool=pool)
+            attacked += done["attacked"]
         try:
             record = _attack_record(folder, adv_names)
-            adv_scores[a.name] = scorer.scores(key, _attack_frames(folder, adv_names), detectors)
+            listed, read = _attack_frames(folder, adv_names)
+            adv_scores[a.name] = scorer.scores(folder.name, listed, detectors, read=read)
         except MissingCache as exc:
             missing.append(str(exc))
             continue
         except (OSError, ValueError, KeyError, DataError):
             if not cached_only:
                 raise
-            missing.append(f"attacks/{key}")  # no manifest, or one without these frames
+            missing.append(f"attacks/{folder.name}")  # no manifest, or one without these frames
             continue
         attacks[a.name] = {"folder": str(folder.relative_to(out)), "method": a.method,
                            "target": a.target, "kind": a.kind, "k_attack": a.k_attack, **record}
@@ -153,6 +193,7 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
                          "parameters": count_parameters(segmenter),
                          **({"onnx": {"sha256": model_sha, **meta["onnx"]}} if "onnx" in meta else {})},
                "sample_sizes": {"benign": s.benign, "adversarial": s.adversarial},
+               "plan": plan, "attacked": attacked, "cache": cache_summary(attacks),
                "attacks": attacks,
                "benign": benign_summary(benign, s),
                "table1": rows,
@@ -219,13 +260,13 @@ def entropy_maps(s: EvalSettings, scorer: Scorer, benign_frame: tuple, attacks: 
     rng = np.random.default_rng(np.random.SeedSequence([int(s.seed), zlib.crc32(b"fig3")]))
     pairs = sample_pairs(h, w, s.patch, s.b_low, s.b_high, max(1, math.ceil(s.entropy_patches / 2)), rng)
     boxes = pairs.reshape(-1, 2)[:s.entropy_patches]
-    versions = [("benign", path)]
+    versions = [("benign", Path(path))]
     for aname, rec in attacks.items():
         if rec["kind"] == "plain":
-            versions.append((aname.rsplit("_", 1)[0], out / rec["folder"] / _adv_path(out / rec["folder"], name)))
+            versions.append((aname.rsplit("_", 1)[0], _adversarial(out / rec["folder"], name)))
     maps, images, summary = {}, {}, {}
     for label, p in versions:
-        image = to_frame(read_image(p), (h, w))
+        image = to_frame(read_image(p) if isinstance(p, Path) else p, (h, w))
         labels = scorer.segment(crop_patches(image, pairs, s.patch))[:len(boxes)]
         ent = vote_entropy(labels, boxes, (h, w), scorer.num_classes)
         maps[label], images[label] = ent, image
@@ -247,8 +288,10 @@ def _earlier_fig3(out: Path):
         return None
 
 
-def _adv_path(folder: Path, name: str) -> str:
-    return json.loads((folder / "manifest.json").read_text())["images"][name]["adversarial"]
+def _adversarial(folder: Path, name: str) -> np.ndarray:
+    from .attacks.store import read_adversarial
+
+    return read_adversarial(folder, json.loads((folder / "manifest.json").read_text())["images"][name])
 
 
 def _write_outputs(results: dict, out: Path) -> None:

@@ -60,7 +60,8 @@ def _detectors(settings: dict, rows: list) -> list:
 
 
 def _table1(rows: list, settings: dict) -> list:
-    attacks = [(m, t) for m in settings["methods"] for t in settings["targets"]]
+    # The rows' methods: --methods with a fixed-budget one per --linf (segpgd4, segpgd8)
+    attacks = [(m, t) for m in dict.fromkeys(r["method"] for r in rows) for t in settings["targets"]]
     # --skip adaptive: no column of n/a cells
     kinds = (False,) if "adaptive" in settings.get("skip", ()) else (False, True)
     head = ["detector"] + [f"{m} {t}{' (adaptive)' if a else ''}" for a in kinds for m, t in attacks]
@@ -83,7 +84,7 @@ def _rates(rows: list) -> list:
     from .evaluate import REACHED
 
     reached = next((r["reached"]["min_success"] for r in rows if r.get("reached")), REACHED)
-    lines = ["| detector | attack | adaptive | AUC | TPR@1% FPR | TPR@5% FPR | rate @ min-benign "
+    lines = ["| detector | attack | adaptive | AUC [95% CI] | TPR@1% FPR [95% CI] | TPR@5% FPR | rate @ min-benign "
              "(benign FPR) | rate @ fpr 0.01 (benign FPR) | benign / adv frames | AUC on frames "
              f">= {reached:.0%} on target (n) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -99,11 +100,15 @@ def _rates(rows: list) -> list:
             return f"{_f(d['detection_rate'])} ({_f(d['benign_fpr'])})"
 
         lines.append(f"| {r['detector']} {_param(r)} | {r['method']} {r['target']} | "
-                     f"{'yes' if r['adaptive'] else 'no'} | {_f(r['auc'], 3)} | "
-                     f"{_f(r['tpr_at_fpr']['0.01'])} | {_f(r['tpr_at_fpr']['0.05'])} | "
+                     f"{'yes' if r['adaptive'] else 'no'} | {_f(r['auc'], 3)}{_ci(r.get('auc_ci'))} | "
+                     f"{_f(r['tpr_at_fpr']['0.01'])}{_ci(r.get('tpr_1pct_ci'))} | {_f(r['tpr_at_fpr']['0.05'])} | "
                      f"{rate('min-benign')} | {rate('fpr-0.01')} | "
                      f"{r['benign_frames']} / {r['adversarial_frames']} | {_reached(r)} |")
     return lines
+
+
+def _ci(interval) -> str:
+    return "" if not interval else f" [{_f(interval[0])}, {_f(interval[1])}]"
 
 
 def _reached(row) -> str:
@@ -112,12 +117,17 @@ def _reached(row) -> str:
 
 
 def _attacks(attacks: dict) -> list:
-    lines = ["| attack | frames | mean pixel success | reached threshold | mean L2 (RMS) | mean Linf | "
-             "mean iterations | s / frame |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| attack | frames | mean pixel success | reached threshold | mean L2 (RMS) | mean Linf (x255) | "
+             "mean iterations | s / frame | attack wall time (s) | cache / frame (KB) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, a in attacks.items():
         m = a["mean"]
-        lines.append(f"| {name} | {a['frames']} | {_f(m['success'], 3)} | {a['reached_threshold']} | "
-                     f"{_f(m['l2'], 4)} | {_f(m['linf'], 3)} | {m['iterations']:.0f} | {a.get('seconds_per_frame', m['seconds']):.2f} |")
+        per = a.get("seconds_per_frame", m["seconds"])
+        size = a.get("cache_bytes_per_frame")
+        lines.append(f"| {name} | {a['frames']} | {_f(m['success'], 3)} | {_f(a['reached_threshold'], 0)} | "
+                     f"{_f(m['l2'], 4)} | {_f(m['linf'] * 255, 1)} | {m['iterations']:.0f} | {per:.2f} | "
+                     f"{a.get('attack_seconds', per * a['frames']):.0f} | "
+                     f"{'n/a' if size is None else f'{size / 1024:.0f}'} |")
     return lines
 
 

@@ -128,6 +128,7 @@ def transferability(s, names: list, device: str, progress: bool, log, meta: dict
     from edge_guard.engine_cache import sha256_file
 
     from .attacks.run import run_attacks
+    from .attacks.store import read_adversarial
     from .data.folders import read_image, read_labels
     from .evaluate import AttackSet, attack_settings, setting_key, to_frame
     from .models.checkpoint import load_segmenter
@@ -152,7 +153,7 @@ def transferability(s, names: list, device: str, progress: bool, log, meta: dict
               "source": source, "target": target, "frames": len(names),
               "convention": "cell [i][j]: adversarial frames made against model j, segmented by model i",
               "methods": {}}
-    for method in s.methods:
+    for method in s.method_labels:
         a = AttackSet(method, target)
         settings = attack_settings(s, a)
         success = np.full((len(paths), len(paths)), np.nan)
@@ -162,13 +163,13 @@ def transferability(s, names: list, device: str, progress: bool, log, meta: dict
             folder = out / "transfer" / "attacks" / f"{labels[j]}_{setting_key(a, settings, shas[j])}"
             log(f"Fig. 8: {method} against model {labels[j]} -> {folder.relative_to(out)}")
             run_attacks(path, s.data, s.split, settings, folder, arch=archs[j], limit=s.adversarial,
-                        device=device, progress=progress)
+                        device=device, progress=progress, store="delta")
             doc = json.loads((folder / "manifest.json").read_text())
             recs = [(n, doc["images"][n]) for n in names]
             attack_success.append(float(np.mean([r["success"] for _, r in recs])))
             cells = [[] for _ in paths]
             for name, rec in recs:
-                adv = read_image(folder / rec["adversarial"])
+                adv = read_adversarial(folder, rec)
                 tgt = read_labels(folder / rec["target"])
                 clean = to_frame(read_image(rec["source"]), adv.shape[:2])
                 for i, seg in enumerate(segments):

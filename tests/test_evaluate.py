@@ -159,6 +159,7 @@ def test_report_is_generated_from_the_numbers(evaluated):
 def test_a_second_run_reuses_attacks_and_scores(evaluated, workspace):
     out, _, first = evaluated
     before = {p: p.stat().st_mtime_ns for p in (out / "attacks").rglob("*.png")}
+    before.update({p: p.stat().st_mtime_ns for p in (out / "attacks").rglob("*.xz")})
     before.update({p: p.stat().st_mtime_ns for p in (out / "scores").glob("*.json")})
     auc_before = [r.get("auc") for r in json.loads((out / "results.json").read_text())["table1"]]
     t0 = time.perf_counter()
@@ -167,7 +168,9 @@ def test_a_second_run_reuses_attacks_and_scores(evaluated, workspace):
     assert rc == 0, stderr
     after = {p: p.stat().st_mtime_ns for p in before}
     assert after == before                                  # no frame re-attacked, no score recomputed
-    assert [r.get("auc") for r in json.loads((out / "results.json").read_text())["table1"]] == auc_before
+    results = json.loads((out / "results.json").read_text())
+    assert results["attacked"] == 0 and results["cache"]["bytes_per_frame"] > 0
+    assert [r.get("auc") for r in results["table1"]] == auc_before
     assert second < first
 
 
@@ -178,9 +181,9 @@ def test_cached_only_rebuilds_the_results_without_the_images(evaluated, workspac
 
     out, _, _ = evaluated
     merged = tmp_path / "merged"
-    shutil.copytree(out, merged, ignore=lambda d, names: [n for n in names if n.endswith(".png")
+    shutil.copytree(out, merged, ignore=lambda d, names: [n for n in names if n.endswith((".png", ".xz"))
                                                           and Path(d) != out])
-    assert not list((merged / "attacks").rglob("*.png")) and (merged / "fig3_entropy.png").is_file()
+    assert not list((merged / "attacks").rglob("*.xz")) and (merged / "fig3_entropy.png").is_file()
     args = [a if a != str(out) else str(merged) for a in _args(workspace, out)]
     rc, _, stderr = run_cli(args + ["--cached-only", "--skip", "fig8"])
     assert rc == 0, stderr

@@ -169,11 +169,14 @@ def test_evaluate_accepts_the_new_method_names():
 def test_evaluate_runs_fixed_budget_cells_at_their_own_budget():
     from edge_guard.calibration.eval_plan import EvalSettings, attack_settings, plan_attacks
 
-    s = EvalSettings(data="d", out="o", model="m", methods=("segpgd", "dag"), max_iter=200, attack_stop=0.99)
+    s = EvalSettings(data="d", out="o", model="m", methods=("segpgd", "dag"), max_iter=200, attack_stop=0.99,
+                     linf=(4 / 255, 8 / 255))
     cells = {(a.method, a.kind): attack_settings(s, a) for a in plan_attacks(s)}
-    seg, dag = cells[("segpgd", "plain")], cells[("dag", "plain")]
-    assert (seg.max_iter, seg.threshold, seg.linf) == (100, None, 8 / 255)  # no early stop
-    assert (dag.max_iter, dag.threshold) == (200, 0.99)                      # as before
+    seg, dag = cells[("segpgd8", "plain")], cells[("dag", "plain")]
+    assert (seg.method, seg.max_iter, seg.threshold, seg.linf) == ("segpgd", 100, None, 8 / 255)  # no early stop
+    assert (cells[("segpgd4", "scale")].method, cells[("segpgd4", "scale")].linf) == ("segpgd", 4 / 255)
+    assert (dag.max_iter, dag.threshold, dag.linf) == (200, 0.99, None)  # as before, one cell
+    assert s.method_labels == ["segpgd4", "segpgd8", "dag"]
     quick = EvalSettings(data="d", out="o", model="m", methods=("segpgd",), max_iter=5)
     assert attack_settings(quick, plan_attacks(quick)[0]).max_iter == 5     # --quick stays quick
 

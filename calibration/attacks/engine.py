@@ -43,6 +43,19 @@ def check_inputs(images: torch.Tensor, target: torch.Tensor, mask: Optional[torc
         raise ValueError("images must be in [0, 1]")
 
 
+def clean_inputs(images: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor], quantize: bool):
+    """(clean images detached, target as int64 on their device, valid pixels (N, H, W) bool);
+    ValueError for a non-8-bit image under ``quantize`` or an image without a valid pixel."""
+    clean = images.detach()
+    if quantize and not is_8bit(clean):
+        raise ValueError("quantize=True needs 8-bit clean images (multiples of 1/255)")
+    target = target.to(clean.device).long()
+    valid = valid_pixels(target, None if mask is None else mask.to(clean.device))
+    if (valid.flatten(1).sum(1) == 0).any():
+        raise ValueError("an image has no valid target pixel (all ignored or masked out)")
+    return clean, target, valid
+
+
 def _normalise(grad: torch.Tensor, norm: str) -> torch.Tensor:
     """Per image: grad / max|grad| ('linf') or grad / RMS(grad) ('l2'); per value: sign."""
     if norm == "sign":
@@ -91,13 +104,7 @@ def descend(model: Callable, images: torch.Tensor, target: torch.Tensor, *,
     if start_radius is not None and not start_radius > 0:
         raise ValueError(f"start_radius must be > 0 or None, got {start_radius}")
     rate = success_rate if targeted else _fooled_rate
-    clean = images.detach()
-    if quantize and not is_8bit(clean):
-        raise ValueError("quantize=True needs 8-bit clean images (multiples of 1/255)")
-    target = target.to(clean.device).long()
-    valid = valid_pixels(target, None if mask is None else mask.to(clean.device))
-    if (valid.flatten(1).sum(1) == 0).any():
-        raise ValueError("an image has no valid target pixel (all ignored or masked out)")
+    clean, target, valid = clean_inputs(images, target, mask, quantize)
     if bool((target[valid] < 0).any()):
         raise ValueError("target holds negative class ids: mark ignored pixels 255")
     safe_target = torch.where(valid, target, torch.zeros_like(target))

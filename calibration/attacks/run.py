@@ -4,7 +4,8 @@ Output folder::
 
     OUT/<input path relative to the data root, as .png>   adversarial frame, 8-bit RGB
         (a Cityscapes input gives OUT/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png, so
-        OUT opens with the same loaders: open_dataset(OUT, split, labeled=False))
+        OUT opens with the same loaders: open_dataset(OUT, split, labeled=False)); with
+        store="delta" (evaluate's cache) <name>.delta.xz, the 8-bit perturbation (store.py)
     OUT/targets/<same folders>/<name>_target.png         target train ids (255 = ignore)
     OUT/targets/<same folders>/<name>_target_color.png   the target in the Cityscapes palette
     OUT/manifest.json                                     settings, summary, one record per frame
@@ -45,9 +46,10 @@ from edge_guard.patches import check_geometry, check_patch_geometry
 
 from .. import targets as target_maps
 from ..models.segmenter import labels_of
-from . import ATTACKS
 from .manifest import FORMAT, VERSION, Manifest, frame_sha256, seconds_per_frame, summarize
 from .settings import ADAPTIVE_L2, DEFAULT_STEP, AttackSettings, detector_geometry, unused_settings
+from .pool import SerialPool, attack_batch
+from .store import STORES, write_adversarial
 from .views import make_views
 
 # Importers of this module read the settings' and the manifest's names here too.
@@ -139,14 +141,17 @@ def _scene_source(frames, name: str, seed: int, size):
 
 def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, arch: Optional[str] = None,
                 limit: Optional[int] = None, device: str = "cpu", progress: bool = True,
-                onnx: Optional[dict] = None, log=None) -> dict:
+                onnx: Optional[dict] = None, log=None, store: str = "png", pool=None) -> dict:
     """Attack the first ``limit`` frames of ``data``/``split`` into ``out``; returns the
-    manifest's summary. See the module docstring for the layout. ``onnx``: ``model_path`` is a
-    user's ONNX graph with these convention options (load_attack_model); ``log`` takes its
-    loader's notes (None: quiet)."""
+    manifest's summary and ``attacked`` (frames attacked by this call). See the module docstring
+    for the layout. ``onnx``: ``model_path`` is a user's ONNX graph with these convention options
+    (load_attack_model); ``log`` takes its loader's notes (None: quiet). ``store``: "png" (whole
+    frames) or "delta" (perturbations, store.py). ``pool``: where batches run (pool.py; None: here)."""
     from edge_guard.calibration.data.folders import ImageFolder, open_dataset
 
     s = settings.resolved()
+    if store not in STORES:
+        raise ValueError(f"unknown store {store!r}: one of {', '.join(STORES)}")
     data = Path(data).expanduser()
     if not data.exists():
         raise DataError(f"data folder {data} does not exist")
@@ -215,8 +220,6 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         manifest = Manifest(out, record_settings, free=free)
         views = make_views(s.adaptive, s.k_attack, s.patch_size, s.b_low, s.b_high, s.blur_stds, s.pair_weight,
                            s.agree_weight)
-        attack = ATTACKS[s.method]
-        hyper = {"gamma": s.step} if s.method == "dag" else {"step": s.step}
         # Paths inside the folder as the loader lists them, not resolved: a symlinked split
         # (e.g. leftImg8bit/train -> elsewhere) would leave the folder.
         root = Path(os.path.abspath(data))
@@ -225,30 +228,27 @@ def run_attacks(model_path, data, split: str, settings: AttackSettings, out, *, 
         _check_frames(frames, todo, height if s.draws_patches and s.size is None else None)
         kind = f" ({s.adaptive})" if s.adaptive else ""
         bar = _progress(len(todo), f"{s.method} -> {s.target}{kind}", progress)
+        pool = pool or SerialPool()
+        batches = ([_prepare(frames, i, s, segmenter, device, sources) for i in chunk]
+                   for chunk in _batches(todo, s.batch, lambda i: s.size or frames[i][0].shape[:2]))
         try:
-            for chunk in _batches(todo, s.batch, lambda i: s.size or frames[i][0].shape[:2]):
-                prepared = [_prepare(frames, i, s, segmenter, device, sources) for i in chunk]
-                x = torch.cat([p["x"] for p in prepared])
-                t = torch.from_numpy(np.stack([p["target"] for p in prepared]).astype(np.int64)).to(device)
-                result = attack(segmenter, x, t, quantize=True, l2=s.l2, linf=s.linf, max_iter=s.max_iter,
-                                threshold=s.threshold, views=views, seed=[p["seed"] for p in prepared], **hyper)
-                for j, (p, metrics) in enumerate(zip(prepared, result.records())):
+            for prepared, results in pool.imap(attack_batch, (segmenter, s, views), batches):
+                for p, (adv, metrics, batch_seconds) in zip(prepared, results):
                     i, name, target = p["index"], p["name"], p["target"]
-                    adv = (result.images[j].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
                     rel = Path(os.path.abspath(frames.image_paths[i])).relative_to(root).with_suffix(".png")
                     tdir = Path("targets") / rel.parent
                     stem = Path(name).name  # an image folder's names hold their subfolder, rel.parent too
-                    paths = {"adversarial": str(rel), "target": str(tdir / f"{stem}_target.png"),
+                    paths = {"target": str(tdir / f"{stem}_target.png"),
                              "target_color": str(tdir / f"{stem}_target_color.png")}
-                    _write_png(out / paths["adversarial"], cv2.cvtColor(adv, cv2.COLOR_RGB2BGR))
+                    stored = write_adversarial(out, rel, p["image"], adv, store)
                     _write_png(out / paths["target"], target)
                     _write_png(out / paths["target_color"], cv2.cvtColor(colorize(target), cv2.COLOR_RGB2BGR))
                     record = {"source": str(frames.image_paths[i].resolve()), "source_sha256": source_sha[i],
-                              **paths, "seed": p["seed"], "device": str(device),
+                              **stored, **paths, "seed": p["seed"], "device": str(device),
                               "clean_success": p["clean_success"], **metrics}
                     if len(prepared) > 1:  # "seconds" is then the batch's time until this frame stopped
                         record.update(batch=len(prepared), batch_first=prepared[0]["name"],
-                                      batch_seconds=float(result.seconds.max()))
+                                      batch_seconds=batch_seconds)
                     if s.target == "scene":
                         record["scene_source"] = p["scene_source"] or "generated"
                     manifest.add(name, record)
@@ -348,7 +348,7 @@ def _prepare(frames, i: int, s: AttackSettings, segmenter, device, sources=None)
                                      source_labels=source_labels, text=s.text)
     valid = target != 255
     clean_success = float((clean_pred[valid] == target[valid]).mean()) if valid.any() else math.nan
-    return {"index": i, "name": name, "x": x, "target": target, "seed": seed,
+    return {"index": i, "name": name, "image": image, "x": x, "target": target, "seed": seed,
             "clean_success": clean_success, "scene_source": source_name}
 
 

@@ -11,7 +11,7 @@ from typing import Optional
 from edge_guard.errors import UserError
 
 from .. import targets as target_maps
-from . import ATTACKS, FIXED_BUDGET
+from . import ATTACKS, FIXED_BUDGET, PLAIN_ONLY
 from .maskedce import DEFAULT_ITER as MASKEDCE_ITER, STEP_FRACTION as MASKEDCE_STEP
 from .pgd import DEFAULT_LINF
 from .segpgd import DEFAULT_ITER as SEGPGD_ITER, STEP_FRACTION as SEGPGD_STEP
@@ -19,12 +19,15 @@ from .views import ADAPTIVE, PAIR_ADAPTIVE, PATCH_ADAPTIVE
 
 #: The paper's L2 bound (RMS on [0, 1] images) for adaptive DAG / Houdini attacks (§5.4).
 ADAPTIVE_L2 = 0.06
-DEFAULT_STEP = {"dag": 0.5 / 255, "houdini": 1.0 / 255}
+#: adv_lib.dag's step is its gamma (as our DAG's); adv_lib.alma_prox has none (its lr is adv_lib's default).
+DEFAULT_STEP = {"dag": 0.5 / 255, "houdini": 1.0 / 255, "adv_lib.dag": 0.5 / 255, "adv_lib.alma_prox": None}
 #: Fixed-budget attacks: their step (SegPGD's alpha, masked-CE's first step) as a fraction of --linf.
 STEP_FRACTION = {"segpgd": SEGPGD_STEP, "maskedce": MASKEDCE_STEP}
-DEFAULT_MAX_ITER = {"dag": 200, "houdini": 200, "segpgd": SEGPGD_ITER, "maskedce": MASKEDCE_ITER}
+DEFAULT_MAX_ITER = {"dag": 200, "houdini": 200, "segpgd": SEGPGD_ITER, "maskedce": MASKEDCE_ITER,
+                    "adv_lib.dag": 200, "adv_lib.alma_prox": 500}
 #: Early stop at this fraction of pixels on target; None (fixed-budget attacks): every step runs.
-DEFAULT_THRESHOLD = {"dag": 0.99, "houdini": 0.99, "segpgd": None, "maskedce": None}
+DEFAULT_THRESHOLD = {"dag": 0.99, "houdini": 0.99, "segpgd": None, "maskedce": None,
+                     "adv_lib.dag": 0.99, "adv_lib.alma_prox": 0.99}
 
 
 @dataclass
@@ -92,6 +95,12 @@ class AttackSettings:
         if self.adaptive not in (None, "none") + ADAPTIVE:
             raise UserError(f"unknown adaptive attack {self.adaptive!r}: choose one of {', '.join(ADAPTIVE)}")
         adaptive = None if self.adaptive in (None, "none") else self.adaptive
+        if adaptive and self.method in PLAIN_ONLY:
+            raise UserError(f"--adaptive {adaptive}: adv_lib's attacks attack the model only: no adaptive "
+                            f"variant of {self.method} (run it plain)")
+        if self.method == "adv_lib.alma_prox" and self.step is not None:
+            raise UserError("--step: adv_lib.alma_prox has no step (its learning rate is adv_lib's default): "
+                            "leave it out")
         if self.k_attack < 0:
             raise UserError(f"--k-attack must be >= 0, got {self.k_attack}")
         if self.batch < 1:

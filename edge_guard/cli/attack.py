@@ -18,7 +18,7 @@ from edge_guard.cli._args import (add_model_option, at_most, frame_size, non_neg
 from edge_guard.cli._onnx_args import add_onnx_options, model_or_onnx
 from edge_guard.limits import MAX_BATCH, MAX_FRAMES, MAX_PAIRS
 
-METHODS = ("dag", "houdini", "segpgd", "maskedce")
+METHODS = ("dag", "houdini", "segpgd", "maskedce", "adv_lib.dag", "adv_lib.alma_prox")
 TARGETS = ("pure", "emblem", "scene", "remap", "strip", "text")
 ADAPTIVE = ("scale", "spatial", "spatial-pairs", "frame", "frame-agree")
 
@@ -33,6 +33,10 @@ fixed-budget attacks (segpgd: SegPGD, ECCV 2022; maskedce: masked-CE PGD, ECCV 2
 --max-iter step (default 100) inside --linf (default 8/255; 4/255 is the other usual budget),
 no early stop unless --threshold is given; --step is SegPGD's alpha (default linf/4) or
 masked-CE's first, cosine-decayed step (default linf).
+
+adv_lib's attacks (adv_lib.dag: its DAG, --step its gamma; adv_lib.alma_prox: its minimum-norm
+L-inf ALMA prox, 500 steps, no --step): the model alone (no --adaptive), rounded to 8-bit once
+they return; they need `pip install --no-deps adv-lib` (the crosscheck extra).
 
 targets: pure (one random class), emblem (a cartoon face, the paper's "Kitty"), scene
 (another frame's labels with people and vehicles removed), remap (the clean prediction
@@ -58,7 +62,8 @@ def register(sub) -> None:
                    help="Cityscapes-layout, BDD100K or image folder")
     p.add_argument("--split", default=None,
                    help="split to attack (default: val); refused for a plain image folder, which has none")
-    p.add_argument("--method", required=True, help=", ".join(METHODS))
+    p.add_argument("--method", required=True,
+                   help=", ".join(METHODS) + " (the adv_lib ones need `pip install --no-deps adv-lib`)")
     p.add_argument("--target", required=True, help=", ".join(TARGETS))
     p.add_argument("--text", default=None, help="string of --target text (default: ECCV 2018)")
     p.add_argument("--adaptive", default=None,

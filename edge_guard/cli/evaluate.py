@@ -26,6 +26,7 @@ examples:
   edge-guard evaluate --model drn_d_22.pth --arch drn_d_22 --data cityscapes --out eval \\
       --frame 1024x2048 --patch 512 --b-low 32 --b-high 64 --skip fig8
   edge-guard evaluate --data scenes --out eval --adversarial 10 --skip adaptive,fig8   # plain rows, CPU
+  edge-guard evaluate --data scenes --out eval --quick --ray HEAD:6379   # frames on a Ray cluster
 
 --quick runs a reduced grid unless a flag says otherwise: 8 benign and 4 adversarial frames
 at 128x256, patch 96, b in [6, 12), DAG and Houdini on the pure target, K in {1,5},
@@ -64,7 +65,16 @@ def register(sub) -> None:
                    help="benign frames: the first N of the split (default: 100)")
     p.add_argument("--adversarial", type=at_most(MAX_FRAMES, "frames"), default=None, metavar="N",
                    help="frames attacked per setting: the first N of the split (default: 50)")
-    p.add_argument("--methods", default=None, help="attacks, comma-separated (default: dag,houdini)")
+    p.add_argument("--methods", default=None,
+                   help="attacks, comma-separated: dag, houdini, segpgd, maskedce (fixed budget, one cell per "
+                        "--linf), adv_lib.dag, adv_lib.alma_prox (plain only; pip install --no-deps adv-lib) "
+                        "(default: dag,houdini)")
+    p.add_argument("--linf", default="8/255", metavar="BUDGETS",
+                   help="L-inf budgets of segpgd and maskedce, comma-separated, e.g. 4/255,8/255: cells "
+                        "segpgd4, segpgd8, ... (default: 8/255)")
+    p.add_argument("--plan", action="store_true",
+                   help="print the grid's plan (cells, frames left to attack, measured seconds per step, "
+                        "estimated hours) and stop; evaluate always prints it before it starts")
     p.add_argument("--targets", default=None,
                    help="targets, comma-separated: pure, emblem (the paper's Kitty), scene, remap, "
                         "strip, text (default: pure,emblem)")
@@ -120,6 +130,15 @@ def register(sub) -> None:
                         "manifests and scores under --out (e.g. several GPU runs' outputs unpacked "
                         "into one folder without their adversarial images); --data still names the "
                         "frames. Fig. 3 and Fig. 8 need the images (an earlier Fig. 3 is kept)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="attack each cell's frames in parallel as Ray tasks (pip install 'edge-guard[cluster]'): "
+                        "alone, on a local Ray using this machine's cores; with a running cluster's address "
+                        "(auto, HOST:6379, ray://HOST:10001), on its machines. This process prepares the "
+                        "frames and writes every result into --out (the cache: resumable as ever); tasks "
+                        "only attack, on CPUs, so workers need edge-guard and torch installed but neither "
+                        "the data nor --out. Cells still run one after another (docs/cluster.md)")
+    p.add_argument("--ray-cpus-per-task", type=positive_int, default=1, metavar="N",
+                   help="CPUs (and torch threads) per Ray task, one frame batch each (default: 1)")
     p.set_defaults(func=run)
 
 
@@ -128,7 +147,7 @@ def _list(text: str, option: str, kind=str) -> tuple:
 
     try:
         values = tuple(kind(v.strip()) for v in str(text).split(",") if v.strip())
-    except ValueError:
+    except (ValueError, ZeroDivisionError):
         raise UserError(f"{option} {text!r} is not a comma-separated list of numbers") from None
     if not values:
         raise UserError(f"{option} is empty")
@@ -145,6 +164,12 @@ def _counts(text: str, option: str, kind) -> tuple:
     if kind is int and values[-1] > MAX_PAIRS:
         raise UserError(f"{option}: at most K={MAX_PAIRS} patches or pairs per frame, got {values[-1]}")
     return values
+
+
+def _budget(text: str) -> float:
+    """'8/255' or '0.0314' -> the budget on [0, 1] images (its range: EvalSettings.check)."""
+    num, _, den = text.partition("/")
+    return float(num) / float(den or 1)  # ValueError, ZeroDivisionError: _list's one-line error
 
 
 def settings_from_args(args):
@@ -166,6 +191,7 @@ def settings_from_args(args):
         data=str(args.data), out=str(args.out), model=str(model), arch=args.arch, split=args.split, onnx=onnx,
         benign=pick("benign"), adversarial=pick("adversarial"),
         methods=_list(pick("methods"), "--methods"), targets=_list(pick("targets"), "--targets"),
+        linf=tuple(sorted(set(_list(args.linf, "--linf", _budget)))),
         ks=_counts(pick("ks"), "--ks", int), stds=_counts(pick("stds"), "--stds", float),
         k_attack=_counts(pick("k_attack"), "--k-attack", int), k_pairs=_counts(pick("k_pairs"), "--k-pairs", int),
         k_frame=_counts(pick("k_frame"), "--k-frame", int), k_agree=_counts(pick("k_agree"), "--k-agree", int),
@@ -196,8 +222,26 @@ def run(args) -> int:
         from edge_guard.calibration.models.onnx_model import check_onnx
 
         check_onnx(settings.model, settings.onnx)
-    results = evaluate(settings, device=pick_device(args.device), progress=not args.quiet,
-                       log=(lambda *a: None) if args.quiet else print, cached_only=args.cached_only)
+    device = pick_device("cpu" if args.ray is not None and args.device == "auto" else args.device)
+    pool = None
+    if args.ray is not None and not args.cached_only:
+        if device != "cpu":
+            from edge_guard.errors import UserError
+
+            raise UserError(f"--ray attacks on the workers' CPUs: drop --device {args.device} "
+                            "(or pass --device cpu)")
+        from edge_guard.calibration.attacks.ray_pool import RayPool
+
+        pool = RayPool(address=None if args.ray == "local" else args.ray, cpus_per_task=args.ray_cpus_per_task)
+    try:
+        results = evaluate(settings, device=device, progress=not args.quiet,
+                           log=print if args.plan or not args.quiet else (lambda *a: None),
+                           cached_only=args.cached_only, plan_only=args.plan, pool=pool)
+    finally:
+        if pool is not None:
+            pool.close()
+    if args.plan:
+        return 0
     print(f"wrote {Path(args.out) / 'report.md'} and results.json ({results['seconds']:.0f} s)")
     from edge_guard.calibration.report import reading
 
