@@ -146,10 +146,7 @@ class Scorer:
         rng = np.random.default_rng(np.random.SeedSequence([int(self.s.seed), stream]))
         # Another stream for the frame detector's patches: adding it left the pairs' draws as they were.
         frame_rng = np.random.default_rng(np.random.SeedSequence([int(self.s.seed), stream, 1]))
-        out = {"names": [n for n, _ in frames], "pair_stream": stream}
-        for d in detectors:
-            out.update({"spatial": {"spatial": [], "spatial_cm": []}, "frame": {"frame": []},
-                        "scale": {"scale": {f"{v:g}": [] for v in self.s.stds}}}[d])
+        out = {"names": [n for n, _ in frames], "pair_stream": stream, **self._empty(detectors)}
         with tqdm(total=len(frames), desc=f"scoring {name}", unit="frame",
                   disable=not self.progress, dynamic_ncols=True) as bar:
             for _, p in frames:
@@ -161,14 +158,21 @@ class Scorer:
         tmp.replace(path)
         return out
 
+    def _empty(self, detectors) -> dict:
+        """The lists _score appends each frame's scores to, for ``detectors``."""
+        out = {}
+        for d in detectors:
+            out.update({"spatial": {"spatial": [], "spatial_cm": []}, "frame": {"frame": []},
+                        "scale": {"scale": {f"{v:g}": [] for v in self.s.stds}}}[d])
+        return out
+
     def time_frame(self, image: np.ndarray) -> float:
         """Seconds to score one frame with every detector (for the grid's plan; nothing kept)."""
         import time
 
         rng = np.random.default_rng(0)
-        out = {"spatial": [], "spatial_cm": [], "frame": [], "scale": {f"{v:g}": [] for v in self.s.stds}}
         start = time.perf_counter()
-        self._score(to_frame(image, self.s.frame), self.DETECTORS, rng, rng, out)
+        self._score(to_frame(image, self.s.frame), self.DETECTORS, rng, rng, self._empty(self.DETECTORS))
         return time.perf_counter() - start
 
     def _score(self, image, detectors, rng, frame_rng, out) -> None:

@@ -138,7 +138,8 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
     benign_list = list(zip(frames.names[:s.benign], frames.image_paths[:s.benign]))
     adv_names = list(frames.names[:s.adversarial])
     cells = plan_attacks(s)
-    folders = {a.name: out / "attacks" / setting_key(a, attack_settings(s, a), model_id) for a in cells}
+    resolved = {a.name: attack_settings(s, a) for a in cells}
+    folders = {a.name: out / "attacks" / setting_key(a, resolved[a.name], model_id) for a in cells}
     plan = None
     if not cached_only:
         from edge_guard.calibration.data.folders import read_image
@@ -146,8 +147,9 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
         from .grid_plan import format_plan, grid_plan, step_seconds
 
         image = read_image(frames.image_paths[0])
-        seconds = step_seconds(s, cells, model_id, to_frame(image, s.frame), device, out / "plan.json", log)
-        plan = grid_plan(s, cells, folders, seconds, scorer.time_frame(image), adv_names,
+        seconds = step_seconds(s, cells, resolved, model_id, to_frame(image, s.frame), device,
+                               out / "plan.json", log)
+        plan = grid_plan(s, cells, resolved, folders, seconds, scorer.time_frame(image), adv_names,
                          workers=getattr(pool, "workers", 1))
         log(format_plan(plan))
         if plan_only:
@@ -158,8 +160,7 @@ def evaluate(s: EvalSettings, device: str = "cpu", progress: bool = True, log=pr
     except MissingCache as exc:
         missing.append(str(exc))
     for a in cells:
-        settings = attack_settings(s, a)
-        folder = folders[a.name]
+        settings, folder = resolved[a.name], folders[a.name]
         detectors = {"plain": ("spatial", "frame", "scale"), "scale": ("scale",)}.get(a.kind, ("spatial", "frame"))
         if not cached_only:
             log(f"attack {a.name} -> {folder.relative_to(out)}")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .eval_plan import _digest, attack_settings, has_adaptive, parse_label
+from .eval_plan import _digest, has_adaptive, parse_label
 
 #: A step is timed as (seconds of LONG steps - seconds of SHORT steps) / (LONG - SHORT), after
 #: a warm-up call of SHORT steps (adv_lib's alma_prox needs at least 2).
@@ -52,9 +52,10 @@ def _time_attack(segmenter, settings, x, t) -> float:
     return (long - short) / (LONG - SHORT) if long > short else long / LONG
 
 
-def step_seconds(s, cells: list, model_id: str, image: np.ndarray, device: str, cache: Path, log=print) -> dict:
+def step_seconds(s, cells: list, resolved: dict, model_id: str, image: np.ndarray, device: str, cache: Path,
+                 log=print) -> dict:
     """{cell name: seconds per step}: measured on the model the attacks load (see the module
-    docstring), or read from ``cache``."""
+    docstring), or read from ``cache``. ``resolved``: {cell name: its AttackSettings}."""
     import torch
 
     from .attacks.run import load_attack_model
@@ -62,7 +63,7 @@ def step_seconds(s, cells: list, model_id: str, image: np.ndarray, device: str, 
     plain = {}  # method label -> its plain settings
     views = {}  # (kind, k_attack) -> settings with the first adaptive-capable method
     for a in cells:
-        st = attack_settings(s, a)
+        st = resolved[a.name]
         if a.kind == "plain":
             plain.setdefault(parse_label(a.method)[0], st)
         elif has_adaptive(a.method):
@@ -105,14 +106,14 @@ def cached_frames(folder: Path, names: list) -> int:
     return sum(1 for n in names if n in images)
 
 
-def grid_plan(s, cells: list, folders: dict, seconds: dict, score_seconds: float, names: list,
+def grid_plan(s, cells: list, resolved: dict, folders: dict, seconds: dict, score_seconds: float, names: list,
               workers: int = 1) -> dict:
     """The plan: per cell its frames to attack, steps per frame and estimated seconds; the
     totals (attacks + scoring, over ``workers`` parallel attack workers: at most one per frame
     of a cell, since cells run one after another)."""
     rows = []
     for a in cells:
-        st = attack_settings(s, a)
+        st = resolved[a.name]
         done = cached_frames(folders[a.name], names)
         todo = len(names) - done
         rows.append({"cell": a.name, "frames": len(names), "cached": done, "todo": todo,

@@ -111,6 +111,18 @@ def positive_float(text: str) -> float:
     return value
 
 
+def image_value(text: str) -> float:
+    """A value on [0, 1] images: a number (0.0314) or a fraction of two (8/255)."""
+    num, slash, den = text.partition("/")
+    if not slash:
+        return positive_float(text)
+    try:
+        return positive_float(num) / positive_float(den)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or a fraction of two positive "
+                                         "numbers such as 8/255") from None
+
+
 def probability(text: str) -> float:
     """A number in [0, 1]."""
     import math

@@ -13,8 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge_guard.cli._args import (add_model_option, at_most, frame_size, non_negative_int, positive_float,
-                                  positive_int, side)
+from edge_guard.cli._args import (add_model_option, at_most, frame_size, image_value, non_negative_int,
+                                  positive_float, positive_int, side)
 from edge_guard.cli._onnx_args import add_onnx_options, model_or_onnx
 from edge_guard.limits import MAX_BATCH, MAX_FRAMES, MAX_PAIRS
 
@@ -108,18 +108,6 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=run)
-
-
-def image_value(text: str) -> float:
-    """A value on [0, 1] images: a number (0.0314) or a fraction of two (8/255)."""
-    num, slash, den = text.partition("/")
-    if not slash:
-        return positive_float(text)
-    try:
-        return positive_float(num) / positive_float(den)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number or a fraction of two positive "
-                                         "numbers such as 8/255") from None
 
 
 def _stds(text: str) -> tuple:

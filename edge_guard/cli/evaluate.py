@@ -14,8 +14,8 @@ are cached under OUT: run the same command again to resume.
 import argparse
 from pathlib import Path
 
-from edge_guard.cli._args import (add_model_option, add_statistic_options, at_most, frame_size, k_count,
-                                  non_negative_int, positive_float, positive_int, side)
+from edge_guard.cli._args import (add_model_option, add_statistic_options, at_most, frame_size, image_value,
+                                  k_count, non_negative_int, positive_float, positive_int, side)
 from edge_guard.cli._onnx_args import ONNX_HELP, add_onnx_options, model_or_onnx
 from edge_guard.limits import MAX_BATCH, MAX_FRAMES
 
@@ -147,7 +147,7 @@ def _list(text: str, option: str, kind=str) -> tuple:
 
     try:
         values = tuple(kind(v.strip()) for v in str(text).split(",") if v.strip())
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, argparse.ArgumentTypeError):  # image_value's: not a number or a fraction
         raise UserError(f"{option} {text!r} is not a comma-separated list of numbers") from None
     if not values:
         raise UserError(f"{option} is empty")
@@ -164,12 +164,6 @@ def _counts(text: str, option: str, kind) -> tuple:
     if kind is int and values[-1] > MAX_PAIRS:
         raise UserError(f"{option}: at most K={MAX_PAIRS} patches or pairs per frame, got {values[-1]}")
     return values
-
-
-def _budget(text: str) -> float:
-    """'8/255' or '0.0314' -> the budget on [0, 1] images (its range: EvalSettings.check)."""
-    num, _, den = text.partition("/")
-    return float(num) / float(den or 1)  # ValueError, ZeroDivisionError: _list's one-line error
 
 
 def settings_from_args(args):
@@ -191,7 +185,7 @@ def settings_from_args(args):
         data=str(args.data), out=str(args.out), model=str(model), arch=args.arch, split=args.split, onnx=onnx,
         benign=pick("benign"), adversarial=pick("adversarial"),
         methods=_list(pick("methods"), "--methods"), targets=_list(pick("targets"), "--targets"),
-        linf=tuple(sorted(set(_list(args.linf, "--linf", _budget)))),
+        linf=tuple(sorted(set(_list(args.linf, "--linf", image_value)))),
         ks=_counts(pick("ks"), "--ks", int), stds=_counts(pick("stds"), "--stds", float),
         k_attack=_counts(pick("k_attack"), "--k-attack", int), k_pairs=_counts(pick("k_pairs"), "--k-pairs", int),
         k_frame=_counts(pick("k_frame"), "--k-frame", int), k_agree=_counts(pick("k_agree"), "--k-agree", int),
